@@ -1,0 +1,94 @@
+//! The one place where every layer's error becomes an HTTP status, a stable kebab-case code
+//! and a sysexits exit code. Each layer owns its own enum; this module only classifies.
+
+use crate::cache::CacheError;
+use crate::config::ConfigError;
+use crate::query::QueryError;
+use crate::render::RenderError;
+use crate::source::SourceError;
+
+/// Any error the handler or a tool can meet.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// sysexits(3) codes used by the tools.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const USAGE: i32 = 64;
+    pub const DATAERR: i32 = 65;
+    pub const NOINPUT: i32 = 66;
+    pub const UNAVAILABLE: i32 = 69;
+    pub const SOFTWARE: i32 = 70;
+    pub const CANTCREAT: i32 = 73;
+    pub const IOERR: i32 = 74;
+    pub const TEMPFAIL: i32 = 75;
+    pub const NOPERM: i32 = 77;
+    pub const CONFIG: i32 = 78;
+}
+
+impl Error {
+    /// (HTTP status, stable code, exit code) in one table.
+    fn class(&self) -> (u16, &'static str, i32) {
+        match self {
+            Error::Query(_) => (400, "bad-request", exit::USAGE),
+            Error::Source(e) => match e {
+                SourceError::Forbidden(_) => (403, "source-forbidden", exit::NOPERM),
+                SourceError::NotFound(_) => (404, "source-not-found", exit::NOINPUT),
+                SourceError::TooLarge { .. } => (413, "source-too-large", exit::DATAERR),
+                SourceError::Remote(_) => (502, "remote-failed", exit::UNAVAILABLE),
+                SourceError::Io(_) => (500, "source-io", exit::IOERR),
+            },
+            Error::Render(e) => match e {
+                RenderError::NotAnImage => (415, "not-an-image", exit::DATAERR),
+                RenderError::Unsupported(_) => (415, "unsupported-format", exit::DATAERR),
+                RenderError::Corrupt(_) => (422, "corrupt-image", exit::DATAERR),
+                RenderError::Truncated => (422, "truncated-image", exit::DATAERR),
+                RenderError::TooManyPixels { .. } => (413, "too-many-pixels", exit::DATAERR),
+                RenderError::Encode(_) => (500, "encode-failed", exit::SOFTWARE),
+            },
+            Error::Cache(e) => match e {
+                CacheError::Busy(_) => (503, "cache-busy", exit::TEMPFAIL),
+                CacheError::Full => (507, "cache-full", exit::CANTCREAT),
+                CacheError::Index(_) => (500, "cache-index", exit::SOFTWARE),
+                CacheError::Io(_) => (500, "cache-io", exit::IOERR),
+            },
+            Error::Config(_) => (500, "config", exit::CONFIG),
+        }
+    }
+
+    /// The HTTP status a client gets.
+    pub fn status(&self) -> u16 {
+        self.class().0
+    }
+
+    /// A stable kebab-case code, for logs and JSON bodies.
+    pub fn code(&self) -> &'static str {
+        self.class().1
+    }
+
+    /// The sysexits code a tool exits with.
+    pub fn exit_code(&self) -> i32 {
+        self.class().2
+    }
+
+    /// What a client may read: server-side failures say only their code, so no path or
+    /// library message leaks; the full chain goes to the log.
+    pub fn public_message(&self) -> String {
+        if self.status() >= 500 && self.status() != 502 && self.status() != 503 {
+            format!("internal error ({})", self.code())
+        } else {
+            self.to_string()
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! CGI adapter (in progress).

@@ -1,0 +1,1 @@
+//! FastCGI 1.0 responder (in progress).

@@ -1,0 +1,274 @@
+//! HTTP as the handler sees it: a transport-agnostic [`Request`] and [`Response`], and the
+//! adapters that translate CGI, FastCGI and plain HTTP bytes to and from them.
+//!
+//! This module owns no routing and no image logic (see `api`); the adapters only translate.
+
+pub mod cgi;
+pub mod fastcgi;
+pub mod standalone;
+
+use std::fmt;
+
+/// One request, as every transport delivers it.
+///
+/// Values that arrive as bytes (CGI meta-variables, FastCGI params) must be valid UTF-8:
+/// an adapter refuses a request whose meta-variables are not with `400` instead of dropping
+/// them, so the handler never sees a request with parameters silently missing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Request {
+    /// `GET`, `HEAD`, `POST`, … upper case, as sent.
+    pub method: String,
+    /// The path below the script (CGI `PATH_INFO`), percent-decoded, `""` when there is none.
+    pub path: String,
+    /// The raw query string without the `?`, still percent-encoded.
+    pub query: String,
+    /// Request headers with lower-case names (`content-type`, `if-none-match`, …).
+    pub headers: Vec<(String, String)>,
+    /// The request body (empty for `GET`/`HEAD`).
+    pub body: Vec<u8>,
+    /// The peer's address when the transport knows it (CGI `REMOTE_ADDR`).
+    pub remote_addr: Option<String>,
+}
+
+impl Request {
+    /// A `GET` request for `path?query`, for tests and tools.
+    pub fn get(path: &str, query: &str) -> Self {
+        Request {
+            method: "GET".into(),
+            path: path.into(),
+            query: query.into(),
+            ..Request::default()
+        }
+    }
+
+    /// The first header with this (lower-case) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the response should carry no body.
+    pub fn is_head(&self) -> bool {
+        self.method == "HEAD"
+    }
+}
+
+/// One response: status, headers and the whole body.
+///
+/// Bodies are in memory: images served directly are bounded by the render limits, and cached
+/// files are normally served by the web server, not through here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// An empty response with this status.
+    pub fn new(status: u16) -> Self {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// A `text/plain` response with one line of text.
+    pub fn text(status: u16, text: impl fmt::Display) -> Self {
+        let mut body = text.to_string();
+        if !body.ends_with('\n') {
+            body.push('\n');
+        }
+        Response::new(status)
+            .with_header("Content-Type", "text/plain; charset=utf-8")
+            .with_body(body.into_bytes())
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// Replaces the body.
+    pub fn with_body(mut self, body: Vec<u8>) -> Self {
+        self.body = body;
+        self
+    }
+
+    /// The first header with this name, compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Drops the body for a `HEAD` request, keeping `Content-Length` as it would have been.
+    pub fn for_request(mut self, req: &Request) -> Self {
+        if self.header("Content-Length").is_none() {
+            let len = self.body.len().to_string();
+            self.headers.push(("Content-Length".into(), len));
+        }
+        if req.is_head() {
+            self.body.clear();
+        }
+        self
+    }
+}
+
+/// The reason phrase for the statuses this server sends.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        507 => "Insufficient Storage",
+        _ => "Unknown",
+    }
+}
+
+/// Anything that turns a [`Request`] into a [`Response`]; shared by all transports.
+pub trait Handler: Send + Sync {
+    fn handle(&self, req: Request) -> Response;
+}
+
+impl<F> Handler for F
+where
+    F: Fn(Request) -> Response + Send + Sync,
+{
+    fn handle(&self, req: Request) -> Response {
+        self(req)
+    }
+}
+
+/// Builds a [`Request`] from CGI/FastCGI meta-variables given as raw bytes (RFC 3875 §4.1).
+///
+/// Returns the name of the first meta-variable that the handler needs but which is not valid
+/// UTF-8, so that the adapter can answer `400` naming it instead of losing it.
+pub fn request_from_meta_vars<'a, I>(vars: I, body: Vec<u8>) -> Result<Request, String>
+where
+    I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
+{
+    let mut req = Request {
+        body,
+        ..Request::default()
+    };
+    for (name, value) in vars {
+        let text = || {
+            std::str::from_utf8(value)
+                .map(str::to_string)
+                .map_err(|_| String::from_utf8_lossy(name).into_owned())
+        };
+        match name {
+            b"REQUEST_METHOD" => req.method = text()?,
+            b"PATH_INFO" => req.path = text()?,
+            b"QUERY_STRING" => req.query = text()?,
+            b"REMOTE_ADDR" => req.remote_addr = Some(text()?),
+            b"CONTENT_TYPE" => req.headers.push(("content-type".into(), text()?)),
+            b"CONTENT_LENGTH" => {}
+            b"REDIRECT_URL" => req.headers.push(("x-redirect-url".into(), text()?)),
+            _ => {
+                if let Some(h) = name.strip_prefix(b"HTTP_") {
+                    let header = String::from_utf8_lossy(h).to_ascii_lowercase().replace('_', "-");
+                    // Header values may legally carry obs-text; keep them lossily rather than
+                    // refusing a request for a header nobody here reads.
+                    let value = String::from_utf8_lossy(value).into_owned();
+                    req.headers.push((header, value));
+                }
+            }
+        }
+    }
+    if req.method.is_empty() {
+        req.method = "GET".into();
+    }
+    Ok(req)
+}
+
+/// Serialises a response head the CGI way (`Status:` line, headers, blank line), which is also
+/// what a FastCGI responder writes to its `FCGI_STDOUT` stream.
+pub fn cgi_head(resp: &Response) -> Vec<u8> {
+    let mut out = format!("Status: {} {}\r\n", resp.status, reason(resp.status));
+    for (name, value) in &resp.headers {
+        // A header value must never be able to start a new header or the body.
+        let value: String = value.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+        out.push_str(name);
+        out.push_str(": ");
+        out.push_str(&value);
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_vars_become_a_request() {
+        let vars: Vec<(&[u8], &[u8])> = vec![
+            (b"REQUEST_METHOD", b"HEAD"),
+            (b"QUERY_STRING", b"src=a.jpg&width=10"),
+            (b"PATH_INFO", b"/x"),
+            (b"HTTP_IF_NONE_MATCH", b"\"abc\""),
+        ];
+        let req = request_from_meta_vars(vars, Vec::new()).unwrap();
+        assert_eq!(req.method, "HEAD");
+        assert_eq!(req.query, "src=a.jpg&width=10");
+        assert_eq!(req.path, "/x");
+        assert_eq!(req.header("if-none-match"), Some("\"abc\""));
+    }
+
+    #[test]
+    fn non_utf8_meta_var_is_named_not_dropped() {
+        let vars: Vec<(&[u8], &[u8])> = vec![
+            (b"PATH_INFO", b"/x/\xff"),
+            (b"QUERY_STRING", b"src=a.jpg"),
+        ];
+        assert_eq!(
+            request_from_meta_vars(vars, Vec::new()),
+            Err("PATH_INFO".to_string())
+        );
+    }
+
+    #[test]
+    fn head_keeps_length_drops_body() {
+        let req = Request {
+            method: "HEAD".into(),
+            ..Request::default()
+        };
+        let resp = Response::text(200, "hello").for_request(&req);
+        assert!(resp.body.is_empty());
+        assert_eq!(resp.header("content-length"), Some("6"));
+    }
+
+    #[test]
+    fn cgi_head_strips_newlines_from_values() {
+        let resp = Response::new(302).with_header("Location", "/a\r\nSet-Cookie: x");
+        let head = String::from_utf8(cgi_head(&resp)).unwrap();
+        assert_eq!(
+            head,
+            "Status: 302 Found\r\nLocation: /aSet-Cookie: x\r\n\r\n"
+        );
+    }
+}

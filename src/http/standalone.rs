@@ -1,0 +1,1 @@
+//! Standalone HTTP adapter (in progress).

@@ -1,0 +1,15 @@
+//! imgserv: an image server shipped as a CGI/FastCGI executable suite.
+//!
+//! The library holds all logic; the binaries in `bin/` parse flags, load the configuration and
+//! call one function here. Pure code (`geometry`, `query`) sits at the bottom, I/O (`source`,
+//! `render`, `cache`) behind small types, and `http` translates transports to one handler.
+
+pub mod api;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod geometry;
+pub mod http;
+pub mod query;
+pub mod render;
+pub mod source;

@@ -1,0 +1,1 @@
+//! Local sources (in progress).
