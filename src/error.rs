@@ -43,6 +43,7 @@ impl Error {
         match self {
             Error::Query(_) => (400, "bad-request", exit::USAGE),
             Error::Source(e) => match e {
+                SourceError::Invalid(_) => (400, "bad-source", exit::USAGE),
                 SourceError::Forbidden(_) => (403, "source-forbidden", exit::NOPERM),
                 SourceError::NotFound(_) => (404, "source-not-found", exit::NOINPUT),
                 SourceError::TooLarge { .. } => (413, "source-too-large", exit::DATAERR),

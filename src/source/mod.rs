@@ -9,6 +9,10 @@ use std::io;
 /// Why a source could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// The `src` is not a usable path or URL (empty, NUL bytes, a URL that does not parse, a
+    /// scheme other than http/https).
+    #[error("{0}")]
+    Invalid(String),
     /// The `src` escapes the originals root (`..`, an absolute path, a symlink leading outside),
     /// or names a remote host that is not allowed or resolves to a refused address.
     #[error("{0}")]
