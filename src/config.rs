@@ -1,9 +1,29 @@
-//! Configuration: TOML file, environment, flags.
+//! Configuration: the TOML file, `IMGSERV_*` environment overrides and command-line overrides,
+//! merged in one place ([`load`]) and validated into typed values ([`Config`]).
+//!
+//! Raw serde structs mirror the file (`deny_unknown_fields`); `validate` turns them into sizes in
+//! bytes, durations, absolute paths and enums, and every message names its key. This module
+//! reads the file and the environment but creates no directories and opens no databases.
+
+use std::collections::BTreeMap;
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::geometry::Raster;
+use crate::render::{Filter, RenderOptions};
+use crate::source::remote::RemoteOptions;
+
+/// Where the configuration is read from when neither `--config` nor `IMGSERV_CONFIG` says.
+pub const DEFAULT_PATH: &str = "/etc/imgserv/imgserv.toml";
 
 /// A configuration problem; the message names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A key has an unusable value.
+    /// A key has an unusable value (or a required one is missing).
     #[error("{key}: {msg}")]
     Invalid { key: String, msg: String },
     /// The file cannot be read.
@@ -12,7 +32,879 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    /// The file is not valid TOML or has unknown keys.
+    /// The file is not valid TOML, or has an unknown key or a value of the wrong type.
     #[error("{path}: {msg}")]
     Parse { path: String, msg: String },
+}
+
+/// Several problems at once, so that `check-config` can report all of them.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (for messages), if any.
+    pub path: Option<PathBuf>,
+    pub originals: OriginalsConfig,
+    pub cache: CacheConfig,
+    pub state: StateConfig,
+    pub limits: Limits,
+    pub render: RenderOptions,
+    pub remote: RemoteConfig,
+    pub server: ServerConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct OriginalsConfig {
+    /// Absolute directory that local `src` paths are resolved under.
+    pub root: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Absolute directory the variants are written to (served statically by the web server).
+    pub dir: PathBuf,
+    /// URL prefix under which the web server serves `dir`, without a trailing slash.
+    pub url: String,
+    pub raster: Raster,
+    /// Space limit in bytes for all variants together.
+    pub max_bytes: u64,
+    /// `Cache-Control` of the redirect.
+    pub redirect_cache_control: String,
+    /// `Cache-Control` of cached files when this program serves them itself.
+    pub file_cache_control: String,
+    /// Answer with the bytes (`200`) instead of a redirect.
+    pub serve_direct: bool,
+    /// A hit refreshes an entry's last-access time at most this often.
+    pub access_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// Absolute directory for the SQLite index and local copies of remote originals.
+    pub dir: PathBuf,
+}
+
+impl StateConfig {
+    /// The cache index database.
+    pub fn index_path(&self) -> PathBuf {
+        self.dir.join("cache.sqlite")
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest original, in pixels, read from the header before decoding.
+    pub max_pixels: u64,
+    /// Largest `width` a request may ask for.
+    pub max_width: u32,
+    /// Largest `height` a request may ask for.
+    pub max_height: u32,
+    /// Largest original file, in bytes.
+    pub max_source_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RemoteConfig {
+    pub allow_hosts: Vec<String>,
+    pub allow_private: bool,
+    pub max_redirects: u32,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub ttl: Duration,
+}
+
+impl Config {
+    /// The options for fetching remote originals; local copies live under the state directory.
+    pub fn remote_options(&self) -> RemoteOptions {
+        RemoteOptions {
+            allow_hosts: self.remote.allow_hosts.clone(),
+            allow_private: self.remote.allow_private,
+            max_redirects: self.remote.max_redirects,
+            connect_timeout: self.remote.connect_timeout,
+            timeout: self.remote.timeout,
+            max_bytes: self.limits.max_source_bytes,
+            ttl: self.remote.ttl,
+            dir: self.state.dir.join("remote"),
+            user_agent: concat!("imgserv/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ServerConfig {
+    /// Requests handled at once by the FastCGI and standalone servers.
+    pub workers: usize,
+    /// Open connections at once.
+    pub max_conns: usize,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw structs: the file as written.
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    originals: RawOriginals,
+    #[serde(default)]
+    cache: RawCache,
+    #[serde(default)]
+    state: RawState,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    render: RawRender,
+    #[serde(default)]
+    remote: RawRemote,
+    #[serde(default)]
+    server: RawServer,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOriginals {
+    root: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    dir: Option<String>,
+    url: Option<String>,
+    raster: Option<i64>,
+    max_bytes: Option<SizeValue>,
+    cache_control: Option<String>,
+    file_cache_control: Option<String>,
+    serve_direct: Option<bool>,
+    access_interval: Option<DurationValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_pixels: Option<i64>,
+    max_width: Option<i64>,
+    max_height: Option<i64>,
+    max_source_bytes: Option<SizeValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRender {
+    quality: Option<i64>,
+    webp_quality: Option<i64>,
+    filter: Option<String>,
+    png_compression: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemote {
+    allow_hosts: Option<Vec<String>>,
+    allow_private: Option<bool>,
+    max_redirects: Option<i64>,
+    connect_timeout: Option<DurationValue>,
+    timeout: Option<DurationValue>,
+    ttl: Option<DurationValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    workers: Option<i64>,
+    max_conns: Option<i64>,
+}
+
+/// A size: an integer number of bytes or a string like `"2 GiB"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(i64),
+    Text(String),
+}
+
+/// A duration: an integer number of seconds or a string like `"90s"`, `"5m"`, `"1h"`, `"7d"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum DurationValue {
+    Seconds(i64),
+    Text(String),
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading.
+
+/// Which file to read: `--config` wins, then `IMGSERV_CONFIG`, then [`DEFAULT_PATH`].
+pub fn config_path(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    match env::var_os("IMGSERV_CONFIG") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(DEFAULT_PATH),
+    }
+}
+
+/// Loads the configuration: defaults < file < `IMGSERV_*` environment < `overrides`.
+///
+/// `overrides` are `("section.key", "value")` pairs from command-line flags; values and
+/// environment values are read as TOML values when they parse as one (`5`, `true`,
+/// `["a", "b"]`) and as strings otherwise.
+pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<Config, ConfigErrors> {
+    let text = fs::read_to_string(path).map_err(|source| {
+        ConfigErrors(vec![ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        }])
+    })?;
+    let env_overrides = env_overrides(env::vars());
+    let base = path.parent().unwrap_or(Path::new("/"));
+    let base = if base.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        base
+    };
+    let mut config = from_str_with(
+        &text,
+        &path.display().to_string(),
+        base,
+        &env_overrides,
+        overrides,
+    )?;
+    config.path = Some(path.to_path_buf());
+    Ok(config)
+}
+
+/// Parses and validates configuration text; relative paths are taken from `base`.
+pub fn from_str(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
+    from_str_with(text, "config", base, &[], &[])
+}
+
+fn from_str_with(
+    text: &str,
+    origin: &str,
+    base: &Path,
+    env_overrides: &[(String, String)],
+    overrides: &[(String, String)],
+) -> Result<Config, ConfigErrors> {
+    let parse_err = |msg: String| {
+        ConfigErrors(vec![ConfigError::Parse {
+            path: origin.to_string(),
+            msg,
+        }])
+    };
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+    // Deserialising the text itself first gives messages with line and column for the file.
+    toml::from_str::<Raw>(text).map_err(|e| parse_err(e.to_string()))?;
+    let mut problems = Vec::new();
+    for (key, value) in env_overrides.iter().chain(overrides) {
+        if let Err(msg) = set_dotted(&mut table, key, value) {
+            problems.push(ConfigError::Invalid {
+                key: key.clone(),
+                msg,
+            });
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ConfigErrors(problems));
+    }
+    let raw: Raw = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| {
+            parse_err(format!("in an IMGSERV_* variable or flag: {}", e.message()))
+        })?;
+    validate(raw, base)
+}
+
+/// `IMGSERV_CACHE_MAX_BYTES=1GiB` → `("cache.max_bytes", "1GiB")`. `IMGSERV_CONFIG` and
+/// `IMGSERV_LOG` are not configuration keys and are skipped.
+fn env_overrides(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    const SECTIONS: [&str; 7] = [
+        "originals",
+        "cache",
+        "state",
+        "limits",
+        "render",
+        "remote",
+        "server",
+    ];
+    let mut out = Vec::new();
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix("IMGSERV_") else {
+            continue;
+        };
+        let rest = rest.to_ascii_lowercase();
+        for section in SECTIONS {
+            if let Some(key) = rest.strip_prefix(section).and_then(|k| k.strip_prefix('_')) {
+                out.push((format!("{section}.{key}"), value.clone()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn set_dotted(table: &mut toml::Table, key: &str, value: &str) -> Result<(), String> {
+    let (section, name) = key
+        .split_once('.')
+        .ok_or_else(|| "expected section.key".to_string())?;
+    if !known_keys()
+        .get(section)
+        .is_some_and(|keys| keys.contains(&name))
+    {
+        return Err("no such configuration key".into());
+    }
+    let value = parse_override_value(value);
+    let entry = table
+        .entry(section.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    match entry {
+        toml::Value::Table(t) => {
+            t.insert(name.to_string(), value);
+            Ok(())
+        }
+        _ => Err(format!("{section} is not a table")),
+    }
+}
+
+fn parse_override_value(value: &str) -> toml::Value {
+    let doc = format!("v = {value}");
+    match doc.parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(value.into())),
+        Err(_) => toml::Value::String(value.to_string()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation.
+
+/// Collects problems so that all of them are reported at once.
+struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    fn add(&mut self, key: &str, msg: impl Into<String>) {
+        self.0.push(ConfigError::Invalid {
+            key: key.to_string(),
+            msg: msg.into(),
+        });
+    }
+
+    /// `value` as an integer within `min..=max`, or `default` when absent.
+    fn int<T: TryFrom<i64> + Copy>(
+        &mut self,
+        key: &str,
+        value: Option<i64>,
+        min: i64,
+        max: i64,
+        default: T,
+    ) -> T {
+        match value {
+            None => default,
+            Some(v) if v < min || v > max => {
+                self.add(
+                    key,
+                    format!("expected an integer from {min} to {max}, got {v}"),
+                );
+                default
+            }
+            Some(v) => T::try_from(v).unwrap_or(default),
+        }
+    }
+
+    fn size(&mut self, key: &str, value: Option<&SizeValue>, default: u64) -> u64 {
+        let parsed = match value {
+            None => return default,
+            Some(SizeValue::Bytes(n)) => u64::try_from(*n).map_err(|_| n.to_string()),
+            Some(SizeValue::Text(t)) => parse_size(t).ok_or_else(|| format!("{t:?}")),
+        };
+        parsed.unwrap_or_else(|got| {
+            self.add(
+                key,
+                format!("expected a size like \"2 GiB\" or a number of bytes, got {got}"),
+            );
+            default
+        })
+    }
+
+    fn duration(
+        &mut self,
+        key: &str,
+        value: Option<&DurationValue>,
+        default: Duration,
+    ) -> Duration {
+        let parsed = match value {
+            None => return default,
+            Some(DurationValue::Seconds(n)) => u64::try_from(*n)
+                .map(Duration::from_secs)
+                .map_err(|_| n.to_string()),
+            Some(DurationValue::Text(t)) => parse_duration(t).ok_or_else(|| format!("{t:?}")),
+        };
+        parsed.unwrap_or_else(|got| {
+            self.add(
+                key,
+                format!("expected a duration like \"90s\", \"5m\", \"1h\" or \"7d\", got {got}"),
+            );
+            default
+        })
+    }
+
+    fn dir(&mut self, key: &str, value: Option<&str>, default: &str, base: &Path) -> PathBuf {
+        let text = value.unwrap_or(default);
+        if text.is_empty() {
+            self.add(key, "expected a directory, got an empty string");
+        }
+        let path = Path::new(text);
+        let path = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            base.join(path)
+        };
+        match fs::metadata(&path) {
+            Ok(m) if !m.is_dir() => self.add(key, format!("{} is not a directory", path.display())),
+            _ => {}
+        }
+        // Canonical when it exists, so that containment checks compare real paths.
+        fs::canonicalize(&path).unwrap_or(path)
+    }
+}
+
+fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
+    let mut p = Problems(Vec::new());
+
+    let root = p.dir(
+        "originals.root",
+        raw.originals.root.as_deref(),
+        "/srv/imgserv/originals",
+        base,
+    );
+    if !root.is_dir()
+        && !p
+            .0
+            .iter()
+            .any(|e| matches!(e, ConfigError::Invalid { key, .. } if key == "originals.root"))
+    {
+        p.add(
+            "originals.root",
+            format!("{} does not exist", root.display()),
+        );
+    }
+
+    let cache_dir = p.dir(
+        "cache.dir",
+        raw.cache.dir.as_deref(),
+        "/var/cache/imgserv",
+        base,
+    );
+    let url = raw.cache.url.unwrap_or_else(|| "/imgserv-cache".into());
+    let url_ok =
+        (url.starts_with('/') || url.starts_with("http://") || url.starts_with("https://"))
+            && !url
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#');
+    if !url_ok {
+        p.add(
+            "cache.url",
+            format!("expected a path like \"/imgserv-cache\" or an http(s) URL, got {url:?}"),
+        );
+    }
+    let url = url.trim_end_matches('/').to_string();
+    let raster = p.int::<u32>("cache.raster", raw.cache.raster, 1, 10_000, 50);
+    let raster = Raster::new(raster).unwrap_or_default();
+    let max_bytes = p.size("cache.max_bytes", raw.cache.max_bytes.as_ref(), 2 << 30);
+    if max_bytes == 0 {
+        p.add("cache.max_bytes", "must be more than 0");
+    }
+    let access_interval = p.duration(
+        "cache.access_interval",
+        raw.cache.access_interval.as_ref(),
+        Duration::from_secs(60),
+    );
+
+    let state_dir = p.dir(
+        "state.dir",
+        raw.state.dir.as_deref(),
+        "/var/lib/imgserv",
+        base,
+    );
+    if state_dir.starts_with(&cache_dir) {
+        p.add(
+            "state.dir",
+            "must not be inside cache.dir: the web server would publish the index",
+        );
+    }
+
+    let max_pixels = p.int::<u64>(
+        "limits.max_pixels",
+        raw.limits.max_pixels,
+        1,
+        1 << 40,
+        50_000_000,
+    );
+    let max_width = p.int::<u32>("limits.max_width", raw.limits.max_width, 1, 65_535, 4096);
+    let max_height = p.int::<u32>("limits.max_height", raw.limits.max_height, 1, 65_535, 4096);
+    let max_source_bytes = p.size(
+        "limits.max_source_bytes",
+        raw.limits.max_source_bytes.as_ref(),
+        64 << 20,
+    );
+
+    let quality = p.int::<u8>("render.quality", raw.render.quality, 1, 100, 85);
+    let webp_quality = p.int::<u8>("render.webp_quality", raw.render.webp_quality, 1, 100, 80);
+    let filter = match raw.render.filter.as_deref() {
+        None => Filter::default(),
+        Some(name) => Filter::from_name(name).unwrap_or_else(|| {
+            p.add(
+                "render.filter",
+                format!("expected one of {}, got {name:?}", Filter::NAMES.join(", ")),
+            );
+            Filter::default()
+        }),
+    };
+    let png_fast = match raw.render.png_compression.as_deref() {
+        None | Some("fast") => true,
+        Some("best") => false,
+        Some(other) => {
+            p.add(
+                "render.png_compression",
+                format!("expected \"fast\" or \"best\", got {other:?}"),
+            );
+            true
+        }
+    };
+
+    let allow_hosts = raw.remote.allow_hosts.unwrap_or_default();
+    for host in &allow_hosts {
+        let bare = host.strip_prefix("*.").unwrap_or(host);
+        if bare.is_empty() || bare.contains(['/', ':', '*', ' ', '@']) {
+            p.add("remote.allow_hosts", format!("expected host names like \"images.example.com\" or \"*.example.com\", got {host:?}"));
+        }
+    }
+    let remote = RemoteConfig {
+        allow_hosts: allow_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        allow_private: raw.remote.allow_private.unwrap_or(false),
+        max_redirects: p.int::<u32>("remote.max_redirects", raw.remote.max_redirects, 0, 20, 3),
+        connect_timeout: p.duration(
+            "remote.connect_timeout",
+            raw.remote.connect_timeout.as_ref(),
+            Duration::from_secs(5),
+        ),
+        timeout: p.duration(
+            "remote.timeout",
+            raw.remote.timeout.as_ref(),
+            Duration::from_secs(20),
+        ),
+        ttl: p.duration(
+            "remote.ttl",
+            raw.remote.ttl.as_ref(),
+            Duration::from_secs(3600),
+        ),
+    };
+
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let server = ServerConfig {
+        workers: p.int::<usize>("server.workers", raw.server.workers, 1, 1024, cores),
+        max_conns: p.int::<usize>("server.max_conns", raw.server.max_conns, 1, 65_536, 256),
+    };
+
+    if !p.0.is_empty() {
+        return Err(ConfigErrors(p.0));
+    }
+    Ok(Config {
+        path: None,
+        originals: OriginalsConfig { root },
+        cache: CacheConfig {
+            dir: cache_dir,
+            url,
+            raster,
+            max_bytes,
+            redirect_cache_control: raw
+                .cache
+                .cache_control
+                .unwrap_or_else(|| "public, max-age=3600".into()),
+            file_cache_control: raw
+                .cache
+                .file_cache_control
+                .unwrap_or_else(|| "public, max-age=31536000, immutable".into()),
+            serve_direct: raw.cache.serve_direct.unwrap_or(false),
+            access_interval,
+        },
+        state: StateConfig { dir: state_dir },
+        limits: Limits {
+            max_pixels,
+            max_width,
+            max_height,
+            max_source_bytes,
+        },
+        render: RenderOptions {
+            quality,
+            webp_quality,
+            filter,
+            png_fast,
+            max_pixels,
+        },
+        remote,
+        server,
+    })
+}
+
+/// `"2 GiB"`, `"500MB"`, `"1.5 GiB"`, `"4096"`, `"10k"` → bytes. Binary (`KiB`) and decimal (`KB`)
+/// units; a bare `K`/`M`/`G`/`T` is binary, as in most Unix tools.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return None,
+    };
+    let bytes = num * mult as f64;
+    (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
+}
+
+/// `"90s"`, `"5m"`, `"1h"`, `"7d"`, `"2w"`, `"30"` (seconds) → a duration.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit.trim() {
+        "" | "s" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return None,
+    };
+    n.checked_mul(mult).map(Duration::from_secs)
+}
+
+/// Every `section.key` the file may contain, for docs and the sample-config test.
+pub fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
+    BTreeMap::from([
+        ("originals", &["root"][..]),
+        (
+            "cache",
+            &[
+                "dir",
+                "url",
+                "raster",
+                "max_bytes",
+                "cache_control",
+                "file_cache_control",
+                "serve_direct",
+                "access_interval",
+            ][..],
+        ),
+        ("state", &["dir"][..]),
+        (
+            "limits",
+            &["max_pixels", "max_width", "max_height", "max_source_bytes"][..],
+        ),
+        (
+            "render",
+            &["quality", "webp_quality", "filter", "png_compression"][..],
+        ),
+        (
+            "remote",
+            &[
+                "allow_hosts",
+                "allow_private",
+                "max_redirects",
+                "connect_timeout",
+                "timeout",
+                "ttl",
+            ][..],
+        ),
+        ("server", &["workers", "max_conns"][..]),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dirs() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("originals")).unwrap();
+        d
+    }
+
+    fn minimal() -> &'static str {
+        "[originals]\nroot = \"originals\"\n[state]\ndir = \"state\"\n[cache]\ndir = \"cache\"\n"
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let d = dirs();
+        let c = from_str(minimal(), d.path()).unwrap();
+        assert_eq!(
+            c.originals.root,
+            fs::canonicalize(d.path().join("originals")).unwrap()
+        );
+        assert_eq!(c.cache.dir, d.path().join("cache"));
+        assert_eq!(c.cache.raster.get(), 50);
+        assert_eq!(c.cache.max_bytes, 2 << 30);
+        assert_eq!(c.cache.url, "/imgserv-cache");
+        assert_eq!(c.limits.max_pixels, 50_000_000);
+        assert_eq!(c.render.quality, 85);
+        assert!(c.remote.allow_hosts.is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let d = dirs();
+        let text = format!(
+            "{}raster = 0\nmax_bytes = \"2 gigs\"\nurl = \"cache url\"\n[limits]\nmax_width = -5\n[render]\nfilter = \"sinc\"\nquality = 101\n[remote]\nallow_hosts = [\"http://x\"]\nttl = \"soon\"\n",
+            minimal()
+        );
+        let errs = from_str(&text, d.path()).unwrap_err().to_string();
+        for want in [
+            "cache.raster: expected an integer from 1 to 10000, got 0",
+            "cache.max_bytes: expected a size like \"2 GiB\"",
+            "cache.url: expected a path",
+            "limits.max_width: expected an integer from 1 to 65535, got -5",
+            "render.filter: expected one of",
+            "render.quality: expected an integer from 1 to 100, got 101",
+            "remote.allow_hosts: expected host names",
+            "remote.ttl: expected a duration",
+        ] {
+            assert!(errs.contains(want), "missing {want:?} in:\n{errs}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_named() {
+        let d = dirs();
+        let errs = from_str(&format!("{}max_byte = 5\n", minimal()), d.path())
+            .unwrap_err()
+            .to_string();
+        assert!(errs.contains("max_byte"), "{errs}");
+        let errs = from_str("[cache]\nserve_direct = \"yes\"\n", d.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            errs.contains("serve_direct") || errs.contains("bool"),
+            "{errs}"
+        );
+    }
+
+    #[test]
+    fn missing_originals_root_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let errs = from_str(minimal(), d.path()).unwrap_err().to_string();
+        assert!(errs.starts_with("originals.root: "), "{errs}");
+        assert!(errs.contains("does not exist"), "{errs}");
+    }
+
+    #[test]
+    fn state_inside_cache_is_refused() {
+        let d = dirs();
+        let text =
+            "[originals]\nroot = \"originals\"\n[cache]\ndir = \"c\"\n[state]\ndir = \"c/state\"\n";
+        let errs = from_str(text, d.path()).unwrap_err().to_string();
+        assert!(
+            errs.contains("state.dir: must not be inside cache.dir"),
+            "{errs}"
+        );
+    }
+
+    #[test]
+    fn precedence_file_env_flags() {
+        let d = dirs();
+        let path = d.path().join("imgserv.toml");
+        fs::write(
+            &path,
+            format!("{}raster = 10\nmax_bytes = \"1 MiB\"\n", minimal()),
+        )
+        .unwrap();
+        let env = env_overrides(
+            [
+                ("IMGSERV_CACHE_RASTER".to_string(), "20".to_string()),
+                ("IMGSERV_CACHE_MAX_BYTES".to_string(), "2 MiB".to_string()),
+                ("IMGSERV_CONFIG".to_string(), "/x".to_string()),
+                ("OTHER".to_string(), "1".to_string()),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(env.len(), 2);
+        let flags = vec![("cache.raster".to_string(), "30".to_string())];
+        let text = fs::read_to_string(&path).unwrap();
+        let c = from_str_with(&text, "t", d.path(), &env, &flags).unwrap();
+        assert_eq!(c.cache.raster.get(), 30, "flags beat env");
+        assert_eq!(c.cache.max_bytes, 2 << 20, "env beats file");
+        let c = from_str_with(&text, "t", d.path(), &[], &[]).unwrap();
+        assert_eq!(c.cache.raster.get(), 10, "file beats defaults");
+    }
+
+    #[test]
+    fn config_path_precedence() {
+        assert_eq!(
+            config_path(Some(Path::new("/a.toml"))),
+            PathBuf::from("/a.toml")
+        );
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        for (t, want) in [
+            ("2 GiB", Some(2u64 << 30)),
+            ("500MB", Some(500_000_000)),
+            ("1.5 KiB", Some(1536)),
+            ("4096", Some(4096)),
+            ("10k", Some(10240)),
+            ("2 gigs", None),
+            ("", None),
+            ("-1", None),
+        ] {
+            assert_eq!(parse_size(t), want, "{t}");
+        }
+        for (t, want) in [
+            ("90s", Some(90)),
+            ("5m", Some(300)),
+            ("1h", Some(3600)),
+            ("7d", Some(604_800)),
+            ("30", Some(30)),
+            ("soon", None),
+            ("1.5h", None),
+        ] {
+            assert_eq!(parse_duration(t), want.map(Duration::from_secs), "{t}");
+        }
+    }
 }

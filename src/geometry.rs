@@ -46,7 +46,9 @@ impl FromStr for Size {
             .ok_or_else(|| format!("expected WIDTHxHEIGHT like \"800x600\", got {s:?}"))?;
         let side = |t: &str| match t.parse::<u32>() {
             Ok(n) if n > 0 && t.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
-            _ => Err(format!("expected WIDTHxHEIGHT with integers > 0, got {s:?}")),
+            _ => Err(format!(
+                "expected WIDTHxHEIGHT with integers > 0, got {s:?}"
+            )),
         };
         Ok(Size::new(side(w)?, side(h)?))
     }
@@ -173,12 +175,18 @@ mod tests {
             let s = fit(o, b, rs);
             let ctx = format!("{o} into {b} raster {}", rs.get());
             assert!(s.width >= 1 && s.height >= 1, "{ctx}: empty {s}");
-            assert!(s.width <= o.width && s.height <= o.height, "{ctx}: upscaled {s}");
+            assert!(
+                s.width <= o.width && s.height <= o.height,
+                "{ctx}: upscaled {s}"
+            );
             if b.width >= o.width && b.height >= o.height {
                 assert_eq!(s, o, "{ctx}");
                 return;
             }
-            assert!(s.width <= b.width && s.height <= b.height, "{ctx}: {s} outside box");
+            assert!(
+                s.width <= b.width && s.height <= b.height,
+                "{ctx}: {s} outside box"
+            );
             let step = rs.get();
             assert!(
                 s.width % step == 0 || s.width < step,
@@ -229,7 +237,9 @@ mod tests {
     #[test]
     fn size_parses() {
         assert_eq!("800x600".parse::<Size>(), Ok(Size::new(800, 600)));
-        for bad in ["800", "0x600", "800x", "x600", "-1x5", "8a0x600", "+8x6", " 8x6"] {
+        for bad in [
+            "800", "0x600", "800x", "x600", "-1x5", "8a0x600", "+8x6", " 8x6",
+        ] {
             assert!(bad.parse::<Size>().is_err(), "{bad}");
         }
     }

@@ -189,7 +189,9 @@ where
             b"REDIRECT_URL" => req.headers.push(("x-redirect-url".into(), text()?)),
             _ => {
                 if let Some(h) = name.strip_prefix(b"HTTP_") {
-                    let header = String::from_utf8_lossy(h).to_ascii_lowercase().replace('_', "-");
+                    let header = String::from_utf8_lossy(h)
+                        .to_ascii_lowercase()
+                        .replace('_', "-");
                     // Header values may legally carry obs-text; keep them lossily rather than
                     // refusing a request for a header nobody here reads.
                     let value = String::from_utf8_lossy(value).into_owned();
@@ -241,10 +243,8 @@ mod tests {
 
     #[test]
     fn non_utf8_meta_var_is_named_not_dropped() {
-        let vars: Vec<(&[u8], &[u8])> = vec![
-            (b"PATH_INFO", b"/x/\xff"),
-            (b"QUERY_STRING", b"src=a.jpg"),
-        ];
+        let vars: Vec<(&[u8], &[u8])> =
+            vec![(b"PATH_INFO", b"/x/\xff"), (b"QUERY_STRING", b"src=a.jpg")];
         assert_eq!(
             request_from_meta_vars(vars, Vec::new()),
             Err("PATH_INFO".to_string())
