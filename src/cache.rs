@@ -1,6 +1,25 @@
-//! Variants on disk, indexed in SQLite, evicted least-recently-used first.
+//! Variants on disk under `[cache] dir`, indexed in SQLite under `[state] dir`, kept under a
+//! space limit by evicting the least recently used.
+//!
+//! Layout: `r/<aa>/<30 hex>/<16 hex>/<w>x<h>.<ext>` — the first 32 hex digits hash the source's
+//! identity (its canonical path or URL), the next directory its version (size + mtime, or
+//! content hash), so a changed original never serves stale bytes and no `src` can collide with
+//! another or reach outside the cache. Files are written to a temporary name in the same
+//! directory and renamed, so a half-written file is never visible; rows and files go together.
+//!
+//! This module stores and evicts; it does not decode, render or fetch.
 
-use std::io;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use sha2::{Digest, Sha256};
+
+use crate::geometry::Size;
+use crate::render::Format;
 
 /// Why the cache could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -13,8 +32,610 @@ pub enum CacheError {
     Full,
     /// The SQLite index failed.
     #[error("cache index: {0}")]
-    Index(#[from] rusqlite::Error),
+    Index(rusqlite::Error),
     /// Writing or removing a cached file failed.
     #[error("cache i/o: {0}")]
     Io(#[from] io::Error),
+}
+
+impl From<rusqlite::Error> for CacheError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                CacheError::Busy(e.to_string())
+            }
+            _ => CacheError::Index(e),
+        }
+    }
+}
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sources (
+    id      INTEGER PRIMARY KEY,
+    ident   TEXT NOT NULL,              -- 'local:<path>' or 'remote:<url>'
+    version TEXT NOT NULL,              -- changes whenever the original's bytes may have
+    dir     TEXT NOT NULL,              -- its variants' directory, relative to the cache dir
+    format  TEXT NOT NULL,
+    width   INTEGER NOT NULL,           -- as displayed (after EXIF orientation)
+    height  INTEGER NOT NULL,
+    created INTEGER NOT NULL,
+    UNIQUE (ident, version)
+);
+CREATE TABLE IF NOT EXISTS variants (
+    path        TEXT PRIMARY KEY,       -- relative to the cache dir; the cache key
+    source_id   INTEGER NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+    width       INTEGER NOT NULL,
+    height      INTEGER NOT NULL,
+    bytes       INTEGER NOT NULL,
+    created     INTEGER NOT NULL,
+    last_access INTEGER NOT NULL,
+    hits        INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS variants_lru ON variants (last_access, created);
+CREATE INDEX IF NOT EXISTS variants_source ON variants (source_id);
+-- Running totals, so that the space check never scans the table.
+CREATE TABLE IF NOT EXISTS totals (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    bytes INTEGER NOT NULL,
+    count INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO totals VALUES (1, 0, 0);
+CREATE TRIGGER IF NOT EXISTS variants_added AFTER INSERT ON variants BEGIN
+    UPDATE totals SET bytes = bytes + NEW.bytes, count = count + 1 WHERE id = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS variants_removed AFTER DELETE ON variants BEGIN
+    UPDATE totals SET bytes = bytes - OLD.bytes, count = count - 1 WHERE id = 1;
+END;
+";
+
+/// Who a source is: a stable identity and a version that changes with its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceKey {
+    /// `local:<canonical path below the originals root>` or `remote:<url>`.
+    pub ident: String,
+    pub version: String,
+}
+
+impl SourceKey {
+    /// The directory of this source's variants, relative to the cache dir.
+    pub fn dir(&self) -> String {
+        let ident = hex(&Sha256::digest(self.ident.as_bytes()));
+        let version = hex(&Sha256::digest(self.version.as_bytes()));
+        format!("r/{}/{}/{}", &ident[..2], &ident[2..32], &version[..16])
+    }
+}
+
+/// What the index knows about a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    pub id: i64,
+    pub format: Format,
+    /// As displayed.
+    pub size: Size,
+    pub dir: String,
+    pub variants: Vec<KnownVariant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownVariant {
+    pub path: String,
+    pub last_access: i64,
+}
+
+/// The relative path of a variant of `size` in `dir`.
+pub fn variant_path(dir: &str, size: Size, format: Format) -> String {
+    format!("{dir}/{}x{}.{}", size.width, size.height, format.ext())
+}
+
+/// Totals of the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Totals {
+    pub bytes: u64,
+    pub count: u64,
+}
+
+/// The cache: a directory of files and their index.
+pub struct Cache {
+    conn: Connection,
+    dir: PathBuf,
+    locks: PathBuf,
+    max_bytes: u64,
+    access_interval: Duration,
+}
+
+impl Cache {
+    /// Opens (creating when missing) the cache directory and its index.
+    pub fn open(
+        dir: &Path,
+        index: &Path,
+        max_bytes: u64,
+        access_interval: Duration,
+    ) -> Result<Cache, CacheError> {
+        fs::create_dir_all(dir)?;
+        let state = index.parent().unwrap_or(Path::new("."));
+        let locks = state.join("locks");
+        fs::create_dir_all(&locks)?;
+        let conn = Connection::open(index)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        // WAL: readers never block the writer; NORMAL sync is durable enough for a cache.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version < SCHEMA_VERSION {
+            let mut conn = conn;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute_batch(SCHEMA)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            tx.commit()?;
+            return Ok(Cache {
+                conn,
+                dir: dir.to_path_buf(),
+                locks,
+                max_bytes,
+                access_interval,
+            });
+        }
+        Ok(Cache {
+            conn,
+            dir: dir.to_path_buf(),
+            locks,
+            max_bytes,
+            access_interval,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The absolute path of a variant.
+    pub fn file(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// The source and all its variants, in one indexed read.
+    pub fn lookup(&self, key: &SourceKey) -> Result<Option<Known>, CacheError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT s.id, s.format, s.width, s.height, s.dir, v.path, v.last_access
+             FROM sources s LEFT JOIN variants v ON v.source_id = s.id
+             WHERE s.ident = ?1 AND s.version = ?2",
+        )?;
+        let mut rows = stmt.query(params![key.ident, key.version])?;
+        let mut known: Option<Known> = None;
+        while let Some(row) = rows.next()? {
+            let k = match known.as_mut() {
+                Some(k) => k,
+                None => {
+                    let format: String = row.get(1)?;
+                    known.insert(Known {
+                        id: row.get(0)?,
+                        format: Format::from_ext(&format).ok_or_else(|| {
+                            CacheError::Index(rusqlite::Error::InvalidColumnType(
+                                1,
+                                "format".into(),
+                                rusqlite::types::Type::Text,
+                            ))
+                        })?,
+                        size: Size::new(row.get(2)?, row.get(3)?),
+                        dir: row.get(4)?,
+                        variants: Vec::new(),
+                    })
+                }
+            };
+            if let Some(path) = row.get::<_, Option<String>>(5)? {
+                k.variants.push(KnownVariant {
+                    path,
+                    last_access: row.get(6)?,
+                });
+            }
+        }
+        Ok(known)
+    }
+
+    /// Records a hit: refreshes the last-access time only when it is older than the access
+    /// interval, so that hits normally write nothing. Returns whether it wrote.
+    pub fn touch(&self, variant: &KnownVariant) -> Result<bool, CacheError> {
+        let now = now();
+        let interval = i64::try_from(self.access_interval.as_secs()).unwrap_or(i64::MAX);
+        if now.saturating_sub(variant.last_access) < interval {
+            return Ok(false);
+        }
+        self.conn
+            .prepare_cached(
+                "UPDATE variants SET last_access = ?1, hits = hits + 1 WHERE path = ?2",
+            )?
+            .execute(params![now, variant.path])?;
+        Ok(true)
+    }
+
+    /// Takes the lock that serialises rendering for this source across processes and threads
+    /// (one of 256 striped lock files in the state directory, so nothing litters the cache).
+    pub fn lock(&self, key: &SourceKey) -> Result<SourceLock, CacheError> {
+        let digest = Sha256::digest(key.ident.as_bytes());
+        let path = self.locks.join(format!("{:02x}.lock", digest[0]));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o666)
+            .open(path)?;
+        file.lock()?;
+        Ok(SourceLock { _file: file })
+    }
+
+    /// Writes a variant's bytes atomically and indexes it (with its source when that is new),
+    /// then evicts least-recently-used variants while the total is over the limit.
+    pub fn store(
+        &mut self,
+        key: &SourceKey,
+        source: (Format, Size),
+        rel: &str,
+        size: Size,
+        bytes: &[u8],
+    ) -> Result<(), CacheError> {
+        let len = bytes.len() as u64;
+        if len > self.max_bytes {
+            return Err(CacheError::Full);
+        }
+        let path = self.dir.join(rel);
+        write_atomically(&path, bytes)?;
+        let now = now();
+        let indexed = (|| -> Result<(), CacheError> {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO sources (ident, version, dir, format, width, height, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    key.ident,
+                    key.version,
+                    key.dir(),
+                    source.0.ext(),
+                    source.1.width,
+                    source.1.height,
+                    now
+                ],
+            )?;
+            let source_id: i64 = tx.query_row(
+                "SELECT id FROM sources WHERE ident = ?1 AND version = ?2",
+                params![key.ident, key.version],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "INSERT OR REPLACE INTO variants (path, source_id, width, height, bytes, created, last_access, hits)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0)",
+                params![rel, source_id, size.width, size.height, len as i64, now],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = indexed {
+            // No row, no file: a failed store leaves nothing behind.
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
+        self.evict_to(self.max_bytes, Some(rel))?;
+        Ok(())
+    }
+
+    /// Evicts least-recently-used variants until the total is at most `budget` bytes, never
+    /// the one named by `keep`. Rows go first (one transaction per batch), then their files, so
+    /// a crash can leave only unindexed files, which the eviction sweep removes.
+    pub fn evict_to(&mut self, budget: u64, keep: Option<&str>) -> Result<Evicted, CacheError> {
+        let mut evicted = Evicted::default();
+        loop {
+            let total = self.totals()?.bytes;
+            if total <= budget {
+                return Ok(evicted);
+            }
+            let mut over = total - budget;
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let victims: Vec<(String, u64)> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT path, bytes FROM variants WHERE path IS NOT ?1
+                     ORDER BY last_access, created LIMIT 256",
+                )?;
+                let rows = stmt.query_map(params![keep], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?;
+                let mut chosen = Vec::new();
+                for row in rows {
+                    let (path, bytes) = row?;
+                    chosen.push((path, bytes));
+                    over = over.saturating_sub(bytes);
+                    if over == 0 {
+                        break;
+                    }
+                }
+                chosen
+            };
+            if victims.is_empty() {
+                return Ok(evicted);
+            }
+            {
+                let mut del = tx.prepare_cached("DELETE FROM variants WHERE path = ?1")?;
+                for (path, _) in &victims {
+                    del.execute(params![path])?;
+                }
+            }
+            tx.commit()?;
+            for (path, bytes) in victims {
+                match fs::remove_file(self.dir.join(&path)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => log::warn!("evict {path}: {e}"),
+                }
+                evicted.count += 1;
+                evicted.bytes += bytes;
+            }
+        }
+    }
+
+    /// Removes one variant's row (when its file is gone, say).
+    pub fn forget(&self, rel: &str) -> Result<(), CacheError> {
+        self.conn
+            .prepare_cached("DELETE FROM variants WHERE path = ?1")?
+            .execute(params![rel])?;
+        Ok(())
+    }
+
+    /// Bytes and number of variants in the index.
+    pub fn totals(&self) -> Result<Totals, CacheError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT bytes, count FROM totals WHERE id = 1")?
+            .query_row([], |r| {
+                Ok(Totals {
+                    bytes: r.get::<_, i64>(0)?.max(0) as u64,
+                    count: r.get::<_, i64>(1)?.max(0) as u64,
+                })
+            })
+            .optional()?
+            .unwrap_or_default())
+    }
+
+    /// The index row of one variant: (bytes, last_access, hits).
+    pub fn variant_row(&self, rel: &str) -> Result<Option<(u64, i64, i64)>, CacheError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT bytes, last_access, hits FROM variants WHERE path = ?1")?
+            .query_row(params![rel], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?))
+            })
+            .optional()?)
+    }
+}
+
+/// What an eviction removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Evicted {
+    pub count: u64,
+    pub bytes: u64,
+}
+
+/// Held while a source's variant is rendered; released on drop.
+pub struct SourceLock {
+    _file: File,
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
+/// that readers see either nothing or the whole file. Files are world-readable: the web server
+/// serves them.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("variant");
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = dir.join(format!(
+        ".{name}.{}.{:?}.{nanos}.tmp",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        drop(f);
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u32) -> SourceKey {
+        SourceKey {
+            ident: format!("local:img{n}.jpg"),
+            version: "1-1".into(),
+        }
+    }
+
+    fn open(t: &tempfile::TempDir, max: u64) -> Cache {
+        Cache::open(
+            &t.path().join("cache"),
+            &t.path().join("state/cache.sqlite"),
+            max,
+            Duration::from_secs(60),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn layout_is_hashed_and_versioned() {
+        let a = key(1).dir();
+        assert!(a.starts_with("r/"));
+        assert_eq!(
+            a.split('/').map(str::len).collect::<Vec<_>>(),
+            [1, 2, 30, 16]
+        );
+        assert_ne!(a, key(2).dir());
+        let mut changed = key(1);
+        changed.version = "2-1".into();
+        assert_eq!(a[..35], changed.dir()[..35], "same source, same parent");
+        assert_ne!(a, changed.dir(), "new version, new directory");
+        let evil = SourceKey {
+            ident: "local:../../etc/passwd".into(),
+            version: "x".into(),
+        };
+        assert!(
+            evil.dir()
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b'/' || b == b'r')
+        );
+    }
+
+    #[test]
+    fn store_lookup_touch() {
+        let t = tempfile::tempdir().unwrap();
+        let mut c = open(&t, 1 << 20);
+        assert_eq!(c.lookup(&key(1)).unwrap(), None);
+        let k = key(1);
+        let rel = variant_path(&k.dir(), Size::new(10, 5), Format::Jpeg);
+        c.store(
+            &k,
+            (Format::Jpeg, Size::new(100, 50)),
+            &rel,
+            Size::new(10, 5),
+            b"abc",
+        )
+        .unwrap();
+        assert_eq!(fs::read(c.file(&rel)).unwrap(), b"abc");
+        let known = c.lookup(&k).unwrap().unwrap();
+        assert_eq!(known.size, Size::new(100, 50));
+        assert_eq!(known.format, Format::Jpeg);
+        assert_eq!(known.variants.len(), 1);
+        assert_eq!(known.variants[0].path, rel);
+        // A fresh entry is not rewritten on a hit; an old one is.
+        assert!(!c.touch(&known.variants[0]).unwrap());
+        let old = KnownVariant {
+            last_access: 0,
+            ..known.variants[0].clone()
+        };
+        assert!(c.touch(&old).unwrap());
+        assert_eq!(c.variant_row(&rel).unwrap().unwrap().2, 1);
+        assert_eq!(c.totals().unwrap(), Totals { bytes: 3, count: 1 });
+        // No temporary file is left next to it.
+        let dir = c.file(&k.dir());
+        assert_eq!(fs::read_dir(dir).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn eviction_removes_least_recently_used_first() {
+        let t = tempfile::tempdir().unwrap();
+        let mut c = open(&t, 250);
+        let mut rels = Vec::new();
+        for n in 0..5 {
+            let k = key(n);
+            let rel = variant_path(&k.dir(), Size::new(10, 10), Format::Png);
+            c.store(
+                &k,
+                (Format::Png, Size::new(20, 20)),
+                &rel,
+                Size::new(10, 10),
+                &[0; 50],
+            )
+            .unwrap();
+            // Make access order explicit: variant n was last used at time n.
+            c.conn
+                .execute(
+                    "UPDATE variants SET last_access = ?1 WHERE path = ?2",
+                    params![n, rel],
+                )
+                .unwrap();
+            rels.push(rel);
+        }
+        assert_eq!(c.totals().unwrap().bytes, 250);
+        // Use variant 0 again: now variant 1 is the least recently used.
+        c.conn
+            .execute(
+                "UPDATE variants SET last_access = 100 WHERE path = ?1",
+                params![rels[0]],
+            )
+            .unwrap();
+        let k = key(9);
+        let rel = variant_path(&k.dir(), Size::new(10, 10), Format::Png);
+        c.store(
+            &k,
+            (Format::Png, Size::new(20, 20)),
+            &rel,
+            Size::new(10, 10),
+            &[0; 120],
+        )
+        .unwrap();
+        // 370 bytes > 250: variants 1, 2 and 3 (150 bytes) go; 0, 4 and the new one stay.
+        let totals = c.totals().unwrap();
+        assert_eq!(
+            totals,
+            Totals {
+                bytes: 220,
+                count: 3
+            }
+        );
+        for (n, r) in rels.iter().enumerate() {
+            let kept = n == 0 || n == 4;
+            assert_eq!(c.file(r).exists(), kept, "file of variant {n}");
+            assert_eq!(
+                c.variant_row(r).unwrap().is_some(),
+                kept,
+                "row of variant {n}"
+            );
+        }
+        assert!(c.file(&rel).exists());
+    }
+
+    #[test]
+    fn too_big_for_the_cache() {
+        let t = tempfile::tempdir().unwrap();
+        let mut c = open(&t, 10);
+        let k = key(1);
+        let rel = variant_path(&k.dir(), Size::new(10, 10), Format::Png);
+        let err = c
+            .store(
+                &k,
+                (Format::Png, Size::new(20, 20)),
+                &rel,
+                Size::new(10, 10),
+                &[0; 11],
+            )
+            .unwrap_err();
+        assert!(matches!(err, CacheError::Full));
+        assert!(!c.file(&rel).exists());
+        assert_eq!(c.lookup(&k).unwrap(), None);
+    }
 }

@@ -133,8 +133,9 @@ mod tests {
 
     #[test]
     fn table() {
+        type Case = (&'static str, (u32, u32), (u32, u32), u32, (u32, u32));
         #[rustfmt::skip]
-        let cases: &[(&str, (u32, u32), (u32, u32), u32, (u32, u32))] = &[
+        let cases: &[Case] = &[
             // name,                          original,       box,          raster, served
             ("landscape",                     (4000, 3000),   (800, 600),   50,  (800, 600)),
             ("landscape odd box",             (4000, 3000),   (820, 640),   50,  (800, 600)),
@@ -189,7 +190,7 @@ mod tests {
             );
             let step = rs.get();
             assert!(
-                s.width % step == 0 || s.width < step,
+                s.width.is_multiple_of(step) || s.width < step,
                 "{ctx}: width {s} not on the raster"
             );
             // Ratio within a pixel: |sh - oh·sw/ow| <= 1/2 unless capped by the box.

@@ -4,6 +4,7 @@
 //! call one function here. Pure code (`geometry`, `query`) sits at the bottom, I/O (`source`,
 //! `render`, `cache`) behind small types, and `http` translates transports to one handler.
 
+pub mod admin;
 pub mod api;
 pub mod cache;
 pub mod config;
@@ -12,4 +13,6 @@ pub mod geometry;
 pub mod http;
 pub mod query;
 pub mod render;
+pub mod server;
 pub mod source;
+pub mod variant;

@@ -1,1 +1,162 @@
-//! Standalone HTTP adapter (in progress).
+//! The standalone HTTP server (`--listen`): the handler at the script path, the cache directory
+//! as immutable static files under the cache URL, and an optional page at `/`. It exists so
+//! that `make run` needs no web server; production sites put nginx or Apache in front.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::thread;
+
+use super::{Handler, Request, Response};
+use crate::render::Format;
+
+/// What the standalone server serves besides the handler.
+pub struct Options {
+    /// Requests for this path (and below it) go to the handler, e.g. `/imgserv.cgi`.
+    pub script_name: String,
+    /// `(url prefix, directory, Cache-Control)` served as static files.
+    pub static_dir: Option<(String, PathBuf, String)>,
+    /// HTML served at `/`.
+    pub index_html: Option<String>,
+    /// Threads answering requests.
+    pub workers: usize,
+    /// Largest request body.
+    pub max_body: u64,
+}
+
+/// Serves until the process ends.
+pub fn serve(addr: &str, handler: Arc<dyn Handler>, opts: Options) -> io::Result<()> {
+    let server = tiny_http::Server::http(addr).map_err(io::Error::other)?;
+    log::info!("listening on http://{addr}{}", opts.script_name);
+    let server = Arc::new(server);
+    let opts = Arc::new(opts);
+    let threads: Vec<_> = (0..opts.workers.max(1))
+        .map(|_| {
+            let (server, handler, opts) = (server.clone(), handler.clone(), opts.clone());
+            thread::spawn(move || {
+                loop {
+                    match server.recv() {
+                        Ok(req) => answer(req, handler.as_ref(), &opts),
+                        Err(e) => log::warn!("accept: {e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
+}
+
+fn answer(mut raw: tiny_http::Request, handler: &dyn Handler, opts: &Options) {
+    let resp = route(&mut raw, handler, opts);
+    let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
+    for (name, value) in &resp.headers {
+        if name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            out.add_header(h);
+        }
+    }
+    if let Err(e) = raw.respond(out) {
+        log::debug!("writing the response: {e}");
+    }
+}
+
+fn route(raw: &mut tiny_http::Request, handler: &dyn Handler, opts: &Options) -> Response {
+    let method = raw.method().as_str().to_ascii_uppercase();
+    let url = raw.url().to_string();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let Ok(path) = percent_encoding::percent_decode_str(path).decode_utf8() else {
+        return Response::text(400, "request path is not valid UTF-8");
+    };
+    let path = path.into_owned();
+    if let (Some(html), "/") = (&opts.index_html, path.as_str()) {
+        return Response::new(200)
+            .with_header("Content-Type", "text/html; charset=utf-8")
+            .with_body(html.clone().into_bytes());
+    }
+    let below = |prefix: &str| path.strip_prefix(prefix).and_then(|r| r.strip_prefix('/'));
+    if let Some((rel, (_, dir, cache_control))) = opts
+        .static_dir
+        .as_ref()
+        .and_then(|s| Some((below(&s.0)?, s)))
+    {
+        return static_file(dir, rel, cache_control, &method);
+    }
+    let script = opts.script_name.as_str();
+    let Some(rest) = path.strip_prefix(script) else {
+        return Response::text(404, format!("not found: {path}"));
+    };
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return Response::text(404, format!("not found: {path}"));
+    }
+    let mut body = Vec::new();
+    if let Err(e) = raw
+        .as_reader()
+        .take(opts.max_body + 1)
+        .read_to_end(&mut body)
+    {
+        return Response::text(400, format!("reading the request body: {e}"));
+    }
+    if body.len() as u64 > opts.max_body {
+        return Response::text(413, "request body too large");
+    }
+    let req = Request {
+        method,
+        path: rest.to_string(),
+        query: query.to_string(),
+        headers: raw
+            .headers()
+            .iter()
+            .map(|h| {
+                (
+                    h.field.as_str().as_str().to_ascii_lowercase(),
+                    h.value.as_str().to_string(),
+                )
+            })
+            .collect(),
+        body,
+        remote_addr: raw.remote_addr().map(|a| a.ip().to_string()),
+    };
+    super::cgi::handle_catching(handler, req)
+}
+
+/// A file below `dir`, refusing anything that is not a plain relative path.
+fn static_file(dir: &Path, rel: &str, cache_control: &str, method: &str) -> Response {
+    if method != "GET" && method != "HEAD" {
+        return Response::text(405, "method not allowed").with_header("Allow", "GET, HEAD");
+    }
+    let rel_path = Path::new(rel);
+    let plain = rel_path
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)));
+    let hidden = rel.split('/').any(|c| c.starts_with('.'));
+    if rel.is_empty() || !plain || hidden {
+        return Response::text(404, "not found");
+    }
+    match fs::read(dir.join(rel_path)) {
+        Ok(bytes) => {
+            let mime = rel_path
+                .extension()
+                .and_then(|e| e.to_str())
+                .and_then(Format::from_ext)
+                .map_or("application/octet-stream", Format::mime);
+            let mut resp = Response::new(200)
+                .with_header("Content-Type", mime)
+                .with_header("Cache-Control", cache_control)
+                .with_body(bytes);
+            if method == "HEAD" {
+                let len = resp.body.len().to_string();
+                resp = resp
+                    .with_header("Content-Length", len)
+                    .with_body(Vec::new());
+            }
+            resp
+        }
+        Err(_) => Response::text(404, "not found"),
+    }
+}

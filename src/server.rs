@@ -1,0 +1,149 @@
+//! Starting `imgserv-cgi`: pick the transport (CGI, FastCGI on fd 0 or on an address, or the
+//! standalone HTTP server), load the configuration, set up logging and run the handler. A bad
+//! configuration refuses to start, with every problem named by its key; in CGI mode it is
+//! answered with a valid `500` so the web server never sees a broken response.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::api::App;
+use crate::config::{self, Config, ConfigErrors};
+use crate::error::exit;
+use crate::http::{self, Handler, Response, fastcgi, standalone};
+
+/// How the process was asked to serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// One request from the environment (RFC 3875), or FastCGI when fd 0 is a listening socket.
+    Auto,
+    /// FastCGI on `host:port` or a unix socket path.
+    FastCgi(String),
+    /// Plain HTTP on `host:port`.
+    Listen(String),
+}
+
+/// Whether this process runs as a CGI script: the web server sets `GATEWAY_INTERFACE`, and
+/// may pass words of the query as arguments (RFC 3875 §4.4), so flags must not be parsed then.
+pub fn is_cgi() -> bool {
+    std::env::var_os("GATEWAY_INTERFACE").is_some()
+}
+
+/// Sets up logging to standard error; `IMGSERV_LOG` overrides the level (`info` by default).
+pub fn init_logging() {
+    let env = env_logger::Env::new()
+        .filter_or("IMGSERV_LOG", "info")
+        .write_style("IMGSERV_LOG_STYLE");
+    let _ = env_logger::Builder::from_env(env)
+        .format_target(false)
+        .try_init();
+}
+
+/// Loads the configuration named by `--config`, `IMGSERV_CONFIG` or the default path.
+pub fn load_config(
+    flag: Option<&Path>,
+    overrides: &[(String, String)],
+) -> Result<Config, ConfigErrors> {
+    config::load(&config::config_path(flag), overrides)
+}
+
+/// Runs `imgserv-cgi`; returns the exit code.
+pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, String)]) -> i32 {
+    init_logging();
+    let config = match load_config(config_flag.as_deref(), overrides) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                log::error!("configuration: {e}");
+            }
+            if mode == Mode::Auto && is_cgi() {
+                http::cgi::respond(&Response::text(
+                    500,
+                    "imgserv: configuration error (see the server log)",
+                ));
+                return exit::OK;
+            }
+            return exit::CONFIG;
+        }
+    };
+    let workers = config.server.workers;
+    let max_conns = config.server.max_conns;
+    let fastcgi_opts = fastcgi::Options {
+        workers,
+        max_conns,
+        ..fastcgi::Options::default()
+    };
+    let app = App::new(config);
+    let result = match mode {
+        Mode::Auto => match fastcgi::Listener::from_stdin() {
+            Ok(Some(listener)) => fastcgi::serve(listener, Arc::new(app), &fastcgi_opts),
+            _ => return http::cgi::run(&app),
+        },
+        Mode::FastCgi(addr) => match fastcgi::Listener::bind(&addr) {
+            Ok(listener) => {
+                log::info!("FastCGI on {addr}");
+                fastcgi::serve(listener, Arc::new(app), &fastcgi_opts)
+            }
+            Err(e) => {
+                log::error!("cannot listen on {addr}: {e}");
+                return exit::UNAVAILABLE;
+            }
+        },
+        Mode::Listen(addr) => {
+            let config = app.config();
+            let opts = standalone::Options {
+                script_name: "/imgserv.cgi".into(),
+                static_dir: (!config.cache.url.contains("://")).then(|| {
+                    (
+                        config.cache.url.clone(),
+                        config.cache.dir.clone(),
+                        config.cache.file_cache_control.clone(),
+                    )
+                }),
+                index_html: Some(demo_page(config)),
+                workers,
+                max_body: fastcgi_opts.max_body,
+            };
+            let handler: Arc<dyn Handler> = Arc::new(app);
+            standalone::serve(&addr, handler, opts)
+        }
+    };
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            log::error!("{e}");
+            exit::UNAVAILABLE
+        }
+    }
+}
+
+/// A page of example `<img>` tags for the images in the originals directory, served at `/` by
+/// the standalone server.
+pub fn demo_page(config: &Config) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(&config.originals.root)
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    let mut html = String::from(
+        "<!doctype html><meta charset=utf-8><title>imgserv</title>\
+         <style>body{font:14px sans-serif;margin:2em}figure{display:inline-block;margin:1em}</style>\
+         <h1>imgserv</h1><p>Each picture below is <code>/imgserv.cgi?src=…&amp;width=300&amp;height=200</code>: \
+         a redirect to a scaled copy in the cache.</p>",
+    );
+    for name in names.iter().take(24) {
+        let enc = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+        let esc = name
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('"', "&quot;");
+        html.push_str(&format!(
+            "<figure><img src=\"/imgserv.cgi?src={enc}&amp;width=300&amp;height=200\" alt=\"{esc}\">\
+             <figcaption>{esc}</figcaption></figure>"
+        ));
+    }
+    html
+}
