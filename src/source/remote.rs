@@ -346,11 +346,8 @@ fn download(
                     .headers()
                     .get("content-length")
                     .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-                if declared.is_some_and(|len| len > opts.max_bytes) {
-                    log::warn!(
-                        "GET {}: Content-Length {declared:?} over the limit",
-                        current.url
-                    );
+                if let Some(len) = declared.filter(|&len| len > opts.max_bytes) {
+                    log::warn!("GET {}: Content-Length {len} over the limit", current.url);
                     return Err(SourceError::TooLarge {
                         limit: opts.max_bytes,
                     }
@@ -1155,17 +1152,30 @@ mod tests {
     }
 
     #[test]
-    fn redirect_to_a_host_off_the_list_is_forbidden() {
-        let server = TestServer::start(|_, _| redirect(302, "http://elsewhere.invalid/a.jpg"));
+    fn redirects_are_checked_like_the_first_url() {
+        let server = TestServer::start(|seen, _| match seen.url.as_str() {
+            "/elsewhere" => redirect(302, "http://elsewhere.invalid/a.jpg"),
+            "/ftp" => redirect(301, "ftp://127.0.0.1/a.jpg"),
+            "/creds" => redirect(301, "http://u:p@127.0.0.1/a.jpg"),
+            _ => redirect(302, ""),
+        });
         let dir = tempfile::tempdir().unwrap();
+        let opts = options(dir.path());
 
-        let err = fetch(&options(dir.path()), &server.url("/a")).unwrap_err();
-
+        let err = fetch(&opts, &server.url("/elsewhere")).unwrap_err();
         assert!(
             matches!(&err, SourceError::Forbidden(m) if m.contains("elsewhere.invalid")),
             "{err:?}"
         );
-        assert_eq!(server.hits(), 1);
+        for path in ["/ftp", "/creds", "/empty"] {
+            let err = fetch(&opts, &server.url(path)).unwrap_err();
+            assert!(
+                matches!(&err, SourceError::Remote(m) if m.contains("redirect")),
+                "{path}: {err:?}"
+            );
+        }
+        assert_eq!(server.hits(), 4);
+        assert_eq!(files(dir.path()), Vec::<String>::new());
     }
 
     #[test]
