@@ -22,6 +22,7 @@ fn redirect_script(dir: &Path) -> PathBuf {
          printf 'Location: /cache/hello.txt\\r\\n'\n\
          printf 'X-Config: %s\\r\\n' \"$IMGSERV_CONFIG\"\n\
          printf 'X-Query: %s\\r\\n' \"$QUERY_STRING\"\n\
+         printf 'X-User: %s\\r\\n' \"$(id -un)\"\n\
          printf 'Content-Type: text/plain\\r\\n\\r\\nmoved\\n'\n",
     )
     .unwrap();
@@ -53,6 +54,12 @@ fn assert_redirect_then_static(base: &str, expect_config: Option<&Path>) {
         cache_control.contains("max-age="),
         "no long caching: {file:?}"
     );
+}
+
+fn running_as_root() -> bool {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).unwrap();
+    uid.split_whitespace().next() == Some("0")
 }
 
 fn assert_all_gone(pids: &[u32], groups: &[u32]) {
@@ -178,6 +185,11 @@ fn apache_runs_a_cgi_and_serves_the_cache() {
     let pid = {
         let apache = Apache::cgi_with(&site, &script);
         assert_redirect_then_static(&apache.base(), Some(&site.config_path()));
+        // Apache never runs CGIs as root: as root, the site must work for www-data.
+        if running_as_root() {
+            let r = get(&apache.url("/cgi-bin/imgserv.cgi"));
+            assert_eq!(r.header("x-user"), Some("www-data"), "{r:?}");
+        }
         let second = Apache::cgi_with(&site, &script);
         assert_redirect_then_static(&second.base(), Some(&site.config_path()));
         apache.server().pid()

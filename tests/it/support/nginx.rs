@@ -221,17 +221,20 @@ impl Nginx {
             .into_iter()
             .filter(|&p| p != master)
             .collect();
-        let status = Command::new(require_program("nginx"))
+        // Captured: nginx prints a "signal process started" notice on stderr.
+        let out = Command::new(require_program("nginx"))
             .arg("-p")
             .arg(&self.dir)
             .arg("-c")
             .arg(self.dir.join("nginx.conf"))
             .args(["-s", "reload"])
-            .status()
+            .output()
             .expect("run nginx -s reload");
         assert!(
-            status.success(),
-            "nginx -s reload: {status}\n{}",
+            out.status.success(),
+            "nginx -s reload: {}\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
             self.error_log()
         );
         let done = wait_until(Duration::from_secs(15), || {
