@@ -9,7 +9,7 @@ use std::process::Command;
 
 use crate::support::{
     Apache, Cgi, Nginx, Site, follow, free_port, get, pid_alive, process_group_members,
-    require_program,
+    require_program, spawn_fcgi,
 };
 
 /// A CGI that redirects to /cache/hello.txt and echoes its environment in a header.
@@ -172,6 +172,23 @@ fn nginx_fastcgi_keeps_working_across_a_reload() {
         fs::rename(redirect_script(site.dir()), cgi_bin.join("imgserv.cgi")).unwrap();
         assert_redirect_then_static(&nginx.base(), None);
         nginx.reload();
+        assert_redirect_then_static(&nginx.base(), None);
+        (nginx.master().pid(), nginx.backend().unwrap().pid())
+    };
+    assert_all_gone(&[master, backend], &[master, backend]);
+}
+
+#[test]
+fn nginx_fastcgi_through_spawn_fcgi() {
+    let site = site_with_static_file();
+    let fcgiwrap = require_program("fcgiwrap");
+    let (master, backend) = {
+        // fcgiwrap, like imgserv-cgi, serves the listening socket it finds on fd 0.
+        let nginx =
+            Nginx::fastcgi_with(&site, |socket| spawn_fcgi(socket, &[fcgiwrap.as_os_str()]));
+        let cgi_bin = nginx.docroot().join("cgi-bin");
+        fs::create_dir_all(&cgi_bin).unwrap();
+        fs::rename(redirect_script(site.dir()), cgi_bin.join("imgserv.cgi")).unwrap();
         assert_redirect_then_static(&nginx.base(), None);
         (nginx.master().pid(), nginx.backend().unwrap().pid())
     };

@@ -15,7 +15,7 @@ mod site;
 pub use apache::Apache;
 pub use cgi::{Cgi, CgiResponse};
 pub use http::{HttpResponse, follow, get, request};
-pub use nginx::Nginx;
+pub use nginx::{Nginx, spawn_fcgi};
 pub use process::{Child, free_port, pid_alive, process_group_members, wait_for_port};
 pub use site::{Site, fixture, fixture_bytes};
 

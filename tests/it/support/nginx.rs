@@ -89,6 +89,22 @@ impl Nginx {
         })
     }
 
+    /// Like `fastcgi`, but the socket is opened by `spawn-fcgi -n` and handed to
+    /// `imgserv-cgi --config ...` on fd 0 (no `--fastcgi` flag), as etc/nginx-fastcgi.conf shows.
+    pub fn fastcgi_spawn_fcgi(site: &Site) -> Nginx {
+        let config = site.config_path();
+        Nginx::fastcgi_with(site, |socket| {
+            spawn_fcgi(
+                socket,
+                &[
+                    imgserv_cgi().as_os_str(),
+                    "--config".as_ref(),
+                    config.as_os_str(),
+                ],
+            )
+        })
+    }
+
     /// The `etc/nginx-fastcgi.conf` set-up with another FastCGI server: `backend` gets the
     /// unix socket path it must listen on. `docroot()` is nginx's document root (fcgiwrap finds
     /// its script as DOCUMENT_ROOT + SCRIPT_NAME).
@@ -247,6 +263,31 @@ impl Nginx {
             self.error_log()
         );
     }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // nginx logs to error.log, not to its output: show it when the test failed.
+        if std::thread::panicking() {
+            eprintln!("----- [nginx error.log] -----");
+            for line in self.error_log().lines() {
+                eprintln!("[nginx] {line}");
+            }
+        }
+    }
+}
+
+/// `spawn-fcgi -n -s SOCKET -- PROGRAM ARGS...`: `-n` keeps it in the foreground (it execs the
+/// program with the listening socket on fd 0), so the `Child` is the FastCGI server itself.
+pub fn spawn_fcgi(socket: &Path, program_and_args: &[&std::ffi::OsStr]) -> Command {
+    let mut command = Command::new(require_program("spawn-fcgi"));
+    command
+        .arg("-n")
+        .arg("-s")
+        .arg(socket)
+        .arg("--")
+        .args(program_and_args);
+    command
 }
 
 fn start_backend(name: &str, command: Command, dir: &Path, socket: &Path) -> Child {

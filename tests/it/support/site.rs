@@ -12,7 +12,8 @@ use tempfile::TempDir;
 /// the web servers' children may run as www-data or nobody (Apache's CGI always does): they must
 /// reach (so every parent must be traversable, which /root is not) and write it.
 /// Web servers started for a site keep their runtime files in a subdirectory of it; drop them
-/// before the site (declare the site first).
+/// before the site (declare the site first). When a test fails the path is printed, and with
+/// `IMGSERV_KEEP_SITE=1` the directory is kept.
 pub struct Site {
     dir: TempDir,
 }
@@ -127,6 +128,24 @@ impl Site {
             .keep();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
         dir
+    }
+}
+
+impl Drop for Site {
+    /// With `IMGSERV_KEEP_SITE=1` a failing test leaves its site (logs, configs, cache) behind.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let keep = std::env::var_os("IMGSERV_KEEP_SITE").is_some_and(|v| v == "1");
+            if keep {
+                self.dir.disable_cleanup(true);
+            }
+            let what = if keep {
+                "kept"
+            } else {
+                "removed; IMGSERV_KEEP_SITE=1 keeps it"
+            };
+            eprintln!("site {} ({what})", self.dir().display());
+        }
     }
 }
 
