@@ -22,13 +22,16 @@ PATH="$PATH:/usr/sbin:/sbin"
 missing=()
 
 # need PACKAGE CHECK...: queue PACKAGE unless every check passes.
-# A check is either a command name or "mod:NAME" (an Apache module shared object).
+# A check is a command name, "mod:NAME" (an Apache module) or "dpkg:PACKAGE" (for packages
+# without a command, like headers).
 need() {
   local pkg=$1; shift
   local check
   for check in "$@"; do
     case $check in
       mod:*) [[ -e /usr/lib/apache2/modules/mod_${check#mod:}.so ]] || { missing+=("$pkg"); return; } ;;
+      dpkg:*) [[ $(dpkg-query -W -f='${Status}' "${check#dpkg:}" 2>/dev/null) == 'install ok installed' ]] ||
+        { missing+=("$pkg"); return; } ;;
       *) command -v "$check" >/dev/null 2>&1 || { missing+=("$pkg"); return; } ;;
     esac
   done
@@ -36,7 +39,7 @@ need() {
 
 # Build: the mozjpeg and webp crates compile C (cc), mozjpeg's SIMD code needs nasm.
 need gcc cc
-need libc6-dev     # headers for cc; checked below via dpkg since it has no command
+need libc6-dev dpkg:libc6-dev
 need nasm nasm
 if ! $build_only; then
   need nginx-light nginx
@@ -48,15 +51,6 @@ if ! $build_only; then
   need curl curl
 fi
 
-# libc6-dev has no command to look for: ask dpkg, drop it from the list when installed.
-filtered=()
-for pkg in "${missing[@]}"; do
-  if [[ $pkg == libc6-dev ]]; then
-    dpkg-query -W -f='${Status}' libc6-dev 2>/dev/null | grep -q 'install ok installed' && continue
-  fi
-  filtered+=("$pkg")
-done
-missing=("${filtered[@]+"${filtered[@]}"}")
 
 # The tests load mod_cgi from their own config, but operators following etc/apache-cgi.conf need
 # it enabled in the system instance (mod_cgid goes with Debian's default event MPM).
