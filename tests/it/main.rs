@@ -1,1 +1,8 @@
-mod x {}
+//! The integration tests: one test binary (`[[test]] name = "it"`), one module per topic.
+//!
+//! Shared helpers (temp sites, the CGI runner, private nginx/Apache instances, an HTTP client)
+//! live in `support`. Tests that start web servers need them installed: `scripts/install-deps.sh`.
+
+mod support;
+
+mod harness_selftest;

@@ -1,0 +1,113 @@
+# imgserv: build, try locally, test, install.
+#
+#   make                 release build; the CGI ends up in cgi-bin/imgserv.cgi
+#   make run             a local server on http://127.0.0.1:8080 with sample photos (dev build)
+#   make test            fmt + clippy + the whole test suite (installs missing Debian packages as root)
+#   make install         PREFIX=/usr/local DESTDIR= (does not build: run make first)
+#
+# GNU make. Cargo decides what to rebuild, so the cargo steps always run (they are quick no-ops
+# when nothing changed).
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+CARGO ?= cargo
+SYSCONFDIR ?= /etc
+
+BINDIR = $(PREFIX)/bin
+CGIDIR = $(PREFIX)/lib/cgi-bin
+MANDIR = $(PREFIX)/share/man
+
+# Every binary the crate declares in Cargo.toml; imgserv-cgi is also installed as the CGI.
+BINARIES = imgserv-cgi imgserv-admin
+
+RELEASE_DIR = target/release
+DEBUG_DIR = target/debug
+MAN_PAGES = $(wildcard man/*.1 man/*.5 man/*.8)
+
+RUN_ADDR ?= 127.0.0.1:8080
+RUN_DIR = var/run
+RUN_SAMPLES = photo-rocket-640x427.jpg photo-chelsea-cat-451x300.png \
+	photo-bridge-4352x2448-progressive.jpg exif-orient-6.jpg \
+	webp-lossy-hopper-128x128.webp gif-static-hopper-128x128.gif
+
+.PHONY: all build-deps test-deps run test bench install uninstall clean
+
+all: build-deps
+	$(CARGO) build --release $(addprefix --bin ,$(BINARIES))
+	mkdir -p cgi-bin
+	install -m 0755 $(RELEASE_DIR)/imgserv-cgi cgi-bin/imgserv.cgi
+
+build-deps:
+	@scripts/install-deps.sh --build-only
+
+test-deps:
+	@scripts/install-deps.sh
+
+# The dev profile optimises dependencies (Cargo.toml), so this is fast enough to try images
+# with, and it is the same build `make test` uses.
+run: build-deps
+	$(CARGO) build --bin imgserv-cgi
+	mkdir -p $(RUN_DIR)/originals $(RUN_DIR)/cache $(RUN_DIR)/state
+	@for f in $(RUN_SAMPLES); do \
+		[ -e $(RUN_DIR)/originals/$$f ] || cp tests/fixtures/$$f $(RUN_DIR)/originals/; \
+	done
+	@printf '%s\n' \
+		'# Written by make run.' \
+		'[originals]' 'root = "$(CURDIR)/$(RUN_DIR)/originals"' \
+		'[cache]' 'dir = "$(CURDIR)/$(RUN_DIR)/cache"' 'url = "/cache"' \
+		'[state]' 'dir = "$(CURDIR)/$(RUN_DIR)/state"' \
+		>$(RUN_DIR)/imgserv.toml
+	@echo
+	@echo "imgserv on http://$(RUN_ADDR)/ with originals in $(RUN_DIR)/originals; try:"
+	@echo "  http://$(RUN_ADDR)/imgserv.cgi?src=photo-rocket-640x427.jpg&width=300&height=200"
+	@echo "  http://$(RUN_ADDR)/imgserv.cgi?src=photo-bridge-4352x2448-progressive.jpg&width=800&height=600"
+	@echo "  http://$(RUN_ADDR)/imgserv.cgi?src=photo-chelsea-cat-451x300.png&width=200&height=200"
+	@echo "  http://$(RUN_ADDR)/imgserv.cgi?src=exif-orient-6.jpg&width=100&height=100"
+	@echo "Ctrl-C stops it."
+	@echo
+	exec $(DEBUG_DIR)/imgserv-cgi --listen $(RUN_ADDR) --config $(RUN_DIR)/imgserv.toml
+
+# One dev build serves clippy's check and the tests; the integration tests start private nginx,
+# fcgiwrap and Apache instances (found on PATH or in /usr/sbin).
+test: test-deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test
+
+bench:
+	@echo "make bench: not yet implemented (issue 5)" >&2
+	@exit 1
+
+install:
+	@for f in $(addprefix $(RELEASE_DIR)/,$(BINARIES)) cgi-bin/imgserv.cgi; do \
+		[ -e $$f ] || { echo "make install: $$f is missing: run make first" >&2; exit 1; }; \
+	done
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(CGIDIR)
+	install -m 0755 $(addprefix $(RELEASE_DIR)/,$(BINARIES)) $(DESTDIR)$(BINDIR)/
+	install -m 0755 cgi-bin/imgserv.cgi $(DESTDIR)$(CGIDIR)/imgserv.cgi
+	@for page in $(MAN_PAGES); do \
+		section=$${page##*.}; \
+		echo install -m 0644 $$page $(DESTDIR)$(MANDIR)/man$$section/; \
+		install -d $(DESTDIR)$(MANDIR)/man$$section && \
+		install -m 0644 $$page $(DESTDIR)$(MANDIR)/man$$section/ || exit 1; \
+	done
+	@# Never overwrite an operator's configuration.
+	@if [ -e etc/imgserv.toml ] && [ ! -e $(DESTDIR)$(SYSCONFDIR)/imgserv/imgserv.toml ]; then \
+		echo install -m 0644 etc/imgserv.toml $(DESTDIR)$(SYSCONFDIR)/imgserv/imgserv.toml; \
+		install -d $(DESTDIR)$(SYSCONFDIR)/imgserv && \
+		install -m 0644 etc/imgserv.toml $(DESTDIR)$(SYSCONFDIR)/imgserv/imgserv.toml; \
+	fi
+
+# Leaves $(SYSCONFDIR)/imgserv alone: it holds the operator's configuration.
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(BINARIES)) $(DESTDIR)$(CGIDIR)/imgserv.cgi
+	@for page in $(MAN_PAGES); do \
+		section=$${page##*.}; \
+		rm -f $(DESTDIR)$(MANDIR)/man$$section/$${page#man/}; \
+	done
+	-rmdir $(DESTDIR)$(CGIDIR) 2>/dev/null
+
+clean:
+	$(CARGO) clean
+	rm -f cgi-bin/imgserv.cgi
+	rm -rf $(RUN_DIR)

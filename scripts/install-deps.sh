@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Install the Debian packages imgserv needs to build and to run its test suite.
+#
+#   scripts/install-deps.sh              build + test dependencies (web servers, vips, rsync, curl)
+#   scripts/install-deps.sh --build-only what `make` / `make run` need (a C compiler, nasm)
+#
+# Idempotent and quick when everything is present: it only calls apt-get when a tool is missing,
+# and then runs `apt-get update` once. As non-root it prints the apt-get line and exits 1.
+set -euo pipefail
+
+build_only=false
+case "${1:-}" in
+  --build-only) build_only=true ;;
+  "") ;;
+  -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "install-deps.sh: unknown argument: $1 (expected --build-only)" >&2; exit 2 ;;
+esac
+
+# Tools in /usr/sbin are not on a non-root PATH on Debian.
+PATH="$PATH:/usr/sbin:/sbin"
+
+missing=()
+
+# need PACKAGE CHECK...: queue PACKAGE unless every check passes.
+# A check is a command name, "mod:NAME" (an Apache module) or "dpkg:PACKAGE" (for packages
+# without a command, like headers).
+need() {
+  local pkg=$1; shift
+  local check
+  for check in "$@"; do
+    case $check in
+      mod:*) [[ -e /usr/lib/apache2/modules/mod_${check#mod:}.so ]] || { missing+=("$pkg"); return; } ;;
+      dpkg:*) [[ $(dpkg-query -W -f='${Status}' "${check#dpkg:}" 2>/dev/null) == 'install ok installed' ]] ||
+        { missing+=("$pkg"); return; } ;;
+      *) command -v "$check" >/dev/null 2>&1 || { missing+=("$pkg"); return; } ;;
+    esac
+  done
+}
+
+# Build: the mozjpeg and webp crates compile C (cc), mozjpeg's SIMD code needs nasm.
+need gcc cc
+need libc6-dev dpkg:libc6-dev
+need nasm nasm
+if ! $build_only; then
+  need nginx-light nginx
+  need fcgiwrap fcgiwrap
+  need apache2 apache2 mod:cgi mod:cgid
+  need spawn-fcgi spawn-fcgi
+  need libvips-tools vipsthumbnail
+  need rsync rsync
+  need curl curl
+fi
+
+
+# The tests load mod_cgi from their own config, but operators following etc/apache-cgi.conf need
+# it enabled in the system instance (mod_cgid goes with Debian's default event MPM).
+enable_cgi() {
+  if ! $build_only && ((EUID == 0)) && command -v a2enmod >/dev/null 2>&1 &&
+     [[ ! -e /etc/apache2/mods-enabled/cgid.load && ! -e /etc/apache2/mods-enabled/cgi.load ]]; then
+    a2enmod -q cgid >/dev/null
+  fi
+}
+
+if ((${#missing[@]} == 0)); then
+  enable_cgi
+  exit 0
+fi
+
+apt_line="DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}"
+if ((EUID != 0)); then
+  echo "install-deps.sh: missing packages: ${missing[*]}" >&2
+  echo "install-deps.sh: as root run:  apt-get update && $apt_line" >&2
+  exit 1
+fi
+
+echo "install-deps.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# Don't let package installs start the distribution's own services on a CI box (port 80 etc.):
+# the tests run private instances. policy-rc.d is the Debian mechanism for that; restore it after.
+policy=/usr/sbin/policy-rc.d
+created_policy=false
+if [[ ! -e $policy ]]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy" && created_policy=true
+fi
+trap 'if $created_policy; then rm -f "$policy"; fi' EXIT
+apt-get install -y -q --no-install-recommends "${missing[@]}"
+enable_cgi
