@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS sources (
     format  TEXT NOT NULL,
     width   INTEGER NOT NULL,           -- as displayed (after EXIF orientation)
     height  INTEGER NOT NULL,
-    created INTEGER NOT NULL,
+    created INTEGER NOT NULL,           -- unix time in milliseconds
     UNIQUE (ident, version)
 );
 CREATE TABLE IF NOT EXISTS variants (
@@ -69,9 +69,9 @@ CREATE TABLE IF NOT EXISTS variants (
     width       INTEGER NOT NULL,
     height      INTEGER NOT NULL,
     bytes       INTEGER NOT NULL,
-    created     INTEGER NOT NULL,
-    last_access INTEGER NOT NULL,
-    hits        INTEGER NOT NULL DEFAULT 0
+    created     INTEGER NOT NULL,       -- unix time in milliseconds
+    last_access INTEGER NOT NULL,       -- refreshed at most once per access interval
+    hits        INTEGER NOT NULL DEFAULT 0  -- refreshes of last_access: a lower bound
 );
 CREATE INDEX IF NOT EXISTS variants_lru ON variants (last_access, created);
 CREATE INDEX IF NOT EXISTS variants_source ON variants (source_id);
@@ -239,7 +239,7 @@ impl Cache {
     /// interval, so that hits normally write nothing. Returns whether it wrote.
     pub fn touch(&self, variant: &KnownVariant) -> Result<bool, CacheError> {
         let now = now();
-        let interval = i64::try_from(self.access_interval.as_secs()).unwrap_or(i64::MAX);
+        let interval = i64::try_from(self.access_interval.as_millis()).unwrap_or(i64::MAX);
         if now.saturating_sub(variant.last_access) < interval {
             return Ok(false);
         }
@@ -458,10 +458,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Unix time in milliseconds: fine enough to order accesses within one second.
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Lower-case hex.

@@ -5,4 +5,7 @@
 
 mod support;
 
+mod cache;
+mod corpus;
 mod harness_selftest;
+mod redirector;

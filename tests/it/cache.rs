@@ -1,0 +1,121 @@
+//! The variant cache through real processes: concurrent misses for one variant, and eviction
+//! by space, least recently used first.
+
+use std::fs;
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use crate::redirector::{dims, files_below, variant_rows};
+use crate::support::{Cgi, CgiResponse, Site};
+
+fn resize(site: &Site, src: &str, w: u32, h: u32) -> CgiResponse {
+    Cgi::new(site)
+        .query(&format!("src={src}&width={w}&height={h}"))
+        .run()
+}
+
+#[test]
+fn thirty_two_concurrent_misses_make_one_correct_file() {
+    let site = Arc::new(Site::new());
+    site.add_original("photo-bridge-4352x2448-progressive.jpg");
+    let barrier = Arc::new(Barrier::new(32));
+    let handles: Vec<_> = (0..32)
+        .map(|_| {
+            let (site, barrier) = (site.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                resize(&site, "photo-bridge-4352x2448-progressive.jpg", 800, 600)
+            })
+        })
+        .collect();
+    let responses: Vec<CgiResponse> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let first = responses[0].header("location").map(str::to_string);
+    for r in &responses {
+        assert_eq!(r.status, 302, "{r:?}");
+        assert_eq!(r.header("location").map(str::to_string), first);
+    }
+    let files = files_below(&site.cache());
+    assert_eq!(
+        files.len(),
+        1,
+        "exactly one file, no temporaries: {files:?}"
+    );
+    let bytes = fs::read(site.cache().join(&files[0])).unwrap();
+    assert_eq!(dims(&bytes).1, imgserv::geometry::Size::new(800, 450));
+    assert_eq!(variant_rows(&site), 1);
+    let rendered = responses
+        .iter()
+        .filter(|r| r.stderr.contains(" rendered "))
+        .count();
+    assert_eq!(rendered, 1, "the per-source lock lets one process render");
+}
+
+/// Bytes of each variant, learnt in a scratch site with room for everything.
+fn variant_sizes(requests: &[(&str, u32)]) -> Vec<u64> {
+    let site = Site::new();
+    requests
+        .iter()
+        .map(|(name, w)| {
+            site.add_original(name);
+            let r = resize(&site, name, *w, *w);
+            assert_eq!(r.status, 302, "{r:?}");
+            let rel = r
+                .header("location")
+                .unwrap()
+                .trim_start_matches("/cache/")
+                .to_string();
+            fs::metadata(site.cache().join(rel)).unwrap().len()
+        })
+        .collect()
+}
+
+#[test]
+fn eviction_keeps_the_cache_under_its_limit_least_recently_used_first() {
+    let requests = [
+        ("photo-rocket-640x427.jpg", 300),
+        ("photo-chelsea-cat-451x300.png", 200),
+        ("photo-hubble-deep-field-1000x872.jpg", 300),
+        ("photo-astronaut-512x512.png", 200),
+    ];
+    let sizes = variant_sizes(&requests);
+    let [a, b, c, d] = [sizes[0], sizes[1], sizes[2], sizes[3]];
+    // Room for A, C and D but not for B as well.
+    let limit = a + c + d + b / 2;
+    let site = Site::with_config(&format!(
+        "[cache]\nmax_bytes = {limit}\naccess_interval = \"0s\"\n"
+    ));
+    let mut locations = Vec::new();
+    for (name, w) in &requests[..3] {
+        site.add_original(name);
+        let r = resize(&site, name, *w, *w);
+        assert_eq!(r.status, 302, "{r:?}");
+        locations.push(r.header("location").unwrap().to_string());
+    }
+    // A is used again, so B is now the least recently used.
+    let again = resize(&site, requests[0].0, requests[0].1, requests[0].1);
+    assert!(again.stderr.contains(" hit "), "{}", &*again.stderr);
+    site.add_original(requests[3].0);
+    let r = resize(&site, requests[3].0, requests[3].1, requests[3].1);
+    assert_eq!(r.status, 302, "{r:?}");
+    locations.push(r.header("location").unwrap().to_string());
+
+    let on_disk = |loc: &str| {
+        site.cache()
+            .join(loc.trim_start_matches("/cache/"))
+            .exists()
+    };
+    assert!(on_disk(&locations[0]), "A was used recently");
+    assert!(!on_disk(&locations[1]), "B was the least recently used");
+    assert!(on_disk(&locations[2]), "C fits");
+    assert!(on_disk(&locations[3]), "D is new");
+    assert_eq!(variant_rows(&site), 3);
+    let total: u64 = files_below(&site.cache())
+        .iter()
+        .map(|f| fs::metadata(site.cache().join(f)).unwrap().len())
+        .sum();
+    assert!(total <= limit, "{total} bytes on disk, limit {limit}");
+    // B comes back when asked for again: it is rendered anew.
+    let r = resize(&site, requests[1].0, requests[1].1, requests[1].1);
+    assert_eq!(r.status, 302);
+    assert!(r.stderr.contains(" rendered "), "{}", &*r.stderr);
+}
