@@ -116,6 +116,20 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
     }
 }
 
+/// What must be escaped in a query value (and in the HTML attribute around it).
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'&')
+    .add(b'\'')
+    .add(b'+')
+    .add(b'<')
+    .add(b'=')
+    .add(b'>')
+    .add(b'?');
+
 /// A page of example `<img>` tags for the images in the originals directory, served at `/` by
 /// the standalone server.
 pub fn demo_page(config: &Config) -> String {
@@ -135,7 +149,7 @@ pub fn demo_page(config: &Config) -> String {
          a redirect to a scaled copy in the cache.</p>",
     );
     for name in names.iter().take(24) {
-        let enc = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+        let enc = percent_encoding::utf8_percent_encode(name, QUERY_VALUE);
         let esc = name
             .replace('&', "&amp;")
             .replace('<', "&lt;")

@@ -9,3 +9,4 @@ mod cache;
 mod corpus;
 mod harness_selftest;
 mod redirector;
+mod web;

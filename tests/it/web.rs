@@ -1,0 +1,123 @@
+//! The redirector behind real web servers, as operators mount it: nginx + fcgiwrap (CGI),
+//! Apache mod_cgi. Each: request → 302 → the Location through the same server → 200 with the
+//! right type, long caching and an image of the promised size.
+
+use imgserv::geometry::Size;
+use imgserv::render::Format;
+
+use crate::redirector::dims;
+use crate::support::{Apache, Nginx, Site, follow, get};
+
+/// Asks `base` for a few variants and follows each redirect through the same server.
+pub fn check_round_trips(base: &str, script: &str) {
+    for (src, (w, h), format, want) in [
+        (
+            "photo-rocket-640x427.jpg",
+            (300, 300),
+            Format::Jpeg,
+            Size::new(300, 200),
+        ),
+        (
+            "photo-chelsea-cat-451x300.png",
+            (200, 200),
+            Format::Png,
+            Size::new(200, 133),
+        ),
+        (
+            "webp-lossy-hopper-128x128.webp",
+            (100, 100),
+            Format::Webp,
+            Size::new(100, 100),
+        ),
+        (
+            "exif-orient-6.jpg",
+            (100, 100),
+            Format::Jpeg,
+            Size::new(100, 67),
+        ),
+    ] {
+        let url = format!("{base}{script}?src={src}&width={w}&height={h}");
+        let r = get(&url);
+        assert_eq!(r.status, 302, "{url}: {} {}", r.status, r.body_text());
+        let location = r.header("location").expect("Location").to_string();
+        let file = follow(&url, &location);
+        assert_eq!(file.status, 200, "{location}");
+        assert_eq!(
+            file.header("content-type"),
+            Some(format.mime()),
+            "{location}"
+        );
+        let cc = file.header_all("cache-control").join(", ");
+        assert!(
+            cc.contains("max-age=31536000"),
+            "{location}: Cache-Control {cc:?}"
+        );
+        assert_eq!(dims(&file.body), (format, want), "{location}");
+        // Asked again: a hit, the same redirect.
+        let again = get(&url);
+        assert_eq!(again.header("location"), Some(location.as_str()));
+    }
+    let bad = get(&format!("{base}{script}?src=nope.jpg&width=10&height=10"));
+    assert_eq!(bad.status, 404, "{}", bad.body_text());
+    let bad = get(&format!(
+        "{base}{script}?src=photo-rocket-640x427.jpg&width=0&height=10"
+    ));
+    assert_eq!(bad.status, 400, "{}", bad.body_text());
+}
+
+pub fn site_with_samples() -> Site {
+    let site = Site::new();
+    for f in [
+        "photo-rocket-640x427.jpg",
+        "photo-chelsea-cat-451x300.png",
+        "webp-lossy-hopper-128x128.webp",
+        "exif-orient-6.jpg",
+    ] {
+        site.add_original(f);
+    }
+    site
+}
+
+#[test]
+fn nginx_with_fcgiwrap() {
+    let site = site_with_samples();
+    let nginx = Nginx::cgi(&site);
+    check_round_trips(&nginx.base(), "/cgi-bin/imgserv.cgi");
+}
+
+#[test]
+fn apache_mod_cgi() {
+    let site = site_with_samples();
+    let apache = Apache::cgi(&site);
+    check_round_trips(&apache.base(), "/cgi-bin/imgserv.cgi");
+}
+
+#[test]
+fn standalone_server() {
+    use crate::support::{Child, free_port, imgserv_cgi};
+    let site = site_with_samples();
+    let port = free_port();
+    let mut cmd = std::process::Command::new(imgserv_cgi());
+    cmd.arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--config")
+        .arg(site.config_path());
+    let mut server = Child::spawn("standalone", cmd, site.dir());
+    server.wait_for_port(port, std::time::Duration::from_secs(10));
+    let base = format!("http://127.0.0.1:{port}");
+    check_round_trips(&base, "/imgserv.cgi");
+    let page = get(&format!("{base}/"));
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body_text()
+            .contains("/imgserv.cgi?src=photo-rocket-640x427.jpg")
+    );
+    for path in [
+        "/cache/../imgserv.toml",
+        "/cache/%2e%2e/imgserv.toml",
+        "/cache/",
+        "/elsewhere",
+    ] {
+        assert_eq!(get(&format!("{base}{path}")).status, 404, "{path}");
+    }
+}
