@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::geometry::{self, BoundingBox, Size};
 use crate::render::{self, Format, RenderError};
-use crate::source::{local, remote};
+use crate::source::{SourceError, local, remote};
 
 /// A variant ready to be served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +42,10 @@ fn resolve(config: &Config, src: &str) -> Result<Resolved, Error> {
             },
             path: fetched.path,
         });
+    }
+    if src.contains("://") {
+        let msg = "src: only http:// and https:// URLs are supported";
+        return Err(SourceError::Invalid(msg.into()).into());
     }
     let local = local::resolve(&config.originals.root, src, config.limits.max_source_bytes)?;
     Ok(Resolved {

@@ -9,4 +9,5 @@ mod cache;
 mod corpus;
 mod harness_selftest;
 mod redirector;
+mod remote;
 mod web;
