@@ -7,6 +7,7 @@ mod support;
 
 mod cache;
 mod corpus;
+mod docs;
 mod harness_selftest;
 mod redirector;
 mod remote;
