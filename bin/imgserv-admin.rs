@@ -22,7 +22,7 @@ enum Command {
 }
 
 fn main() {
-    let args = Args::parse();
+    let args: Args = imgserv::cli::parse();
     let code = match args.command {
         Command::CheckConfig { file } => admin::check_config(file.as_deref()),
     };

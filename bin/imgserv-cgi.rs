@@ -31,7 +31,7 @@ fn main() {
     if server::is_cgi() {
         std::process::exit(server::run(Mode::Auto, None, &[]));
     }
-    let args = Args::parse();
+    let args: Args = imgserv::cli::parse();
     let mode = match (args.fastcgi, args.listen) {
         (Some(addr), _) => Mode::FastCgi(addr),
         (None, Some(addr)) => Mode::Listen(addr),

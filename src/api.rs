@@ -97,9 +97,15 @@ impl App {
     fn route(&self, req: &Request) -> Result<Response, Error> {
         match (req.method.as_str(), req.path.as_str()) {
             ("GET" | "HEAD", "" | "/") => self.resize(req),
-            (_, "" | "/") => Ok(Response::text(405, "method not allowed: use GET or HEAD")
-                .with_header("Allow", "GET, HEAD")),
-            _ => Ok(Response::text(404, format!("not found: {}", req.path))),
+            (_, "" | "/") => Ok(
+                Response::error(405, "method-not-allowed", "use GET or HEAD")
+                    .with_header("Allow", "GET, HEAD"),
+            ),
+            _ => Ok(Response::error(
+                404,
+                "not-found",
+                format!("no such resource: {}", req.path),
+            )),
         }
     }
 }
@@ -113,8 +119,7 @@ pub fn error_response(e: &Error) -> Response {
     } else {
         log::info!("{} ({}): {e}", e.code(), status);
     }
-    Response::text(status, format!("{}: {}", e.code(), e.public_message()))
-        .with_header("Cache-Control", "no-store")
+    Response::error(status, e.code(), e.public_message())
 }
 
 impl Handler for App {

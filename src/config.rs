@@ -279,7 +279,11 @@ pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<Config, Confi
             source,
         }])
     })?;
-    let env_overrides = env_overrides(env::vars());
+    // vars_os: a CGI environment may hold any bytes (headers become HTTP_*); only our own
+    // IMGSERV_* names matter here, and those must be UTF-8.
+    let env_overrides = env_overrides(
+        env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+    );
     let base = path.parent().unwrap_or(Path::new("/"));
     let base = if base.as_os_str().is_empty() {
         Path::new(".")
@@ -521,7 +525,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
         "/var/cache/imgserv",
         base,
     );
-    let url = raw.cache.url.unwrap_or_else(|| "/imgserv-cache".into());
+    let url = raw.cache.url.unwrap_or_else(|| "/cache".into());
     let url_ok =
         (url.starts_with('/') || url.starts_with("http://") || url.starts_with("https://"))
             && !url
@@ -530,7 +534,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
     if !url_ok {
         p.add(
             "cache.url",
-            format!("expected a path like \"/imgserv-cache\" or an http(s) URL, got {url:?}"),
+            format!("expected a path like \"/cache\" or an http(s) URL, got {url:?}"),
         );
     }
     let url = url.trim_end_matches('/').to_string();
@@ -781,7 +785,7 @@ mod tests {
         assert_eq!(c.cache.dir, d.path().join("cache"));
         assert_eq!(c.cache.raster.get(), 50);
         assert_eq!(c.cache.max_bytes, 2 << 30);
-        assert_eq!(c.cache.url, "/imgserv-cache");
+        assert_eq!(c.cache.url, "/cache");
         assert_eq!(c.limits.max_pixels, 50_000_000);
         assert_eq!(c.render.quality, 85);
         assert!(c.remote.allow_hosts.is_empty());

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod api;
 pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod geometry;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::api::App;
 use crate::config::{self, Config, ConfigErrors};
 use crate::error::exit;
-use crate::http::{self, Handler, Response, fastcgi, standalone};
+use crate::http::{self, Handler, Request, Response, fastcgi, standalone};
 
 /// How the process was asked to serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,10 +56,9 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
                 log::error!("configuration: {e}");
             }
             if mode == Mode::Auto && is_cgi() {
-                http::cgi::respond(&Response::text(
-                    500,
-                    "imgserv: configuration error (see the server log)",
-                ));
+                let msg = "configuration error (see the server log)";
+                let resp = Response::error(500, "config", msg).for_request(&Request::default());
+                http::cgi::respond(&resp);
                 return exit::OK;
             }
             return exit::CONFIG;
@@ -76,7 +75,14 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
     let result = match mode {
         Mode::Auto => match fastcgi::Listener::from_stdin() {
             Ok(Some(listener)) => fastcgi::serve(listener, Arc::new(app), &fastcgi_opts),
-            _ => return http::cgi::run(&app),
+            _ if is_cgi() => return http::cgi::run(&app),
+            _ => {
+                log::error!(
+                    "not started by a web server (GATEWAY_INTERFACE is unset and standard input \
+                     is not a FastCGI socket): use --listen ADDR or --fastcgi ADDR; see imgserv.cgi(8)"
+                );
+                return exit::USAGE;
+            }
         },
         Mode::FastCgi(addr) => match fastcgi::Listener::bind(&addr) {
             Ok(listener) => {

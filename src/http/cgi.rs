@@ -27,20 +27,23 @@ pub fn request_from(
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(0);
     if length > MAX_BODY {
-        return Err(Response::text(
-            413,
-            format!("request body over {MAX_BODY} bytes"),
-        ));
+        let msg = format!("request body over {MAX_BODY} bytes");
+        return Err(Response::error(413, "body-too-large", msg));
     }
     let mut buf = Vec::new();
     if length > 0 {
-        body.take(length)
-            .read_to_end(&mut buf)
-            .map_err(|e| Response::text(400, format!("reading the request body: {e}")))?;
+        body.take(length).read_to_end(&mut buf).map_err(|e| {
+            Response::error(400, "bad-request", format!("reading the request body: {e}"))
+        })?;
     }
     let pairs = vars.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()));
-    request_from_meta_vars(pairs, buf)
-        .map_err(|name| Response::text(400, format!("meta-variable {name} is not valid UTF-8")))
+    request_from_meta_vars(pairs, buf).map_err(|name| {
+        Response::error(
+            400,
+            "bad-request",
+            format!("meta-variable {name} is not valid UTF-8"),
+        )
+    })
 }
 
 /// Runs `handler` on `req`, turning a panic into a 500.
@@ -50,7 +53,7 @@ pub fn handle_catching(handler: &dyn Handler, req: Request) -> Response {
         Ok(resp) => resp,
         Err(_) => {
             log::error!("handler panicked");
-            let resp = Response::text(500, "internal error (panic)");
+            let resp = Response::error(500, "panic", "internal error");
             if is_head {
                 resp.with_body(Vec::new())
             } else {

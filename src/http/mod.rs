@@ -87,6 +87,13 @@ impl Response {
             .with_body(body.into_bytes())
     }
 
+    /// A failure as clients see it: one `text/plain` line `<code>: <message>` with a stable
+    /// kebab-case code, never cached.
+    pub fn error(status: u16, code: &str, message: impl fmt::Display) -> Self {
+        Response::text(status, format!("{code}: {message}"))
+            .with_header("Cache-Control", "no-store")
+    }
+
     /// Adds a header.
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.push((name.to_string(), value.into()));

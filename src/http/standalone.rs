@@ -52,15 +52,27 @@ pub fn serve(addr: &str, handler: Arc<dyn Handler>, opts: Options) -> io::Result
 
 fn answer(mut raw: tiny_http::Request, handler: &dyn Handler, opts: &Options) {
     let resp = route(&mut raw, handler, opts);
-    let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
-    for (name, value) in &resp.headers {
-        if name.eq_ignore_ascii_case("content-length") {
-            continue;
-        }
-        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            out.add_header(h);
-        }
-    }
+    // A HEAD response has no body but announces the length a GET would have; tiny_http sends
+    // no body for HEAD and takes the length from here.
+    let length = match resp.header("content-length").and_then(|v| v.parse().ok()) {
+        Some(n) if resp.body.is_empty() => n,
+        _ => resp.body.len(),
+    };
+    let headers = resp
+        .headers
+        .iter()
+        .filter(|(name, _)| !name.eq_ignore_ascii_case("content-length"))
+        .filter_map(|(name, value)| {
+            tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
+        })
+        .collect();
+    let out = tiny_http::Response::new(
+        tiny_http::StatusCode(resp.status),
+        headers,
+        io::Cursor::new(resp.body),
+        Some(length),
+        None,
+    );
     if let Err(e) = raw.respond(out) {
         log::debug!("writing the response: {e}");
     }
@@ -71,7 +83,7 @@ fn route(raw: &mut tiny_http::Request, handler: &dyn Handler, opts: &Options) ->
     let url = raw.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let Ok(path) = percent_encoding::percent_decode_str(path).decode_utf8() else {
-        return Response::text(400, "request path is not valid UTF-8");
+        return Response::error(400, "bad-request", "request path is not valid UTF-8");
     };
     let path = path.into_owned();
     if let (Some(html), "/") = (&opts.index_html, path.as_str()) {
@@ -89,10 +101,10 @@ fn route(raw: &mut tiny_http::Request, handler: &dyn Handler, opts: &Options) ->
     }
     let script = opts.script_name.as_str();
     let Some(rest) = path.strip_prefix(script) else {
-        return Response::text(404, format!("not found: {path}"));
+        return Response::error(404, "not-found", format!("no such resource: {path}"));
     };
     if !(rest.is_empty() || rest.starts_with('/')) {
-        return Response::text(404, format!("not found: {path}"));
+        return Response::error(404, "not-found", format!("no such resource: {path}"));
     }
     let mut body = Vec::new();
     if let Err(e) = raw
@@ -100,10 +112,10 @@ fn route(raw: &mut tiny_http::Request, handler: &dyn Handler, opts: &Options) ->
         .take(opts.max_body + 1)
         .read_to_end(&mut body)
     {
-        return Response::text(400, format!("reading the request body: {e}"));
+        return Response::error(400, "bad-request", format!("reading the request body: {e}"));
     }
     if body.len() as u64 > opts.max_body {
-        return Response::text(413, "request body too large");
+        return Response::error(413, "body-too-large", "request body too large");
     }
     let req = Request {
         method,
@@ -128,7 +140,8 @@ fn route(raw: &mut tiny_http::Request, handler: &dyn Handler, opts: &Options) ->
 /// A file below `dir`, refusing anything that is not a plain relative path.
 fn static_file(dir: &Path, rel: &str, cache_control: &str, method: &str) -> Response {
     if method != "GET" && method != "HEAD" {
-        return Response::text(405, "method not allowed").with_header("Allow", "GET, HEAD");
+        return Response::error(405, "method-not-allowed", "use GET or HEAD")
+            .with_header("Allow", "GET, HEAD");
     }
     let rel_path = Path::new(rel);
     let plain = rel_path
@@ -136,7 +149,7 @@ fn static_file(dir: &Path, rel: &str, cache_control: &str, method: &str) -> Resp
         .all(|c| matches!(c, Component::Normal(_)));
     let hidden = rel.split('/').any(|c| c.starts_with('.'));
     if rel.is_empty() || !plain || hidden {
-        return Response::text(404, "not found");
+        return Response::error(404, "not-found", "no such file");
     }
     match fs::read(dir.join(rel_path)) {
         Ok(bytes) => {
@@ -157,6 +170,6 @@ fn static_file(dir: &Path, rel: &str, cache_control: &str, method: &str) -> Resp
             }
             resp
         }
-        Err(_) => Response::text(404, "not found"),
+        Err(_) => Response::error(404, "not-found", "no such file"),
     }
 }

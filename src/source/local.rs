@@ -87,9 +87,9 @@ pub fn resolve(root: &Path, src: &str, max_bytes: u64) -> Result<LocalSource, So
 /// Reads a file of at most `max_bytes` bytes (it may have grown since it was resolved).
 pub fn read_limited(path: &Path, max_bytes: u64) -> Result<Vec<u8>, SourceError> {
     let file = fs::File::open(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => {
-            SourceError::NotFound(format!("no such original: {}", path.display()))
-        }
+        // No path in the message: it reaches the client.
+        io::ErrorKind::NotFound => SourceError::NotFound("no such original".into()),
+        io::ErrorKind::PermissionDenied => SourceError::Forbidden("original not readable".into()),
         _ => SourceError::Io(e),
     })?;
     let mut bytes = Vec::new();

@@ -299,3 +299,41 @@ fn a_bad_configuration_is_a_valid_500_not_a_broken_response() {
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cache.raster"));
 }
+
+#[test]
+fn non_utf8_meta_variables_get_a_response() {
+    let site = Site::new();
+    site.add_original("photo-rocket-640x427.jpg");
+    // A raw byte in a header the handler does not read changes nothing.
+    let r = Cgi::new(&site)
+        .env_bytes("HTTP_REFERER", b"http://a/caf\xe9")
+        .query("src=photo-rocket-640x427.jpg&width=100&height=100")
+        .run();
+    assert_eq!(r.status, 302, "{r:?}");
+    // One in a variable it needs is refused, naming it.
+    let r = Cgi::new(&site)
+        .env_bytes("PATH_INFO", b"/x/\xff")
+        .query("src=photo-rocket-640x427.jpg&width=100&height=100")
+        .run();
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body_text().contains("PATH_INFO"));
+}
+
+#[test]
+fn started_by_hand_without_a_mode_is_a_usage_error() {
+    let site = Site::new();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_imgserv-cgi"))
+            .args(args)
+            .env_remove("GATEWAY_INTERFACE")
+            .env("IMGSERV_CONFIG", site.config_path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--listen"));
+    assert_eq!(run(&["--no-such-flag"]).status.code(), Some(64));
+    assert_eq!(run(&["--help"]).status.code(), Some(0));
+}

@@ -18,7 +18,7 @@ use super::Site;
 pub struct Cgi {
     program: PathBuf,
     args: Vec<String>,
-    env: Vec<(String, String)>,
+    env: Vec<(String, std::ffi::OsString)>,
     body: Vec<u8>,
 }
 
@@ -48,10 +48,7 @@ impl Cgi {
         Cgi {
             program: program.into(),
             args: Vec::new(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.into())).collect(),
             body: Vec::new(),
         }
     }
@@ -60,6 +57,15 @@ impl Cgi {
     pub fn env(mut self, name: &str, value: &str) -> Cgi {
         self.env.retain(|(k, _)| k != name);
         self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets a meta-variable to raw bytes (web servers pass what clients send, UTF-8 or not).
+    pub fn env_bytes(mut self, name: &str, value: &[u8]) -> Cgi {
+        use std::os::unix::ffi::OsStringExt;
+        self.env.retain(|(k, _)| k != name);
+        self.env
+            .push((name.into(), std::ffi::OsString::from_vec(value.to_vec())));
         self
     }
 
@@ -103,7 +109,7 @@ impl Cgi {
         self.env
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .and_then(|(_, v)| v.to_str())
     }
 
     fn request_uri(&self, query: &str, path_info: &str) -> String {
