@@ -1462,7 +1462,6 @@ mod tests {
     #[test]
     fn descriptors_are_classified_like_fd_0() {
         let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = tcp.local_addr().unwrap();
         let got = listener_from_fd(OwnedFd::from(tcp)).unwrap();
         assert!(matches!(got, Some(Listener::Tcp(_))));
 
@@ -1480,7 +1479,62 @@ mod tests {
         assert!(listener_from_fd(OwnedFd::from(reader)).unwrap().is_none());
         let null = fs::File::open("/dev/null").unwrap();
         assert!(listener_from_fd(OwnedFd::from(null)).unwrap().is_none());
-        let _ = addr;
+    }
+
+    /// Run again as a child by `fd_0_listener_is_served_like_spawn_fcgi`; a no-op otherwise.
+    #[test]
+    fn child_serving_fd_0() {
+        let Ok(want) = std::env::var("IMGSERV_TEST_FD0") else {
+            return;
+        };
+        match (want.as_str(), Listener::from_stdin().unwrap()) {
+            ("none", None) => {}
+            ("tcp", Some(l @ Listener::Tcp(_))) | ("unix", Some(l @ Listener::Unix(_))) => {
+                serve(l, Arc::new(app), &Options::default()).unwrap();
+            }
+            (want, got) => panic!("fd 0: wanted {want}, got {got:?}"),
+        }
+    }
+
+    /// Kills the child when the test ends, passing or not.
+    struct Child(std::process::Child);
+
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn fd_0_listener_is_served_like_spawn_fcgi() {
+        use std::process::{Command, Stdio};
+        let spawn = |stdin: Stdio, want: &str| {
+            let child = Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "http::fastcgi::tests::child_serving_fd_0"])
+                .env("IMGSERV_TEST_FD0", want)
+                .stdin(stdin)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            Child(child)
+        };
+        let mut cgi = spawn(Stdio::null(), "none");
+        assert!(cgi.0.wait().unwrap().success(), "/dev/null is not FastCGI");
+
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let _server = spawn(Stdio::from(OwnedFd::from(tcp)), "tcp");
+        assert_eq!(get(addr, b"/spawned").body, b"GET /spawned?w=1\n");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fcgi.sock");
+        let unix = UnixListener::bind(&path).unwrap();
+        let _server = spawn(Stdio::from(OwnedFd::from(unix)), "unix");
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(&get_request(1, false, b"/u")).unwrap();
+        assert_eq!(read_reply(&mut s, 1).status, 200);
     }
 
     #[test]
