@@ -523,7 +523,11 @@ impl<'o> Session<'o> {
                     b"FCGI_MPXS_CONNS" => b"0",
                     _ => continue,
                 };
-                answers.push((name, value));
+                // Once each: a request repeating a name must not grow the answer past
+                // one record.
+                if !answers.iter().any(|(n, _)| *n == name) {
+                    answers.push((name, value));
+                }
             }
             encode_record(kind::GET_VALUES_RESULT, 0, &encode_params(answers))
         } else {
@@ -1299,6 +1303,16 @@ mod tests {
 
         s.write_all(&get_request(1, false, b"/a")).unwrap();
         assert_eq!(read_reply(&mut s, 1).status, 200);
+    }
+
+    #[test]
+    fn get_values_repeating_a_name_is_answered_once() {
+        let names: Vec<(&str, &[u8])> = vec![("FCGI_MAX_CONNS", b""); 4000];
+        let input = rec(kind::GET_VALUES, 0, &nv(&names));
+        let out = replay(&input, &app, &Options::default());
+        let (kind, _, content) = read_rec(&mut &out[..]).unwrap();
+        assert_eq!(kind, kind::GET_VALUES_RESULT);
+        assert_eq!(parse_params(&content).unwrap().len(), 1);
     }
 
     #[test]
