@@ -22,7 +22,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Handler, Request, Response, cgi_head, request_from_meta_vars};
 
@@ -763,20 +763,27 @@ impl Write for &Stream {
 }
 
 impl Stream {
-    /// Closes our side, then reads what the peer still sends for up to a second, so that
+    /// Closes our side, then reads what the peer still sends (up to a second, 1 MiB), so that
     /// unread input does not make the kernel reset the connection and discard our last
     /// records before the web server has read them.
     fn linger_close(self) {
         let (shut, timeout) = match &self {
-            Stream::Tcp(s) => (s.shutdown(Shutdown::Write), s.set_read_timeout(LINGER)),
-            Stream::Unix(s) => (s.shutdown(Shutdown::Write), s.set_read_timeout(LINGER)),
+            Stream::Tcp(s) => (
+                s.shutdown(Shutdown::Write),
+                s.set_read_timeout(Some(LINGER_FOR)),
+            ),
+            Stream::Unix(s) => (
+                s.shutdown(Shutdown::Write),
+                s.set_read_timeout(Some(LINGER_FOR)),
+            ),
         };
         if shut.is_err() || timeout.is_err() {
             return;
         }
+        let deadline = Instant::now() + LINGER_FOR;
         let mut sink = [0u8; 4096];
         let mut drained = 0;
-        while drained < (1 << 20) {
+        while drained < (1 << 20) && Instant::now() < deadline {
             match (&self).read(&mut sink) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => drained += n,
@@ -785,7 +792,8 @@ impl Stream {
     }
 }
 
-const LINGER: Option<Duration> = Some(Duration::from_secs(1));
+/// How long [`Stream::linger_close`] waits for the peer to close its side.
+const LINGER_FOR: Duration = Duration::from_secs(1);
 
 impl Listener {
     /// `"127.0.0.1:9000"` or `"[::1]:9000"` → TCP; anything with a `/` (`"/run/imgserv.sock"`,
