@@ -592,14 +592,22 @@ fn respond(
 ) -> Result<Response, ProtocolError> {
     let Some(body) = incoming.body else {
         let limit = opts.max_body;
-        let resp = Response::text(413, format!("request body larger than {limit} bytes"));
+        let resp = Response::error(
+            413,
+            "body-too-large",
+            format!("request body larger than {limit} bytes"),
+        );
         return Ok(resp.for_request(&Request::default()));
     };
     let pairs = split_params(&incoming.params)?;
     let req = match request_from_meta_vars(pairs, body) {
         Ok(req) => req,
         Err(name) => {
-            let resp = Response::text(400, format!("meta-variable {name} is not valid UTF-8"));
+            let resp = Response::error(
+                400,
+                "bad-request",
+                format!("meta-variable {name} is not valid UTF-8"),
+            );
             return Ok(resp.for_request(&Request::default()));
         }
     };
@@ -618,7 +626,7 @@ fn respond(
             .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
             .unwrap_or("(no message)");
         log::warn!("fastcgi: handler panicked: {msg}");
-        Response::text(500, "internal error")
+        Response::error(500, "panic", "internal error")
     });
     Ok(resp.for_request(&method_only))
 }

@@ -38,9 +38,9 @@ fn non_utf8_request_path_is_refused_not_stripped() {
     let site = site_with_samples();
     let nginx = Nginx::fastcgi(&site);
     // nginx decodes PATH_INFO (and DOCUMENT_URI, SCRIPT_NAME) to the raw byte 0xFF.
-    let r = get(&nginx.url(
-        "/cgi-bin/imgserv.cgi/x/%FF?src=photo-rocket-640x427.jpg&width=300&height=300",
-    ));
+    let r =
+        get(&nginx
+            .url("/cgi-bin/imgserv.cgi/x/%FF?src=photo-rocket-640x427.jpg&width=300&height=300"));
     assert_eq!(r.status, 400, "{}", r.body_text());
     assert!(r.body_text().contains("PATH_INFO"), "{}", r.body_text());
     // A Latin-1 byte in a header the handler does not read loses nothing either.
@@ -63,7 +63,11 @@ fn nginx_reloading_kept_alive_connections_kills_nothing() {
     }
     assert_redirects(&nginx);
     let backend = nginx.backend().unwrap();
-    assert!(pid_alive(backend.pid()), "the FastCGI server died:\n{}", backend.log());
+    assert!(
+        pid_alive(backend.pid()),
+        "the FastCGI server died:\n{}",
+        backend.log()
+    );
     assert!(!backend.log().contains("panicked"), "{}", backend.log());
 }
 
@@ -83,12 +87,18 @@ fn accept_errors_do_not_end_the_server() {
     });
     assert_redirects(&nginx);
     let socket = nginx.dir().join("fcgi.sock");
-    let flood: Vec<UnixStream> = (0..80).filter_map(|_| UnixStream::connect(&socket).ok()).collect();
+    let flood: Vec<UnixStream> = (0..80)
+        .filter_map(|_| UnixStream::connect(&socket).ok())
+        .collect();
     std::thread::sleep(Duration::from_millis(300));
     drop(flood);
     std::thread::sleep(Duration::from_millis(300));
     let backend = nginx.backend().unwrap();
-    assert!(pid_alive(backend.pid()), "the FastCGI server died:\n{}", backend.log());
+    assert!(
+        pid_alive(backend.pid()),
+        "the FastCGI server died:\n{}",
+        backend.log()
+    );
     let mut ok = false;
     for _ in 0..20 {
         if get(&nginx.url(REQUEST)).status == 302 {

@@ -8,6 +8,7 @@ mod support;
 mod cache;
 mod corpus;
 mod docs;
+mod fastcgi;
 mod harness_selftest;
 mod redirector;
 mod remote;
