@@ -5,7 +5,7 @@ use std::fs;
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use crate::redirector::{dims, files_below, variant_rows};
+use crate::redirector::{dims, files_below, variant_file, variant_rows};
 use crate::support::{Cgi, CgiResponse, Site};
 
 fn resize(site: &Site, src: &str, w: u32, h: u32) -> CgiResponse {
@@ -59,12 +59,8 @@ fn variant_sizes(requests: &[(&str, u32)]) -> Vec<u64> {
             site.add_original(name);
             let r = resize(&site, name, *w, *w);
             assert_eq!(r.status, 302, "{r:?}");
-            let rel = r
-                .header("location")
-                .unwrap()
-                .trim_start_matches("/cache/")
-                .to_string();
-            fs::metadata(site.cache().join(rel)).unwrap().len()
+            let path = variant_file(&site, r.header("location").unwrap());
+            fs::metadata(path).unwrap().len()
         })
         .collect()
 }
@@ -99,11 +95,7 @@ fn eviction_keeps_the_cache_under_its_limit_least_recently_used_first() {
     assert_eq!(r.status, 302, "{r:?}");
     locations.push(r.header("location").unwrap().to_string());
 
-    let on_disk = |loc: &str| {
-        site.cache()
-            .join(loc.trim_start_matches("/cache/"))
-            .exists()
-    };
+    let on_disk = |loc: &str| variant_file(&site, loc).exists();
     assert!(on_disk(&locations[0]), "A was used recently");
     assert!(!on_disk(&locations[1]), "B was the least recently used");
     assert!(on_disk(&locations[2]), "C fits");

@@ -6,7 +6,7 @@ use imgserv::api::App;
 use imgserv::geometry::{Raster, Size, fit};
 use imgserv::http::{Handler, Request};
 
-use crate::redirector::{dims, files_below, variant_rows};
+use crate::redirector::{dims, files_below, variant_file, variant_rows};
 use crate::support::{Site, repo_root};
 
 /// One MANIFEST row.
@@ -73,9 +73,8 @@ fn every_good_file_renders_at_the_promised_size() {
                 e.file,
                 String::from_utf8_lossy(&resp.body)
             );
-            let location = resp.header("location").unwrap();
-            let rel = location.strip_prefix("/cache/").unwrap();
-            let bytes = std::fs::read(site.cache().join(rel)).unwrap();
+            let bytes =
+                std::fs::read(variant_file(&site, resp.header("location").unwrap())).unwrap();
             let want = fit(e.displayed(), bbox, Raster::default());
             assert_eq!(dims(&bytes).1, want, "{} in {bbox}", e.file);
         }

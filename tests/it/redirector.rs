@@ -53,13 +53,18 @@ fn resize(site: &Site, src: &str, w: u32, h: u32) -> CgiResponse {
         .run()
 }
 
-/// The cached file a redirect points at.
-fn cached_file(site: &Site, r: &CgiResponse) -> Vec<u8> {
-    let location = r.header("location").expect("a Location header");
+/// Where the file a redirect's `Location` names lives on disk.
+pub fn variant_file(site: &Site, location: &str) -> std::path::PathBuf {
     let rel = location
         .strip_prefix(&format!("{}/", site.cache_url()))
         .unwrap_or_else(|| panic!("{location} is not below the cache URL"));
-    fs::read(site.cache().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    site.cache().join(rel)
+}
+
+/// The cached file a redirect points at.
+fn cached_file(site: &Site, r: &CgiResponse) -> Vec<u8> {
+    let path = variant_file(site, r.header("location").expect("a Location header"));
+    fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 #[test]

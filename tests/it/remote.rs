@@ -8,7 +8,7 @@ use std::thread;
 use imgserv::geometry::Size;
 use imgserv::render::Format;
 
-use crate::redirector::{dims, files_below};
+use crate::redirector::{dims, files_below, variant_file};
 use crate::support::{Cgi, Site, fixture_bytes};
 
 /// A loopback HTTP server answering `/photo.jpg` with a fixture and anything else with 404;
@@ -49,12 +49,7 @@ fn allowed_remote_sources_are_fetched_once_and_resized() {
     let url = format!("{base}/photo.jpg");
     let r = resize(&site, &url);
     assert_eq!(r.status, 302, "{r:?}");
-    let rel = r
-        .header("location")
-        .unwrap()
-        .trim_start_matches("/cache/")
-        .to_string();
-    let bytes = std::fs::read(site.cache().join(&rel)).unwrap();
+    let bytes = std::fs::read(variant_file(&site, r.header("location").unwrap())).unwrap();
     assert_eq!(dims(&bytes), (Format::Jpeg, Size::new(300, 200)));
     // Within the TTL the local copy answers: no second request to the origin.
     let again = resize(&site, &url);
