@@ -6,3 +6,4 @@
 mod support;
 
 mod harness_selftest;
+mod quality;
