@@ -9,6 +9,7 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::{Handler, Request, Response};
+use crate::mirror::Mirrors;
 use crate::query;
 use crate::variant::{self, Variant};
 
@@ -17,13 +18,20 @@ use crate::variant::{self, Variant};
 pub struct App {
     config: Config,
     pool: Mutex<Vec<Cache>>,
+    mirrors: Option<Mirrors>,
 }
 
 impl App {
     pub fn new(config: Config) -> App {
+        let mirrors = config
+            .mirrors
+            .map
+            .clone()
+            .map(|map| Mirrors::new(map, config.state.dir.join("mirrors.sqlite")));
         App {
             config,
             pool: Mutex::new(Vec::new()),
+            mirrors,
         }
     }
 
@@ -53,29 +61,61 @@ impl App {
     /// The redirector: `?src=…&width=…&height=…`.
     fn resize(&self, req: &Request) -> Result<Response, Error> {
         let limits = &self.config.limits;
-        let q = query::parse_resize(&req.query, limits.max_width, limits.max_height)?;
+        let presets = &self.config.presets;
+        let q = query::parse_resize(&req.query, limits.max_width, limits.max_height, presets)?;
         let started = Instant::now();
-        let v = self.with_cache(|cache| variant::get(&self.config, cache, &q.src, q.bbox))?;
-        log::info!(
-            "{} src={} box={} -> {} {} ({} ms)",
-            req.method,
-            q.src,
-            q.bbox,
-            v.rel,
-            if v.rendered { "rendered" } else { "hit" },
-            started.elapsed().as_millis()
-        );
+        let log = |what: &str, rel: &str| {
+            let ms = started.elapsed().as_millis();
+            log::info!(
+                "{} src={} box={} -> {rel} {what} ({ms} ms)",
+                req.method,
+                q.src,
+                q.bbox
+            );
+        };
+        enum Served {
+            Mirror { url: String, rel: String },
+            Local(Variant),
+        }
+        let served = self.with_cache(|cache| {
+            let plan = variant::plan(&self.config, cache, &q.src, q.bbox)?;
+            if let Some(url) = self.on_mirror(&plan.rel) {
+                return Ok(Served::Mirror { url, rel: plan.rel });
+            }
+            variant::realize(&self.config, cache, plan).map(Served::Local)
+        })?;
+        let (url, v) = match served {
+            Served::Mirror { url, rel } => {
+                log("mirror", &rel);
+                return Ok(self.redirect(url));
+            }
+            Served::Local(v) => {
+                log(if v.rendered { "rendered" } else { "hit" }, &v.rel);
+                (format!("{}/{}", self.config.cache.url, v.rel), v)
+            }
+        };
         if self.config.cache.serve_direct {
             self.direct(v)
         } else {
-            let url = format!("{}/{}", self.config.cache.url, v.rel);
-            Ok(Response::text(302, format!("Found: {url}"))
-                .with_header("Location", url)
-                .with_header(
-                    "Cache-Control",
-                    self.config.cache.redirect_cache_control.clone(),
-                ))
+            Ok(self.redirect(url))
         }
+    }
+
+    fn redirect(&self, url: String) -> Response {
+        let cache_control = self.config.cache.redirect_cache_control.clone();
+        Response::text(302, format!("Found: {url}"))
+            .with_header("Location", url)
+            .with_header("Cache-Control", cache_control)
+    }
+
+    /// The URL of `rel` on a mirror holding it, if any. A broken mirror map is logged and
+    /// ignored: the variant is then served locally.
+    fn on_mirror(&self, rel: &str) -> Option<String> {
+        let mirrors = self.mirrors.as_ref()?;
+        mirrors.pick(rel).unwrap_or_else(|e| {
+            log::error!("mirrors: {e}");
+            None
+        })
     }
 
     /// `serve_direct = true`: the variant's bytes in the response.

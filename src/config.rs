@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::geometry::Raster;
+use crate::geometry::{Raster, Size};
 use crate::render::{Filter, RenderOptions};
 use crate::source::remote::RemoteOptions;
 
@@ -67,6 +67,15 @@ pub struct Config {
     pub render: RenderOptions,
     pub remote: RemoteConfig,
     pub server: ServerConfig,
+    /// Named lists of boxes (`thumb = ["100x100"]`), for `?preset=` and `imgserv-precache`.
+    pub presets: BTreeMap<String, Vec<Size>>,
+    pub mirrors: MirrorsConfig,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MirrorsConfig {
+    /// The mirror map file; `None` when no mirrors are configured.
+    pub map: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -174,6 +183,16 @@ struct Raw {
     remote: RawRemote,
     #[serde(default)]
     server: RawServer,
+    #[serde(default)]
+    presets: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    mirrors: RawMirrors,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMirrors {
+    map: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -347,22 +366,13 @@ fn from_str_with(
 /// `IMGSERV_CACHE_MAX_BYTES=1GiB` → `("cache.max_bytes", "1GiB")`. `IMGSERV_CONFIG` and
 /// `IMGSERV_LOG` are not configuration keys and are skipped.
 fn env_overrides(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
-    const SECTIONS: [&str; 7] = [
-        "originals",
-        "cache",
-        "state",
-        "limits",
-        "render",
-        "remote",
-        "server",
-    ];
     let mut out = Vec::new();
     for (name, value) in vars {
         let Some(rest) = name.strip_prefix("IMGSERV_") else {
             continue;
         };
         let rest = rest.to_ascii_lowercase();
-        for section in SECTIONS {
+        for section in known_keys().into_keys() {
             if let Some(key) = rest.strip_prefix(section).and_then(|k| k.strip_prefix('_')) {
                 out.push((format!("{section}.{key}"), value.clone()));
             }
@@ -376,10 +386,10 @@ fn set_dotted(table: &mut toml::Table, key: &str, value: &str) -> Result<(), Str
     let (section, name) = key
         .split_once('.')
         .ok_or_else(|| "expected section.key".to_string())?;
-    if !known_keys()
+    let known = known_keys()
         .get(section)
-        .is_some_and(|keys| keys.contains(&name))
-    {
+        .is_some_and(|keys| keys.contains(&name) || (section == "presets" && !name.is_empty()));
+    if !known {
         return Err("no such configuration key".into());
     }
     let value = parse_override_value(value);
@@ -636,6 +646,44 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
         max_conns: p.int::<usize>("server.max_conns", raw.server.max_conns, 1, 65_536, 256),
     };
 
+    let mut presets = BTreeMap::new();
+    for (name, boxes) in raw.presets {
+        let key = format!("presets.{name}");
+        let name_ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !name_ok {
+            p.add(
+                &key,
+                "preset names are lower-case letters, digits, '_' and '-'",
+            );
+        }
+        if boxes.is_empty() {
+            p.add(&key, "expected at least one box like \"800x600\"");
+        }
+        let mut sizes = Vec::new();
+        for b in &boxes {
+            match b.parse::<Size>() {
+                Ok(s) if s.width <= max_width && s.height <= max_height => sizes.push(s),
+                Ok(s) => p.add(
+                    &key,
+                    format!("{s} is larger than limits.max_width x limits.max_height"),
+                ),
+                Err(e) => p.add(&key, e),
+            }
+        }
+        presets.insert(name, sizes);
+    }
+    let mirror_map = raw.mirrors.map.filter(|m| !m.is_empty()).map(|m| {
+        let path = Path::new(&m);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            base.join(path)
+        }
+    });
+
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));
     }
@@ -674,6 +722,8 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
         },
         remote,
         server,
+        presets,
+        mirrors: MirrorsConfig { map: mirror_map },
     })
 }
 
@@ -757,6 +807,9 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
             ][..],
         ),
         ("server", &["workers", "max_conns"][..]),
+        ("mirrors", &["map"][..]),
+        // Free-form: each key names a preset.
+        ("presets", &[][..]),
     ])
 }
 

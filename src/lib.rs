@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod geometry;
 pub mod http;
+pub mod mirror;
 pub mod original;
 pub mod query;
 pub mod render;

@@ -2,6 +2,7 @@
 //! I/O, no configuration beyond the caps it is given.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use crate::geometry::BoundingBox;
 
@@ -105,11 +106,13 @@ pub fn dimension(name: &'static str, value: Option<&str>, max: u32) -> Result<u3
     }
 }
 
-/// Parses `src`, `width` and `height`, with the widths and heights capped.
+/// Parses `src` and either `width` and `height` (capped) or `preset`, a name from `presets`
+/// whose first box is used.
 pub fn parse_resize(
     query: &str,
     max_width: u32,
     max_height: u32,
+    presets: &BTreeMap<String, Vec<BoundingBox>>,
 ) -> Result<ResizeQuery, QueryError> {
     let pairs = pairs(query)?;
     let src = single(&pairs, "src")?
@@ -121,11 +124,29 @@ pub fn parse_resize(
             reason: "contains a NUL byte".into(),
         });
     }
-    let width = dimension("width", single(&pairs, "width")?, max_width)?;
-    let height = dimension("height", single(&pairs, "height")?, max_height)?;
+    let (width, height) = (single(&pairs, "width")?, single(&pairs, "height")?);
+    let bbox = match single(&pairs, "preset")? {
+        Some(_) if width.is_some() || height.is_some() => {
+            return Err(QueryError::Invalid {
+                name: "preset",
+                reason: "give either preset or width and height, not both".into(),
+            });
+        }
+        Some(name) => *presets
+            .get(name)
+            .and_then(|boxes| boxes.first())
+            .ok_or_else(|| QueryError::Invalid {
+                name: "preset",
+                reason: format!("no preset called {name:?}"),
+            })?,
+        None => BoundingBox::new(
+            dimension("width", width, max_width)?,
+            dimension("height", height, max_height)?,
+        ),
+    };
     Ok(ResizeQuery {
         src: src.to_string(),
-        bbox: BoundingBox::new(width, height),
+        bbox,
     })
 }
 
@@ -135,7 +156,33 @@ mod tests {
     use crate::geometry::Size;
 
     fn parse(q: &str) -> Result<ResizeQuery, QueryError> {
-        parse_resize(q, 4096, 4096)
+        let presets = BTreeMap::from([
+            ("thumb".to_string(), vec![Size::new(100, 100)]),
+            (
+                "two".to_string(),
+                vec![Size::new(50, 40), Size::new(800, 600)],
+            ),
+        ]);
+        parse_resize(q, 4096, 4096, &presets)
+    }
+
+    #[test]
+    fn presets() {
+        assert_eq!(
+            parse("src=a.jpg&preset=thumb").unwrap().bbox,
+            Size::new(100, 100)
+        );
+        assert_eq!(
+            parse("src=a.jpg&preset=two").unwrap().bbox,
+            Size::new(50, 40)
+        );
+        let err = parse("src=a.jpg&preset=nope").unwrap_err().to_string();
+        assert_eq!(err, "parameter 'preset': no preset called \"nope\"");
+        let err = parse("src=a.jpg&preset=thumb&width=5")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("either preset or width and height"), "{err}");
+        assert!(parse("src=a.jpg&preset=thumb&preset=two").is_err());
     }
 
     #[test]

@@ -6,11 +6,11 @@
 
 use std::path::PathBuf;
 
-use crate::cache::{self, Cache, Known, SourceKey};
+use crate::cache::{self, Cache, SourceKey};
 use crate::config::Config;
 use crate::error::Error;
 use crate::geometry::{self, BoundingBox, Size};
-use crate::render::{self, Format, RenderError};
+use crate::render::{self, Format, Probe, RenderError};
 use crate::source::{SourceError, local, remote};
 
 /// A variant ready to be served.
@@ -57,83 +57,130 @@ fn resolve(config: &Config, src: &str) -> Result<Resolved, Error> {
     })
 }
 
-/// The variant path a known source has for `bbox`, if its file is there.
-fn find(
-    config: &Config,
-    cache: &Cache,
-    known: &Known,
-    bbox: BoundingBox,
-) -> Option<(String, Size)> {
-    let size = geometry::fit(known.size, bbox, config.cache.raster);
-    let rel = cache::variant_path(&known.dir, size, known.format.output());
-    let variant = known.variants.iter().find(|v| v.path == rel)?;
-    if !cache.file(&rel).is_file() {
-        // The file went missing behind the index's back: forget the row and render again.
-        if let Err(e) = cache.forget(&rel) {
-            log::warn!("forget {rel}: {e}");
-        }
-        return None;
-    }
-    if let Err(e) = cache.touch(variant) {
-        // A busy index must not fail a hit; the access time is only a hint for eviction.
-        log::warn!("touch {rel}: {e}");
-    }
-    Some((rel, size))
+/// Where the variant of a source for a box is (or will be), worked out without rendering:
+/// from the index when the source is known (one indexed read), else from its header.
+pub struct Plan {
+    source: Resolved,
+    /// Path relative to the cache directory (and to a mirror's base URL).
+    pub rel: String,
+    pub size: Size,
+    pub format: Format,
+    /// Whether the index lists the variant and its file is there.
+    indexed: bool,
+    /// The original's bytes and header when they had to be read to plan.
+    read: Option<(Vec<u8>, Probe)>,
 }
 
-/// The variant of `src` fitted into `bbox`: a hit costs one indexed read and a `stat`; a miss
-/// renders under the source's lock.
+/// Plans the variant of `src` fitted into `bbox`.
+pub fn plan(config: &Config, cache: &Cache, src: &str, bbox: BoundingBox) -> Result<Plan, Error> {
+    let source = resolve(config, src)?;
+    if let Some(known) = cache.lookup(&source.key)? {
+        let size = geometry::fit(known.size, bbox, config.cache.raster);
+        let format = known.format.output();
+        let rel = cache::variant_path(&known.dir, size, format);
+        let indexed = match known.variants.iter().find(|v| v.path == rel) {
+            Some(v) if cache.file(&rel).is_file() => {
+                if let Err(e) = cache.touch(v) {
+                    // A busy index must not fail a hit: the access time only guides eviction.
+                    log::warn!("touch {rel}: {e}");
+                }
+                true
+            }
+            Some(_) => {
+                // The file went missing behind the index's back: forget the row, render again.
+                if let Err(e) = cache.forget(&rel) {
+                    log::warn!("forget {rel}: {e}");
+                }
+                false
+            }
+            None => false,
+        };
+        return Ok(Plan {
+            source,
+            rel,
+            size,
+            format,
+            indexed,
+            read: None,
+        });
+    }
+    let (bytes, probe) = read(config, &source)?;
+    let size = geometry::fit(probe.size(), bbox, config.cache.raster);
+    let format = probe.format.output();
+    let rel = cache::variant_path(&source.key.dir(), size, format);
+    Ok(Plan {
+        source,
+        rel,
+        size,
+        format,
+        indexed: false,
+        read: Some((bytes, probe)),
+    })
+}
+
+fn read(config: &Config, source: &Resolved) -> Result<(Vec<u8>, Probe), Error> {
+    let bytes = local::read_limited(&source.path, config.limits.max_source_bytes)?;
+    let probe = render::probe(&bytes, config.limits.max_pixels)?;
+    Ok((bytes, probe))
+}
+
+/// Makes a planned variant exist in the local cache: a hit returns at once; a miss renders
+/// under the source's lock, so concurrent requests for it render it once.
+pub fn realize(config: &Config, cache: &mut Cache, plan: Plan) -> Result<Variant, Error> {
+    let found = |rendered| Variant {
+        rel: plan.rel.clone(),
+        size: plan.size,
+        format: plan.format,
+        rendered,
+        bytes: None,
+    };
+    if plan.indexed {
+        return Ok(found(false));
+    }
+    let _lock = cache.lock(&plan.source.key)?;
+    // Someone may have rendered it while we waited for the lock.
+    let known = cache.lookup(&plan.source.key)?;
+    if known.is_some_and(|k| k.variants.iter().any(|v| v.path == plan.rel))
+        && cache.file(&plan.rel).is_file()
+    {
+        return Ok(found(false));
+    }
+    let (bytes, probe) = match plan.read {
+        Some(read) => read,
+        None => read(config, &plan.source)?,
+    };
+    let rendered = render::render(&bytes, &probe, plan.size, &config.render)?;
+    if rendered.size != plan.size || rendered.format != plan.format {
+        let msg = format!(
+            "rendered {} {:?} instead of {} {:?}",
+            rendered.size, rendered.format, plan.size, plan.format
+        );
+        return Err(RenderError::Encode(msg).into());
+    }
+    cache.store(
+        &plan.source.key,
+        (probe.format, probe.size()),
+        &plan.rel,
+        plan.size,
+        &rendered.bytes,
+    )?;
+    Ok(Variant {
+        rel: plan.rel,
+        size: plan.size,
+        format: plan.format,
+        rendered: true,
+        bytes: Some(rendered.bytes),
+    })
+}
+
+/// The variant of `src` fitted into `bbox` in the local cache: a hit costs one indexed read
+/// and a `stat`; a miss renders.
 pub fn get(
     config: &Config,
     cache: &mut Cache,
     src: &str,
     bbox: BoundingBox,
 ) -> Result<Variant, Error> {
-    let source = resolve(config, src)?;
-    let hit = |cache: &Cache| -> Result<Option<Variant>, Error> {
-        let Some(known) = cache.lookup(&source.key)? else {
-            return Ok(None);
-        };
-        Ok(
-            find(config, cache, &known, bbox).map(|(rel, size)| Variant {
-                rel,
-                size,
-                format: known.format.output(),
-                rendered: false,
-                bytes: None,
-            }),
-        )
-    };
-    if let Some(v) = hit(cache)? {
-        return Ok(v);
-    }
-    let _lock = cache.lock(&source.key)?;
-    // Someone may have rendered it while we waited for the lock.
-    if let Some(v) = hit(cache)? {
-        return Ok(v);
-    }
-    let bytes = local::read_limited(&source.path, config.limits.max_source_bytes)?;
-    let probe = render::probe(&bytes, config.limits.max_pixels)?;
-    let original = probe.size();
-    let size = geometry::fit(original, bbox, config.cache.raster);
-    let rendered = render::render(&bytes, &probe, size, &config.render)?;
-    if rendered.size != size {
-        let msg = format!("rendered {} instead of {size}", rendered.size);
-        return Err(RenderError::Encode(msg).into());
-    }
-    let rel = cache::variant_path(&source.key.dir(), size, rendered.format);
-    cache.store(
-        &source.key,
-        (probe.format, original),
-        &rel,
-        size,
-        &rendered.bytes,
-    )?;
-    Ok(Variant {
-        rel,
-        size,
-        format: rendered.format,
-        rendered: true,
-        bytes: Some(rendered.bytes),
-    })
+    let plan = plan(config, cache, src, bbox)?;
+    realize(config, cache, plan)
 }
