@@ -538,6 +538,20 @@ mod tests {
     }
 
     #[test]
+    fn the_man_page_has_the_vectors() {
+        let page = include_str!("../man/imgserv-signing.7");
+        for (_, _, _, _, sts, sig) in VECTORS {
+            assert!(page.contains(sig), "man/imgserv-signing.7 lacks {sig}");
+            for line in sts.lines().filter(|l| !l.is_empty()) {
+                let roff = line.replace('-', "\\-");
+                assert!(page.contains(&roff), "man/imgserv-signing.7 lacks {line}");
+            }
+        }
+        assert!(page.contains(URL_SIG));
+        assert!(page.contains(SECRET) && page.contains(KEY_ID));
+    }
+
+    #[test]
     fn canonical_forms() {
         assert_eq!(canonical_path(""), "/");
         assert_eq!(canonical_path("/a b/ø~x+y"), "/a%20b/%C3%B8~x%2By");
