@@ -502,9 +502,6 @@ impl Catalog {
         new: &NewImage,
         intent: Option<Intent>,
     ) -> Result<Inserted, CatalogError> {
-        if let Some(i) = &intent {
-            debug_assert_eq!(i.image, new.id, "intent of another image");
-        }
         let category = normalize_category(&new.category)?;
         let meta = meta_json(&new.meta)?;
         let now = now_ms();
@@ -537,8 +534,11 @@ impl Catalog {
             .execute(params![seq, category, meta_text(&new.meta)])?;
         }
         if let Some(i) = intent {
-            tx.prepare_cached("DELETE FROM pending_deletes WHERE id = ?1 AND kind = 'upload'")?
-                .execute(params![i.pending_id])?;
+            // Only an intent for these bytes: another image's stays for the sweep.
+            tx.prepare_cached(
+                "DELETE FROM pending_deletes WHERE id = ?1 AND kind = 'upload' AND image = ?2",
+            )?
+            .execute(params![i.pending_id, new.id.as_str()])?;
         }
         let image =
             get_image(&tx, &new.id)?.ok_or_else(|| CatalogError::NotFound(new.id.clone()))?;
@@ -1665,7 +1665,15 @@ mod tests {
             Ok::<(), CatalogError>(())
         });
         assert_eq!((r.unwrap(), gone), (Swept::Removed, Some(id(2))));
+        // An intent passed with another image's insert is not dropped.
+        let stray = c.begin_upload(&id(4), "image/jpeg").unwrap();
+        c.insert(&new(5, "/", json!({})), Some(stray)).unwrap();
+        let p = c.pending().unwrap();
+        assert_eq!((p.len(), &p[0].image), (1, &id(4)));
+        c.sweep(&p[0], Duration::ZERO, |_| Ok::<(), CatalogError>(()))
+            .unwrap();
         // An intent for bytes that existed all along never removes them.
+
         add(&mut c, 3, "/", json!({}));
         let _late = c.begin_upload(&id(3), "image/jpeg").unwrap();
         let p = c.pending().unwrap();
