@@ -2,9 +2,11 @@
 //! and a sysexits exit code. Each layer owns its own enum; this module only classifies.
 
 use crate::cache::CacheError;
+use crate::catalog::CatalogError;
 use crate::config::ConfigError;
 use crate::query::QueryError;
 use crate::render::RenderError;
+use crate::sign::SignError;
 use crate::source::SourceError;
 
 /// Any error the handler or a tool can meet.
@@ -20,6 +22,10 @@ pub enum Error {
     Cache(#[from] CacheError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Sign(#[from] SignError),
 }
 
 /// sysexits(3) codes used by the tools.
@@ -28,6 +34,7 @@ pub mod exit {
     pub const USAGE: i32 = 64;
     pub const DATAERR: i32 = 65;
     pub const NOINPUT: i32 = 66;
+    pub const NOUSER: i32 = 67;
     pub const UNAVAILABLE: i32 = 69;
     pub const SOFTWARE: i32 = 70;
     pub const CANTCREAT: i32 = 73;
@@ -65,6 +72,30 @@ impl Error {
                 CacheError::Io(_) => (500, "cache-io", exit::IOERR),
             },
             Error::Config(_) => (500, "config", exit::CONFIG),
+            Error::Catalog(e) => match e {
+                CatalogError::NotFound(_) => (404, "image-not-found", exit::NOINPUT),
+                CatalogError::UserNotFound(_) => (404, "user-not-found", exit::NOUSER),
+                CatalogError::KeyNotFound(_) => (404, "key-not-found", exit::NOINPUT),
+                CatalogError::UserExists(_) => (409, "user-exists", exit::CANTCREAT),
+                CatalogError::BadUserName(_) => (400, "bad-user-name", exit::USAGE),
+                CatalogError::BadCategory(_) => (400, "bad-category", exit::USAGE),
+                CatalogError::BadMeta(_) => (400, "bad-metadata", exit::DATAERR),
+                CatalogError::BadRights(_) => (400, "bad-rights", exit::USAGE),
+                CatalogError::Query(_) => (400, "bad-request", exit::USAGE),
+                CatalogError::Busy(_) => (503, "catalog-busy", exit::TEMPFAIL),
+                CatalogError::Db(_) => (500, "catalog-db", exit::SOFTWARE),
+                CatalogError::Io(_) => (500, "catalog-io", exit::IOERR),
+            },
+            Error::Sign(e) => match e {
+                SignError::Unsigned => (401, "unsigned", exit::NOPERM),
+                SignError::Malformed(_) => (400, "malformed-signature", exit::USAGE),
+                SignError::UnknownKey(_) => (401, "unknown-key", exit::NOPERM),
+                SignError::RevokedKey(_) => (401, "revoked-key", exit::NOPERM),
+                SignError::Expired => (401, "expired-signature", exit::NOPERM),
+                SignError::BodyMismatch => (400, "body-mismatch", exit::DATAERR),
+                SignError::BadSignature => (401, "bad-signature", exit::NOPERM),
+                SignError::InsufficientRights { .. } => (403, "insufficient-rights", exit::NOPERM),
+            },
         }
     }
 

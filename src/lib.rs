@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod api;
 pub mod cache;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -17,5 +18,6 @@ pub mod original;
 pub mod query;
 pub mod render;
 pub mod server;
+pub mod sign;
 pub mod source;
 pub mod variant;
