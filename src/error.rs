@@ -6,6 +6,7 @@ use crate::config::ConfigError;
 use crate::query::QueryError;
 use crate::render::RenderError;
 use crate::source::SourceError;
+use crate::store::StoreError;
 
 /// Any error the handler or a tool can meet.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +21,8 @@ pub enum Error {
     Cache(#[from] CacheError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// sysexits(3) codes used by the tools.
@@ -65,6 +68,14 @@ impl Error {
                 CacheError::Io(_) => (500, "cache-io", exit::IOERR),
             },
             Error::Config(_) => (500, "config", exit::CONFIG),
+            Error::Store(e) => match e {
+                StoreError::NotFound => (404, "original-not-found", exit::NOINPUT),
+                StoreError::Unavailable(_) => (503, "store-unavailable", exit::TEMPFAIL),
+                StoreError::Denied(_) => (500, "store-denied", exit::NOPERM),
+                StoreError::Full => (507, "store-full", exit::CANTCREAT),
+                StoreError::Io(_) => (500, "store-io", exit::IOERR),
+                StoreError::Protocol(_) => (502, "store-protocol", exit::UNAVAILABLE),
+            },
         }
     }
 

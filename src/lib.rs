@@ -17,4 +17,5 @@ pub mod query;
 pub mod render;
 pub mod server;
 pub mod source;
+pub mod store;
 pub mod variant;

@@ -50,7 +50,9 @@ impl FromStr for OriginalId {
     type Err = IdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ok = s.len() == 40 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let ok = s.len() == 40
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if ok {
             Ok(OriginalId(s.to_string()))
         } else {
@@ -80,7 +82,10 @@ mod tests {
             "da39a3ee5e6b4b0d3255bfef95601890afd80709"
         );
         let id = OriginalId::of(b"hello world").unwrap();
-        assert_eq!(id.fanout(), "2a/ae/2aae6c35c94fcfb415dbe95f408b9ce91ee846ed");
+        assert_eq!(
+            id.fanout(),
+            "2a/ae/2aae6c35c94fcfb415dbe95f408b9ce91ee846ed"
+        );
     }
 
     #[test]
