@@ -9,7 +9,7 @@
 //!
 //! How answers map to [`StoreError`]:
 //! - connection refused, DNS failure, timeout, any 5xx → `Unavailable` (retry later);
-//! - 403 (`SignatureDoesNotMatch`, `InvalidAccessKeyId`, `AccessDenied`, …), 400 with a broken
+//! - 403 (`SignatureDoesNotMatch`, `InvalidAccessKeyId`/`NotSignedUp`, `AccessDenied`, …), 400 with a broken
 //!   authorization (usually a wrong region) and `NoSuchBucket` → `Denied`, naming the S3 code:
 //!   all are configuration mistakes that retrying will not fix. A HEAD answer has no body, so
 //!   `exists` on a missing bucket says `false`; the following `put` names the bucket;
@@ -290,6 +290,7 @@ fn failure(op: &str, status: u16, body: &[u8], bucket: &Bucket) -> StoreError {
             Some(
                 c @ ("SignatureDoesNotMatch"
                 | "InvalidAccessKeyId"
+                | "NotSignedUp"
                 | "InvalidToken"
                 | "ExpiredToken"
                 | "InvalidSecurity"),
