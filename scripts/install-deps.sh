@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages imgserv needs to build and to run its test suite.
 #
-#   scripts/install-deps.sh              build + test dependencies (web servers, vips, rsync, curl)
+#   scripts/install-deps.sh              build + test dependencies (web servers, vips, rsync, curl,
+#                                        and s3s-fs, a local S3 server, built with cargo install)
 #   scripts/install-deps.sh --build-only what `make` / `make run` need (a C compiler, nasm)
 #
 # Idempotent and quick when everything is present: it only calls apt-get when a tool is missing,
@@ -12,7 +13,7 @@ build_only=false
 case "${1:-}" in
   --build-only) build_only=true ;;
   "") ;;
-  -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "install-deps.sh: unknown argument: $1 (expected --build-only)" >&2; exit 2 ;;
 esac
 
@@ -61,8 +62,21 @@ enable_cgi() {
   fi
 }
 
+# The S3 store tests run s3s-fs, an S3-compatible server that checks signatures. It is a Rust
+# crate, built once into ~/.cargo/bin, which survives on a reused machine. 0.14.1 is the last
+# release that builds with our rustc.
+install_s3s_fs() {
+  local bin="${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs"
+  if $build_only || [[ -x $bin ]]; then
+    return
+  fi
+  echo "install-deps.sh: building s3s-fs 0.14.1 for the S3 tests with cargo install (takes 4-9 minutes)" >&2
+  cargo install --locked s3s-fs@0.14.1 --features binary
+}
+
 if ((${#missing[@]} == 0)); then
   enable_cgi
+  install_s3s_fs
   exit 0
 fi
 
@@ -86,3 +100,4 @@ fi
 trap 'if $created_policy; then rm -f "$policy"; fi' EXIT
 apt-get install -y -q --no-install-recommends "${missing[@]}"
 enable_cgi
+install_s3s_fs

@@ -67,6 +67,7 @@ pub struct Config {
     pub render: RenderOptions,
     pub remote: RemoteConfig,
     pub server: ServerConfig,
+    pub store: StoreConfig,
     /// Named lists of boxes (`thumb = ["100x100"]`), for `?preset=` and `imgserv-precache`.
     pub presets: BTreeMap<String, Vec<Size>>,
     pub mirrors: MirrorsConfig,
@@ -163,6 +164,48 @@ pub struct ServerConfig {
     pub max_conns: usize,
 }
 
+/// Where uploaded originals are kept (`[store]`); `store::open` makes a `Store` of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// Files under `dir`, laid out `ab/cd/<id>.<ext>`.
+    Fs { dir: PathBuf },
+    /// Objects in an S3-compatible bucket, keyed `<prefix>ab/cd/<id>.<ext>`.
+    S3 {
+        /// `http(s)://host[:port][/path]`, without a trailing slash.
+        endpoint: String,
+        region: String,
+        bucket: String,
+        /// `endpoint/bucket/key` rather than `bucket.endpoint/key`.
+        path_style: bool,
+        access_key: String,
+        secret_key: Secret,
+        /// Empty or ending in `/`.
+        prefix: String,
+    },
+}
+
+/// A credential: kept out of `Debug` output (and so out of logs and panic messages).
+#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(secret: impl Into<String>) -> Secret {
+        Secret(secret.into())
+    }
+
+    /// The secret itself, for signing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Raw structs: the file as written.
 
@@ -183,6 +226,8 @@ struct Raw {
     remote: RawRemote,
     #[serde(default)]
     server: RawServer,
+    #[serde(default)]
+    store: RawStore,
     #[serde(default)]
     presets: BTreeMap<String, Vec<String>>,
     #[serde(default)]
@@ -256,6 +301,21 @@ struct RawServer {
     max_conns: Option<i64>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    dir: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    bucket: Option<String>,
+    path_style: Option<bool>,
+    access_key: Option<String>,
+    secret_key: Option<Secret>,
+    prefix: Option<String>,
+}
+
 /// A size: an integer number of bytes or a string like `"2 GiB"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -300,21 +360,23 @@ pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<Config, Confi
     })?;
     // vars_os: a CGI environment may hold any bytes (headers become HTTP_*); only our own
     // IMGSERV_* names matter here, and those must be UTF-8.
-    let env_overrides = env_overrides(
-        env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
-    );
+    let vars: Vec<(String, String)> = env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let env_overrides = env_overrides(vars.iter().cloned());
     let base = path.parent().unwrap_or(Path::new("/"));
     let base = if base.as_os_str().is_empty() {
         Path::new(".")
     } else {
         base
     };
-    let mut config = from_str_with(
+    let mut config = from_str_full(
         &text,
         &path.display().to_string(),
         base,
         &env_overrides,
         overrides,
+        &AwsEnv::from_vars(&vars),
     )?;
     config.path = Some(path.to_path_buf());
     Ok(config)
@@ -325,12 +387,88 @@ pub fn from_str(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
     from_str_with(text, "config", base, &[], &[])
 }
 
+/// Like [`from_str`], with `vars` as the process environment that [`load`] would read:
+/// `IMGSERV_*` overrides and the `AWS_*` fallbacks of `[store]`. Tests pass their own.
+pub fn from_str_env(
+    text: &str,
+    base: &Path,
+    vars: &[(String, String)],
+) -> Result<Config, ConfigErrors> {
+    let env_overrides = env_overrides(vars.iter().cloned());
+    from_str_full(
+        text,
+        "config",
+        base,
+        &env_overrides,
+        &[],
+        &AwsEnv::from_vars(vars),
+    )
+}
+
+/// The standard AWS variables `[store]` falls back on when the file and `IMGSERV_STORE_*` leave
+/// a key unset (or empty): below the file in precedence, above the defaults.
+#[derive(Clone, Default)]
+struct AwsEnv {
+    access_key_id: Option<String>,
+    secret_access_key: Option<Secret>,
+    region: Option<String>,
+}
+
+impl AwsEnv {
+    fn from_vars(vars: &[(String, String)]) -> AwsEnv {
+        let get = |name: &str| {
+            vars.iter()
+                .find(|(k, v)| k == name && !v.is_empty())
+                .map(|(_, v)| v.clone())
+        };
+        AwsEnv {
+            access_key_id: get("AWS_ACCESS_KEY_ID"),
+            secret_access_key: get("AWS_SECRET_ACCESS_KEY").map(Secret),
+            region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
+        }
+    }
+
+    /// Fills `store.access_key`, `store.secret_key` and `store.region` where they are unset.
+    fn fill(&self, store: &mut RawStore) {
+        fn unset<T: AsRef<str>>(value: &Option<T>) -> bool {
+            value.as_ref().is_none_or(|v| v.as_ref().is_empty())
+        }
+        if unset(&store.access_key) {
+            store.access_key.clone_from(&self.access_key_id);
+        }
+        if store.secret_key.as_ref().is_none_or(|s| s.0.is_empty()) {
+            store.secret_key.clone_from(&self.secret_access_key);
+        }
+        if unset(&store.region) {
+            store.region.clone_from(&self.region);
+        }
+    }
+}
+
 fn from_str_with(
     text: &str,
     origin: &str,
     base: &Path,
     env_overrides: &[(String, String)],
     overrides: &[(String, String)],
+) -> Result<Config, ConfigErrors> {
+    from_str_full(
+        text,
+        origin,
+        base,
+        env_overrides,
+        overrides,
+        &AwsEnv::default(),
+    )
+}
+
+fn from_str_full(
+    text: &str,
+    origin: &str,
+    base: &Path,
+    env_overrides: &[(String, String)],
+    overrides: &[(String, String)],
+    aws: &AwsEnv,
 ) -> Result<Config, ConfigErrors> {
     let parse_err = |msg: String| {
         ConfigErrors(vec![ConfigError::Parse {
@@ -355,11 +493,12 @@ fn from_str_with(
     if !problems.is_empty() {
         return Err(ConfigErrors(problems));
     }
-    let raw: Raw = toml::Value::Table(table)
+    let mut raw: Raw = toml::Value::Table(table)
         .try_into()
         .map_err(|e: toml::de::Error| {
             parse_err(format!("in an IMGSERV_* variable or flag: {}", e.message()))
         })?;
+    aws.fill(&mut raw.store);
     validate(raw, base)
 }
 
@@ -683,6 +822,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
             base.join(path)
         }
     });
+    let store = validate_store(raw.store, &cache_dir, base, &mut p);
 
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));
@@ -724,7 +864,104 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
         server,
         presets,
         mirrors: MirrorsConfig { map: mirror_map },
+        store,
     })
+}
+
+/// `[store]`: the filesystem store by default; the S3 keys are read only with `type = "s3"`
+/// (the sample file sets them all, empty).
+fn validate_store(raw: RawStore, cache_dir: &Path, base: &Path, p: &mut Problems) -> StoreConfig {
+    let given = |v: Option<String>| v.filter(|s| !s.is_empty());
+    match raw.kind.as_deref().unwrap_or("fs") {
+        "fs" => {
+            let dir = p.dir(
+                "store.dir",
+                raw.dir.as_deref(),
+                "/var/lib/imgserv/originals",
+                base,
+            );
+            if dir.starts_with(cache_dir) {
+                p.add(
+                    "store.dir",
+                    "must not be inside cache.dir: the web server would publish the originals",
+                );
+            }
+            StoreConfig::Fs { dir }
+        }
+        "s3" => {
+            let required = |p: &mut Problems, key: &str, value: Option<String>, extra: &str| {
+                value.unwrap_or_else(|| {
+                    p.add(key, format!("required when store.type = \"s3\"{extra}"));
+                    String::new()
+                })
+            };
+            let endpoint = required(
+                p,
+                "store.endpoint",
+                given(raw.endpoint),
+                " (an http(s) URL like \"https://s3.eu-west-1.amazonaws.com\")",
+            );
+            let endpoint = endpoint.trim_end_matches('/').to_string();
+            let bucket = required(p, "store.bucket", given(raw.bucket), "");
+            if bucket.contains(|c: char| c == '/' || c.is_whitespace() || c.is_control()) {
+                p.add(
+                    "store.bucket",
+                    format!("expected a bucket name, got {bucket:?}"),
+                );
+            }
+            let path_style = raw.path_style.unwrap_or(true);
+            if !endpoint.is_empty()
+                && !bucket.is_empty()
+                && let Err(msg) = crate::store::s3::check_bucket(&endpoint, &bucket, path_style)
+            {
+                p.add("store.endpoint", msg);
+            }
+            let access_key = required(
+                p,
+                "store.access_key",
+                given(raw.access_key),
+                " (or set IMGSERV_STORE_ACCESS_KEY or AWS_ACCESS_KEY_ID)",
+            );
+            let secret_key = match raw.secret_key.filter(|s| !s.0.is_empty()) {
+                Some(secret) => secret,
+                None => {
+                    p.add(
+                        "store.secret_key",
+                        "required when store.type = \"s3\" (or set IMGSERV_STORE_SECRET_KEY or AWS_SECRET_ACCESS_KEY)",
+                    );
+                    Secret::default()
+                }
+            };
+            let mut prefix = raw.prefix.unwrap_or_default();
+            if prefix.starts_with('/') {
+                p.add(
+                    "store.prefix",
+                    format!("must not start with \"/\", got {prefix:?}"),
+                );
+            }
+            if !prefix.is_empty() && !prefix.ends_with('/') {
+                prefix.push('/');
+            }
+            StoreConfig::S3 {
+                endpoint,
+                region: given(raw.region).unwrap_or_else(|| "us-east-1".into()),
+                bucket,
+                path_style,
+                access_key,
+                secret_key,
+                prefix,
+            }
+        }
+        other => {
+            p.add(
+                "store.type",
+                format!("expected \"fs\" or \"s3\", got {other:?}"),
+            );
+            StoreConfig::Fs {
+                dir: PathBuf::new(),
+            }
+        }
+    }
 }
 
 /// `"2 GiB"`, `"500MB"`, `"1.5 GiB"`, `"4096"`, `"10k"` → bytes. Binary (`KiB`) and decimal (`KB`)
@@ -810,6 +1047,20 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("mirrors", &["map"][..]),
         // Free-form: each key names a preset.
         ("presets", &[][..]),
+        (
+            "store",
+            &[
+                "type",
+                "dir",
+                "endpoint",
+                "region",
+                "bucket",
+                "path_style",
+                "access_key",
+                "secret_key",
+                "prefix",
+            ][..],
+        ),
     ])
 }
 
@@ -936,6 +1187,152 @@ mod tests {
             config_path(Some(Path::new("/a.toml"))),
             PathBuf::from("/a.toml")
         );
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn store_defaults_to_fs_and_refuses_the_web_root() {
+        let d = dirs();
+        let c = from_str(minimal(), d.path()).unwrap();
+        assert_eq!(
+            c.store,
+            StoreConfig::Fs {
+                dir: PathBuf::from("/var/lib/imgserv/originals")
+            }
+        );
+        let text = format!("{}[store]\ndir = \"cache/originals\"\n", minimal());
+        let errs = from_str(&text, d.path()).unwrap_err().to_string();
+        assert!(
+            errs.contains("store.dir: must not be inside cache.dir"),
+            "{errs}"
+        );
+    }
+
+    #[test]
+    fn store_problems_name_their_keys() {
+        let d = dirs();
+        for (store, want) in [
+            (
+                "type = \"gcs\"",
+                "store.type: expected \"fs\" or \"s3\", got \"gcs\"",
+            ),
+            (
+                "type = \"s3\"",
+                "store.endpoint: required when store.type = \"s3\"",
+            ),
+            (
+                "type = \"s3\"",
+                "store.bucket: required when store.type = \"s3\"",
+            ),
+            ("type = \"s3\"", "store.access_key: required"),
+            ("type = \"s3\"", "store.secret_key: required"),
+            (
+                "type = \"s3\"\nendpoint = \"ftp://x\"\nbucket = \"b\"",
+                "store.endpoint: the endpoint must be http:// or https://",
+            ),
+            (
+                "type = \"s3\"\nendpoint = \"http://127.0.0.1:9\"\nbucket = \"b\"\npath_style = false",
+                "store.endpoint: no virtual-host bucket URL",
+            ),
+            (
+                "type = \"s3\"\nprefix = \"/x\"",
+                "store.prefix: must not start with",
+            ),
+            ("typ = \"s3\"", "typ"),
+        ] {
+            let text = format!("{}[store]\n{store}\n", minimal());
+            let errs = from_str(&text, d.path()).unwrap_err().to_string();
+            assert!(errs.contains(want), "{store}: missing {want:?} in:\n{errs}");
+        }
+    }
+
+    #[test]
+    fn store_s3_credentials_come_from_the_file_then_imgserv_then_aws_variables() {
+        let d = dirs();
+        let s3 = "[store]\ntype = \"s3\"\nendpoint = \"http://127.0.0.1:9000/\"\nbucket = \"originals\"\nprefix = \"img\"\n";
+        let aws = vars(&[
+            ("AWS_ACCESS_KEY_ID", "aws-key"),
+            ("AWS_SECRET_ACCESS_KEY", "aws-secret"),
+            ("AWS_REGION", "eu-west-3"),
+        ]);
+        let c = from_str_env(&format!("{}{s3}", minimal()), d.path(), &aws).unwrap();
+        let StoreConfig::S3 {
+            endpoint,
+            region,
+            bucket,
+            path_style,
+            access_key,
+            secret_key,
+            prefix,
+        } = &c.store
+        else {
+            panic!("{:?}", c.store)
+        };
+        assert_eq!(endpoint, "http://127.0.0.1:9000");
+        assert_eq!(bucket, "originals");
+        assert!(path_style);
+        assert_eq!(prefix, "img/");
+        assert_eq!(
+            (access_key.as_str(), secret_key.expose(), region.as_str()),
+            ("aws-key", "aws-secret", "eu-west-3")
+        );
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("aws-secret") && shown.contains("Secret(***)"),
+            "{shown}"
+        );
+
+        // The file beats the AWS variables, IMGSERV_* beats the file.
+        let text = format!(
+            "{}{s3}access_key = \"file-key\"\nsecret_key = \"file-secret\"\nregion = \"r1\"\n",
+            minimal()
+        );
+        let c = from_str_env(&text, d.path(), &aws).unwrap();
+        let StoreConfig::S3 {
+            access_key,
+            secret_key,
+            region,
+            ..
+        } = &c.store
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (access_key.as_str(), secret_key.expose(), region.as_str()),
+            ("file-key", "file-secret", "r1")
+        );
+        let mut env = aws.clone();
+        env.push(("IMGSERV_STORE_SECRET_KEY".into(), "env-secret".into()));
+        let c = from_str_env(&text, d.path(), &env).unwrap();
+        let StoreConfig::S3 { secret_key, .. } = &c.store else {
+            panic!()
+        };
+        assert_eq!(secret_key.expose(), "env-secret");
+
+        // Empty values in the file (as in the sample) count as unset; from_str reads no env.
+        let text = format!("{}{s3}access_key = \"\"\nsecret_key = \"\"\n", minimal());
+        let c = from_str_env(&text, d.path(), &aws).unwrap();
+        assert!(
+            matches!(&c.store, StoreConfig::S3 { access_key, region, .. } if access_key == "aws-key" && region == "eu-west-3")
+        );
+        let errs = from_str(&text, d.path()).unwrap_err().to_string();
+        assert!(
+            errs.contains("store.access_key: required") && errs.contains("AWS_ACCESS_KEY_ID"),
+            "{errs}"
+        );
+        let c = from_str_env(
+            &format!("{}{s3}", minimal()),
+            d.path(),
+            &vars(&[("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s")]),
+        )
+        .unwrap();
+        assert!(matches!(&c.store, StoreConfig::S3 { region, .. } if region == "us-east-1"));
     }
 
     #[test]

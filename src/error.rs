@@ -8,6 +8,7 @@ use crate::query::QueryError;
 use crate::render::RenderError;
 use crate::sign::SignError;
 use crate::source::SourceError;
+use crate::store::StoreError;
 
 /// Any error the handler or a tool can meet.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,8 @@ pub enum Error {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Sign(#[from] SignError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// sysexits(3) codes used by the tools.
@@ -95,6 +98,14 @@ impl Error {
                 SignError::BodyMismatch => (400, "body-mismatch", exit::DATAERR),
                 SignError::BadSignature => (401, "bad-signature", exit::NOPERM),
                 SignError::InsufficientRights { .. } => (403, "insufficient-rights", exit::NOPERM),
+            },
+            Error::Store(e) => match e {
+                StoreError::NotFound => (404, "original-not-found", exit::NOINPUT),
+                StoreError::Unavailable(_) => (503, "store-unavailable", exit::TEMPFAIL),
+                StoreError::Denied(_) => (500, "store-denied", exit::NOPERM),
+                StoreError::Full => (507, "store-full", exit::CANTCREAT),
+                StoreError::Io(_) => (500, "store-io", exit::IOERR),
+                StoreError::Protocol(_) => (502, "store-protocol", exit::UNAVAILABLE),
             },
         }
     }

@@ -20,4 +20,5 @@ pub mod render;
 pub mod server;
 pub mod sign;
 pub mod source;
+pub mod store;
 pub mod variant;

@@ -13,4 +13,5 @@ mod harness_selftest;
 mod quality;
 mod redirector;
 mod remote;
+mod store;
 mod web;

@@ -10,6 +10,7 @@ mod cgi;
 mod http;
 mod nginx;
 mod process;
+mod s3;
 mod site;
 
 pub use apache::Apache;
@@ -17,6 +18,7 @@ pub use cgi::{Cgi, CgiResponse};
 pub use http::{HttpResponse, follow, get, request};
 pub use nginx::{Nginx, spawn_fcgi};
 pub use process::{Child, free_port, pid_alive, process_group_members, wait_for_port};
+pub use s3::S3Server;
 pub use site::{Site, fixture, fixture_bytes};
 
 use std::path::{Path, PathBuf};
