@@ -15,6 +15,7 @@ pub mod geometry;
 pub mod http;
 pub mod mirror;
 pub mod original;
+pub mod precache;
 pub mod query;
 pub mod render;
 pub mod server;

@@ -617,3 +617,155 @@ lrwxrwxrwx             11 2026/11/21 12:00:00 r/link.jpg
         assert_eq!(fresh.pick("r/b.jpg").unwrap(), None);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The commands of imgserv-mirror(1).
+
+/// One `imgserv-mirror` command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Add {
+        name: String,
+        url: String,
+        weight: u32,
+        list: Option<PathBuf>,
+    },
+    Remove {
+        name: String,
+    },
+    List,
+    ImportList {
+        name: String,
+        file: PathBuf,
+    },
+    ExportList {
+        name: String,
+        file: Option<PathBuf>,
+    },
+    Verify {
+        names: Vec<String>,
+        jobs: usize,
+        timeout: Duration,
+    },
+}
+
+/// Runs a command on the map at `map_path`; prints its report and returns the exit code.
+pub fn run(command: Command, map_path: &Path) -> i32 {
+    use crate::error::exit;
+    match run_inner(command, map_path) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("imgserv-mirror: {e}");
+            match e {
+                MirrorError::Unknown(_) => exit::USAGE,
+                MirrorError::Invalid { .. } => exit::DATAERR,
+                MirrorError::Io { .. } => exit::IOERR,
+                MirrorError::Index(_) => exit::SOFTWARE,
+            }
+        }
+    }
+}
+
+/// Reads a list file, `-` meaning standard input.
+fn read_list(file: &Path) -> Result<Vec<String>, MirrorError> {
+    let text = if file == Path::new("-") {
+        io::read_to_string(io::stdin()).map_err(io_err(file))?
+    } else {
+        fs::read_to_string(file).map_err(io_err(file))?
+    };
+    Ok(parse_list(&text))
+}
+
+fn run_inner(command: Command, map_path: &Path) -> Result<i32, MirrorError> {
+    use crate::error::exit;
+    let mut map = MirrorMap::load(map_path)?;
+    match command {
+        Command::Add {
+            name,
+            url,
+            weight,
+            list,
+        } => {
+            if map.get(&name).is_ok() {
+                return Err(MirrorError::Invalid {
+                    path: map_path.display().to_string(),
+                    msg: format!("mirror {name:?} exists already"),
+                });
+            }
+            map.mirrors.push(Mirror {
+                name: name.clone(),
+                url,
+                weight,
+                files: Vec::new(),
+                list: None,
+            });
+            if let Some(list) = list {
+                let files = read_list(&list)?;
+                set_holdings(&mut map, map_path, &name, &files)?;
+            }
+            map.save(map_path)?;
+            println!("added {name}");
+        }
+        Command::Remove { name } => {
+            map.get(&name)?;
+            map.mirrors.retain(|m| m.name != name);
+            map.save(map_path)?;
+            println!("removed {name}");
+        }
+        Command::List => {
+            let counts = counts(&map, map_path)?;
+            for m in &map.mirrors {
+                println!(
+                    "{}\t{}\tweight {}\t{} files",
+                    m.name, m.url, m.weight, counts[&m.name]
+                );
+            }
+        }
+        Command::ImportList { name, file } => {
+            map.get(&name)?;
+            let files = read_list(&file)?;
+            set_holdings(&mut map, map_path, &name, &files)?;
+            map.save(map_path)?;
+            println!("{name}: {} files", files.len());
+        }
+        Command::ExportList { name, file } => {
+            let files = map.get(&name)?.holdings(map_path)?;
+            let paths: BTreeSet<String> = files;
+            let target = file.unwrap_or_else(|| PathBuf::from("-"));
+            crate::precache::write_list(&target, &paths).map_err(io_err(&target))?;
+        }
+        Command::Verify {
+            names,
+            jobs,
+            timeout,
+        } => {
+            let names = if names.is_empty() {
+                map.mirrors.iter().map(|m| m.name.clone()).collect()
+            } else {
+                names
+            };
+            let mut code = exit::OK;
+            for name in names {
+                let v = verify(map_path, &name, jobs, timeout)?;
+                println!(
+                    "{}: {} present, {} missing (dropped), {} unchecked",
+                    v.name,
+                    v.present,
+                    v.missing.len(),
+                    v.errors.len()
+                );
+                for f in &v.missing {
+                    println!("  missing {f}");
+                }
+                for (f, e) in &v.errors {
+                    println!("  unchecked {f}: {e}");
+                }
+                if !v.errors.is_empty() {
+                    code = exit::UNAVAILABLE;
+                }
+            }
+            return Ok(code);
+        }
+    }
+    Ok(exit::OK)
+}

@@ -10,6 +10,7 @@ mod corpus;
 mod docs;
 mod fastcgi;
 mod harness_selftest;
+mod mirror;
 mod quality;
 mod redirector;
 mod remote;
