@@ -22,7 +22,7 @@ BINARIES = imgserv-cgi imgserv-admin imgserv-precache imgserv-mirror
 
 RELEASE_DIR = target/release
 DEBUG_DIR = target/debug
-MAN_PAGES = $(wildcard man/*.1 man/*.5 man/*.8)
+MAN_PAGES = $(wildcard man/*.1 man/*.5 man/*.7 man/*.8)
 
 RUN_ADDR ?= 127.0.0.1:8080
 RUN_DIR = var/run

@@ -389,3 +389,55 @@ fn a_long_lived_server_notices_a_changed_map() {
     std::thread::sleep(std::time::Duration::from_millis(1200));
     assert!(get(&url).header("location").unwrap().starts_with("/cache/"));
 }
+
+#[test]
+fn every_flag_and_command_is_in_the_man_pages() {
+    for (bin, page, commands) in [
+        (
+            env!("CARGO_BIN_EXE_imgserv-precache"),
+            "man/imgserv-precache.1",
+            &[][..],
+        ),
+        (
+            env!("CARGO_BIN_EXE_imgserv-mirror"),
+            "man/imgserv-mirror.1",
+            &[
+                "add",
+                "remove",
+                "list",
+                "import-list",
+                "export-list",
+                "verify",
+            ][..],
+        ),
+    ] {
+        let page = fs::read_to_string(crate::support::repo_root().join(page))
+            .unwrap()
+            .replace("\\-", "-");
+        let mut help =
+            String::from_utf8(Command::new(bin).arg("--help").output().unwrap().stdout).unwrap();
+        for c in commands {
+            assert!(page.contains(c), "{c} is not in its man page");
+            let sub = Command::new(bin)
+                .args([c, "--help"])
+                .output()
+                .unwrap()
+                .stdout;
+            help.push_str(&String::from_utf8(sub).unwrap());
+        }
+        // Options are the lines of --help that start with a flag.
+        for line in help.lines() {
+            let line = line.trim_start();
+            let Some(flag) = line
+                .split([' ', ',', '='])
+                .next()
+                .filter(|f| f.starts_with("--"))
+            else {
+                continue;
+            };
+            if !["--help", "--version"].contains(&flag) {
+                assert!(page.contains(flag), "{flag} is not in its man page");
+            }
+        }
+    }
+}
