@@ -5,10 +5,12 @@
 
 mod support;
 
+mod api;
 mod cache;
 mod corpus;
 mod docs;
 mod fastcgi;
+mod handler404;
 mod harness_selftest;
 mod quality;
 mod redirector;
