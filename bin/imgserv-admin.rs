@@ -8,6 +8,9 @@ use imgserv::admin;
 #[derive(Parser)]
 #[command(version, about = "Administer imgserv")]
 struct Args {
+    /// Configuration file (default: $IMGSERV_CONFIG, then /etc/imgserv/imgserv.toml).
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -16,15 +19,77 @@ struct Args {
 enum Command {
     /// Check a configuration file; report every problem with its key, exit 78 if any.
     CheckConfig {
-        /// The file (default: $IMGSERV_CONFIG, then /etc/imgserv/imgserv.toml).
+        /// The file (default: --config, $IMGSERV_CONFIG, then /etc/imgserv/imgserv.toml).
         file: Option<PathBuf>,
     },
+    /// Manage the users who may hold API keys.
+    #[command(subcommand)]
+    User(User),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Key(Key),
+    /// Print URL with a signature (for [security] require_signed_urls).
+    SignUrl {
+        url: String,
+        /// The key to sign with (default: the only valid key).
+        #[arg(long, value_name = "KEY")]
+        key: Option<String>,
+        /// Make the URL expire after this long ("1h", "7d").
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        expires: Option<std::time::Duration>,
+        /// Where the redirector is mounted, removed from the path before signing.
+        #[arg(long, value_name = "PATH", default_value = "/cgi-bin/imgserv.cgi")]
+        script: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum User {
+    /// Add a user.
+    Add { name: String },
+    /// List users with their number of valid keys.
+    List,
+    /// Delete a user and all their keys.
+    Del { name: String },
+}
+
+#[derive(Subcommand)]
+enum Key {
+    /// Create a key for USER; prints its id and secret (shown only once).
+    Add {
+        user: String,
+        /// Comma-separated rights: read, write, delete, admin.
+        #[arg(long, value_name = "RIGHTS", default_value = "read")]
+        rights: String,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key.
+    Revoke { key: String },
+}
+
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    imgserv::config::parse_duration(s)
+        .ok_or_else(|| format!("expected a duration like 1h, got {s:?}"))
 }
 
 fn main() {
     let args: Args = imgserv::cli::parse();
+    let config = args.config.as_deref();
     let code = match args.command {
-        Command::CheckConfig { file } => admin::check_config(file.as_deref()),
+        Command::CheckConfig { file } => admin::check_config(file.as_deref().or(config)),
+        Command::User(User::Add { name }) => admin::user_add(config, &name),
+        Command::User(User::List) => admin::user_list(config),
+        Command::User(User::Del { name }) => admin::user_del(config, &name),
+        Command::Key(Key::Add { user, rights }) => admin::key_add(config, &user, &rights),
+        Command::Key(Key::List) => admin::key_list(config),
+        Command::Key(Key::Revoke { key }) => admin::key_revoke(config, &key),
+        Command::SignUrl {
+            url,
+            key,
+            expires,
+            script,
+        } => admin::sign_url(config, &url, key.as_deref(), expires, &script),
     };
     std::process::exit(code);
 }

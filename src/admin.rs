@@ -1,11 +1,15 @@
 //! What `imgserv-admin` does, one function per subcommand; each prints its report and returns
-//! the exit code.
+//! the exit code (sysexits, from `error`). Users, keys and signed URLs are the catalog's and
+//! `sign`'s; this module only reads the configuration, calls them and prints.
 
 use std::fs;
 use std::path::Path;
 
-use crate::error::exit;
+use crate::catalog::{Catalog, CatalogError, Rights};
+use crate::config::Config;
+use crate::error::{Error, exit};
 use crate::server;
+use crate::sign;
 
 /// `check-config [FILE]`: every problem on standard error with its key, exit 78 if any;
 /// otherwise `ok: FILE`, with a warning for each directory this user could not write (run it
@@ -53,4 +57,175 @@ fn probe_writable(dir: &Path) -> Result<(), String> {
             existing.display()
         )),
     }
+}
+
+/// Opens the catalog named by the configuration, or reports why not and returns the exit code.
+fn catalog(config_file: Option<&Path>) -> Result<(Config, Catalog), i32> {
+    let config = server::load_config(config_file, &[]).map_err(|errors| {
+        for e in &errors.0 {
+            eprintln!("{e}");
+        }
+        exit::CONFIG
+    })?;
+    let catalog = Catalog::open(&config.state.catalog_path()).map_err(|e| fail(e.into()))?;
+    Ok((config, catalog))
+}
+
+/// Prints an error and returns its exit code.
+fn fail(e: Error) -> i32 {
+    eprintln!("imgserv-admin: {e}");
+    e.exit_code()
+}
+
+fn run(
+    config_file: Option<&Path>,
+    f: impl FnOnce(&Config, &mut Catalog) -> Result<(), Error>,
+) -> i32 {
+    match catalog(config_file) {
+        Ok((config, mut catalog)) => match f(&config, &mut catalog) {
+            Ok(()) => exit::OK,
+            Err(e) => fail(e),
+        },
+        Err(code) => code,
+    }
+}
+
+/// `user add NAME`.
+pub fn user_add(config_file: Option<&Path>, name: &str) -> i32 {
+    run(config_file, |_, c| {
+        let user = c.add_user(name)?;
+        println!("added user {}", user.name);
+        Ok(())
+    })
+}
+
+/// `user list`: one line per user, `NAME KEYS CREATED`.
+pub fn user_list(config_file: Option<&Path>) -> i32 {
+    run(config_file, |_, c| {
+        for u in c.users()? {
+            println!("{}\t{} keys\t{}", u.name, u.keys, date(u.created));
+        }
+        Ok(())
+    })
+}
+
+/// `user del NAME`: the user and all their keys.
+pub fn user_del(config_file: Option<&Path>, name: &str) -> i32 {
+    run(config_file, |_, c| {
+        let keys = c.del_user(name)?;
+        println!("deleted user {name} and {keys} keys");
+        Ok(())
+    })
+}
+
+/// `key add USER --rights read,write`: prints the id and the secret, which is shown only now.
+pub fn key_add(config_file: Option<&Path>, user: &str, rights: &str) -> i32 {
+    run(config_file, |_, c| {
+        let rights: Rights = rights.parse()?;
+        let key = c.add_key(user, rights)?;
+        println!("key id:  {}", key.id);
+        println!("secret:  {}", key.secret.expose());
+        println!("rights:  {}", key.rights);
+        eprintln!("the secret is shown only now: store it where the client can read it");
+        Ok(())
+    })
+}
+
+/// `key list`: `ID USER RIGHTS CREATED [revoked DATE]`, never the secrets.
+pub fn key_list(config_file: Option<&Path>) -> i32 {
+    run(config_file, |_, c| {
+        for k in c.keys()? {
+            let revoked = k
+                .revoked
+                .map(|t| format!("\trevoked {}", date(t)))
+                .unwrap_or_default();
+            println!(
+                "{}\t{}\t{}\t{}{revoked}",
+                k.id,
+                k.user,
+                k.rights,
+                date(k.created)
+            );
+        }
+        Ok(())
+    })
+}
+
+/// `key revoke ID`: the key stops verifying at once.
+pub fn key_revoke(config_file: Option<&Path>, id: &str) -> i32 {
+    run(config_file, |_, c| {
+        let key = c.revoke(id)?;
+        println!("revoked {} ({})", key.id, key.user);
+        Ok(())
+    })
+}
+
+/// `sign-url URL [--key ID] [--expires DURATION] [--base PATH]`: prints the URL with its
+/// signature. The base (where imgserv is mounted) is the cache URL's path for 404-handler
+/// URLs, else `script`.
+pub fn sign_url(
+    config_file: Option<&Path>,
+    url: &str,
+    key: Option<&str>,
+    expires: Option<std::time::Duration>,
+    script: &str,
+) -> i32 {
+    run(config_file, |config, c| {
+        let key = match key {
+            Some(id) => c
+                .key(id)?
+                .ok_or_else(|| CatalogError::KeyNotFound(id.to_string()))?,
+            None => {
+                let valid: Vec<_> = c
+                    .keys()?
+                    .into_iter()
+                    .filter(|k| k.revoked.is_none())
+                    .collect();
+                match <[_; 1]>::try_from(valid) {
+                    Ok([k]) => k,
+                    Err(_) => {
+                        return Err(CatalogError::KeyNotFound(
+                            "(more or less than one valid key: give --key)".into(),
+                        )
+                        .into());
+                    }
+                }
+            }
+        };
+        let cache_path = url_path(&config.cache.url);
+        let path = url_path(url);
+        let base = if path.starts_with(&format!("{cache_path}/")) {
+            cache_path
+        } else {
+            script.to_string()
+        };
+        let exp = expires.map(|d| unix_now() + d.as_secs());
+        let signed = sign::sign_href(url, &base, &key.id, key.secret.expose().as_bytes(), exp)?;
+        println!("{signed}");
+        Ok(())
+    })
+}
+
+/// The path of a URL or path, without query.
+fn url_path(url: &str) -> String {
+    let rest = match url.find("://") {
+        Some(i) => url[i + 3..].find('/').map_or("", |j| &url[i + 3 + j..]),
+        None => url,
+    };
+    rest.split(['?', '#'])
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Unix milliseconds as an HTTP date (UTC).
+fn date(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    httpdate::fmt_http_date(t)
 }

@@ -981,6 +981,14 @@ impl From<ApiKey> for crate::sign::KeyInfo {
     }
 }
 
+/// The format of a catalogued original's `mime` type, for reading it from the store.
+pub fn format_of(mime: &str) -> Option<crate::render::Format> {
+    use crate::render::Format;
+    [Format::Jpeg, Format::Png, Format::Gif, Format::Webp]
+        .into_iter()
+        .find(|f| f.mime() == mime)
+}
+
 /// The extension the original object of a `mime` type is stored with; `bin` for others.
 pub fn ext_of(mime: &str) -> &'static str {
     match mime {

@@ -71,6 +71,40 @@ pub struct Config {
     /// Named lists of boxes (`thumb = ["100x100"]`), for `?preset=` and `imgserv-precache`.
     pub presets: BTreeMap<String, Vec<Size>>,
     pub mirrors: MirrorsConfig,
+    pub api: ApiConfig,
+    pub security: SecurityConfig,
+    pub evict: EvictConfig,
+}
+
+/// The REST interface (`[api]`).
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Whether reads (originals, metadata, search, categories) need no signature.
+    pub public_reads: bool,
+    /// Original formats an upload may have, checked by content.
+    pub types: Vec<crate::render::Format>,
+}
+
+/// Signatures (`[security]`).
+#[derive(Debug, Clone, Copy)]
+pub struct SecurityConfig {
+    /// Redirector and 404-handler URLs need a `sig` (presets excepted).
+    pub require_signed_urls: bool,
+    /// Largest difference between a signed request's date and the server's clock.
+    pub max_clock_skew: Duration,
+}
+
+/// `imgserv-evict` (`[evict]`); every limit is optional.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EvictConfig {
+    /// Remove variants not accessed for longer than this.
+    pub max_idle: Option<Duration>,
+    /// Remove variants created longer ago than this.
+    pub max_age: Option<Duration>,
+    /// Remove the least recently used variants until all together take at most this.
+    pub max_bytes: Option<u64>,
+    /// An upload that never committed is cleaned up after this long.
+    pub upload_grace: Duration,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -102,6 +136,9 @@ pub struct CacheConfig {
     pub serve_direct: bool,
     /// A hit refreshes an entry's last-access time at most this often.
     pub access_interval: Duration,
+    /// The 404 handler writes what it renders where the web server looks next time (`false`:
+    /// it renders every request and writes nothing).
+    pub variants_on_disk: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +151,11 @@ impl StateConfig {
     /// The cache index database.
     pub fn index_path(&self) -> PathBuf {
         self.dir.join("cache.sqlite")
+    }
+
+    /// The catalog of uploaded originals, users and keys.
+    pub fn catalog_path(&self) -> PathBuf {
+        self.dir.join("catalog.sqlite")
     }
 }
 
@@ -232,6 +274,35 @@ struct Raw {
     presets: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     mirrors: RawMirrors,
+    #[serde(default)]
+    api: RawApi,
+    #[serde(default)]
+    security: RawSecurity,
+    #[serde(default)]
+    evict: RawEvict,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    public_reads: Option<bool>,
+    types: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecurity {
+    require_signed_urls: Option<bool>,
+    max_clock_skew: Option<DurationValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvict {
+    max_idle: Option<DurationValue>,
+    max_age: Option<DurationValue>,
+    max_bytes: Option<SizeValue>,
+    upload_grace: Option<DurationValue>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -257,6 +328,7 @@ struct RawCache {
     file_cache_control: Option<String>,
     serve_direct: Option<bool>,
     access_interval: Option<DurationValue>,
+    variants_on_disk: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -823,6 +895,16 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
         }
     });
     let store = validate_store(raw.store, &cache_dir, base, &mut p);
+    let api = validate_api(raw.api, &mut p);
+    let security = SecurityConfig {
+        require_signed_urls: raw.security.require_signed_urls.unwrap_or(false),
+        max_clock_skew: p.duration(
+            "security.max_clock_skew",
+            raw.security.max_clock_skew.as_ref(),
+            Duration::from_secs(300),
+        ),
+    };
+    let evict = validate_evict(&raw.evict, &mut p);
 
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));
@@ -845,6 +927,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
                 .unwrap_or_else(|| "public, max-age=31536000, immutable".into()),
             serve_direct: raw.cache.serve_direct.unwrap_or(false),
             access_interval,
+            variants_on_disk: raw.cache.variants_on_disk.unwrap_or(true),
         },
         state: StateConfig { dir: state_dir },
         limits: Limits {
@@ -865,7 +948,71 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
         presets,
         mirrors: MirrorsConfig { map: mirror_map },
         store,
+        api,
+        security,
+        evict,
     })
+}
+
+fn validate_api(raw: RawApi, p: &mut Problems) -> ApiConfig {
+    use crate::render::Format;
+    let names = raw
+        .types
+        .unwrap_or_else(|| ["jpeg", "png", "gif", "webp"].map(String::from).to_vec());
+    let mut types = Vec::new();
+    for name in &names {
+        let format = match name.to_ascii_lowercase().as_str() {
+            "jpeg" | "jpg" => Format::Jpeg,
+            "png" => Format::Png,
+            "gif" => Format::Gif,
+            "webp" => Format::Webp,
+            _ => {
+                p.add(
+                    "api.types",
+                    format!("expected some of \"jpeg\", \"png\", \"gif\", \"webp\", got {name:?}"),
+                );
+                continue;
+            }
+        };
+        if !types.contains(&format) {
+            types.push(format);
+        }
+    }
+    if names.is_empty() {
+        p.add("api.types", "expected at least one type");
+    }
+    ApiConfig {
+        public_reads: raw.public_reads.unwrap_or(true),
+        types,
+    }
+}
+
+fn validate_evict(raw: &RawEvict, p: &mut Problems) -> EvictConfig {
+    // An empty string (as in the sample) leaves a limit off.
+    let given_duration = |v: &Option<DurationValue>| {
+        v.as_ref()
+            .filter(|v| !matches!(v, DurationValue::Text(t) if t.trim().is_empty()))
+            .cloned()
+    };
+    let max_idle = given_duration(&raw.max_idle)
+        .map(|v| p.duration("evict.max_idle", Some(&v), Duration::ZERO));
+    let max_age =
+        given_duration(&raw.max_age).map(|v| p.duration("evict.max_age", Some(&v), Duration::ZERO));
+    let max_bytes = raw
+        .max_bytes
+        .as_ref()
+        .filter(|v| !matches!(v, SizeValue::Text(t) if t.trim().is_empty()))
+        .map(|v| p.size("evict.max_bytes", Some(v), 0));
+    EvictConfig {
+        max_idle,
+        max_age,
+        max_bytes,
+        upload_grace: p.duration(
+            "evict.upload_grace",
+            raw.upload_grace.as_ref(),
+            Duration::from_secs(3600),
+        ),
+    }
 }
 
 /// `[store]`: the filesystem store by default; the S3 keys are read only with `type = "s3"`
@@ -1021,6 +1168,7 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "file_cache_control",
                 "serve_direct",
                 "access_interval",
+                "variants_on_disk",
             ][..],
         ),
         ("state", &["dir"][..]),
@@ -1045,6 +1193,12 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
         ),
         ("server", &["workers", "max_conns"][..]),
         ("mirrors", &["map"][..]),
+        ("api", &["public_reads", "types"][..]),
+        ("security", &["require_signed_urls", "max_clock_skew"][..]),
+        (
+            "evict",
+            &["max_idle", "max_age", "max_bytes", "upload_grace"][..],
+        ),
         // Free-form: each key names a preset.
         ("presets", &[][..]),
         (

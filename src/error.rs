@@ -1,9 +1,11 @@
 //! The one place where every layer's error becomes an HTTP status, a stable kebab-case code
 //! and a sysexits exit code. Each layer owns its own enum; this module only classifies.
 
+use crate::api::ApiError;
 use crate::cache::CacheError;
 use crate::catalog::CatalogError;
 use crate::config::ConfigError;
+use crate::ingest::IngestError;
 use crate::query::QueryError;
 use crate::render::RenderError;
 use crate::sign::SignError;
@@ -29,6 +31,10 @@ pub enum Error {
     Sign(#[from] SignError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
 }
 
 /// sysexits(3) codes used by the tools.
@@ -106,6 +112,17 @@ impl Error {
                 StoreError::Full => (507, "store-full", exit::CANTCREAT),
                 StoreError::Io(_) => (500, "store-io", exit::IOERR),
                 StoreError::Protocol(_) => (502, "store-protocol", exit::UNAVAILABLE),
+            },
+            Error::Api(e) => match e {
+                ApiError::NoRoute(_) => (404, "not-found", exit::NOINPUT),
+                ApiError::Method { .. } => (405, "method-not-allowed", exit::USAGE),
+                ApiError::BadBody(_) => (400, "bad-body", exit::DATAERR),
+                ApiError::ContentType(_) => (415, "unsupported-content-type", exit::DATAERR),
+            },
+            Error::Ingest(e) => match e {
+                IngestError::TooLarge { .. } => (413, "upload-too-large", exit::DATAERR),
+                IngestError::TypeNotAccepted(_) => (415, "type-not-accepted", exit::DATAERR),
+                IngestError::Collision => (422, "sha1-collision", exit::DATAERR),
             },
         }
     }

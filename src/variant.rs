@@ -5,13 +5,17 @@
 //! Shared by the HTTP handler and the tools; knows nothing of HTTP.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::cache::{self, Cache, SourceKey};
+use crate::catalog::Image;
 use crate::config::Config;
 use crate::error::Error;
 use crate::geometry::{self, BoundingBox, Size};
+use crate::original::OriginalId;
 use crate::render::{self, Format, Probe, RenderError};
 use crate::source::{SourceError, local, remote};
+use crate::store::Store;
 
 /// A variant ready to be served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +33,28 @@ pub struct Variant {
 /// A source, resolved: who it is and where its bytes are.
 struct Resolved {
     key: SourceKey,
-    path: PathBuf,
+    origin: Origin,
+}
+
+/// Where a source's bytes are read from.
+enum Origin {
+    /// A local file (an original under the root, or a local copy of a remote one).
+    File(PathBuf),
+    /// An uploaded original in the store, read only when a variant must be rendered.
+    Stored {
+        store: Arc<dyn Store>,
+        id: OriginalId,
+        format: Format,
+    },
+}
+
+/// The cache identity of an uploaded original: its content never changes, so its id is also
+/// its version.
+pub fn stored_key(id: &OriginalId) -> SourceKey {
+    SourceKey {
+        ident: format!("store:{id}"),
+        version: id.to_string(),
+    }
 }
 
 fn resolve(config: &Config, src: &str) -> Result<Resolved, Error> {
@@ -40,7 +65,7 @@ fn resolve(config: &Config, src: &str) -> Result<Resolved, Error> {
                 ident: format!("remote:{src}"),
                 version: fetched.version,
             },
-            path: fetched.path,
+            origin: Origin::File(fetched.path),
         });
     }
     if src.contains("://") {
@@ -53,7 +78,7 @@ fn resolve(config: &Config, src: &str) -> Result<Resolved, Error> {
             ident: format!("local:{}", local.rel),
             version: local.version,
         },
-        path: local.path,
+        origin: Origin::File(local.path),
     })
 }
 
@@ -74,6 +99,55 @@ pub struct Plan {
 /// Plans the variant of `src` fitted into `bbox`.
 pub fn plan(config: &Config, cache: &Cache, src: &str, bbox: BoundingBox) -> Result<Plan, Error> {
     let source = resolve(config, src)?;
+    plan_resolved(config, cache, source, bbox)
+}
+
+/// Plans the variant of an uploaded original fitted into `bbox`, from the catalog's facts:
+/// nothing is read from the store until a variant has to be rendered.
+pub fn plan_stored(
+    config: &Config,
+    cache: &Cache,
+    store: Arc<dyn Store>,
+    image: &Image,
+    bbox: BoundingBox,
+) -> Result<Plan, Error> {
+    let format = crate::catalog::format_of(&image.mime)
+        .ok_or_else(|| RenderError::Unsupported(format!("catalogued as {}", image.mime)))?;
+    let key = stored_key(&image.id);
+    let source = Resolved {
+        key,
+        origin: Origin::Stored {
+            store,
+            id: image.id.clone(),
+            format,
+        },
+    };
+    if cache.lookup(&source.key)?.is_some() {
+        return plan_resolved(config, cache, source, bbox);
+    }
+    let size = geometry::fit(
+        Size::new(image.width, image.height),
+        bbox,
+        config.cache.raster,
+    );
+    let format = format.output();
+    let rel = cache::variant_path(&source.key.dir(), size, format);
+    Ok(Plan {
+        source,
+        rel,
+        size,
+        format,
+        indexed: false,
+        read: None,
+    })
+}
+
+fn plan_resolved(
+    config: &Config,
+    cache: &Cache,
+    source: Resolved,
+    bbox: BoundingBox,
+) -> Result<Plan, Error> {
     if let Some(known) = cache.lookup(&source.key)? {
         let size = geometry::fit(known.size, bbox, config.cache.raster);
         let format = known.format.output();
@@ -119,7 +193,10 @@ pub fn plan(config: &Config, cache: &Cache, src: &str, bbox: BoundingBox) -> Res
 }
 
 fn read(config: &Config, source: &Resolved) -> Result<(Vec<u8>, Probe), Error> {
-    let bytes = local::read_limited(&source.path, config.limits.max_source_bytes)?;
+    let bytes = match &source.origin {
+        Origin::File(path) => local::read_limited(path, config.limits.max_source_bytes)?,
+        Origin::Stored { store, id, format } => store.get(id, *format)?,
+    };
     let probe = render::probe(&bytes, config.limits.max_pixels)?;
     Ok((bytes, probe))
 }
@@ -168,6 +245,23 @@ pub fn realize(config: &Config, cache: &mut Cache, plan: Plan) -> Result<Variant
         rel: plan.rel,
         size: plan.size,
         format: plan.format,
+        rendered: true,
+        bytes: Some(rendered.bytes),
+    })
+}
+
+/// Renders a planned variant in memory, without touching the cache (the 404 handler with
+/// `variants_on_disk = false`).
+pub fn render_only(config: &Config, plan: Plan) -> Result<Variant, Error> {
+    let (bytes, probe) = match plan.read {
+        Some(read) => read,
+        None => read(config, &plan.source)?,
+    };
+    let rendered = render::render(&bytes, &probe, plan.size, &config.render)?;
+    Ok(Variant {
+        rel: plan.rel,
+        size: rendered.size,
+        format: rendered.format,
         rendered: true,
         bytes: Some(rendered.bytes),
     })

@@ -5,6 +5,7 @@
 
 pub mod cgi;
 pub mod fastcgi;
+pub mod multipart;
 pub mod standalone;
 
 use std::fmt;
@@ -168,6 +169,13 @@ where
     }
 }
 
+/// The header holding Apache's `REDIRECT_URL` (the URL an `ErrorDocument` stands in for).
+pub const REDIRECT_URL: &str = "x-redirect-url";
+/// The header holding Apache's `REDIRECT_QUERY_STRING`.
+pub const REDIRECT_QUERY: &str = "x-redirect-query";
+/// The header holding `REQUEST_URI` (the URL as the client sent it, query included).
+pub const REQUEST_URI: &str = "x-request-uri";
+
 /// Builds a [`Request`] from CGI/FastCGI meta-variables given as raw bytes (RFC 3875 §4.1).
 ///
 /// Returns the name of the first meta-variable that the handler needs but which is not valid
@@ -193,12 +201,18 @@ where
             b"REMOTE_ADDR" => req.remote_addr = Some(text()?),
             b"CONTENT_TYPE" => req.headers.push(("content-type".into(), text()?)),
             b"CONTENT_LENGTH" => {}
-            b"REDIRECT_URL" => req.headers.push(("x-redirect-url".into(), text()?)),
+            b"REDIRECT_URL" => req.headers.push((REDIRECT_URL.into(), text()?)),
+            b"REDIRECT_QUERY_STRING" => req.headers.push((REDIRECT_QUERY.into(), text()?)),
+            b"REQUEST_URI" => req.headers.push((REQUEST_URI.into(), text()?)),
             _ => {
                 if let Some(h) = name.strip_prefix(b"HTTP_") {
                     let header = String::from_utf8_lossy(h)
                         .to_ascii_lowercase()
                         .replace('_', "-");
+                    // A client must not pose as the web server.
+                    if [REDIRECT_URL, REDIRECT_QUERY, REQUEST_URI].contains(&header.as_str()) {
+                        continue;
+                    }
                     // Header values may legally carry obs-text; keep them lossily rather than
                     // refusing a request for a header nobody here reads.
                     let value = String::from_utf8_lossy(value).into_owned();
@@ -240,12 +254,20 @@ mod tests {
             (b"QUERY_STRING", b"src=a.jpg&width=10"),
             (b"PATH_INFO", b"/x"),
             (b"HTTP_IF_NONE_MATCH", b"\"abc\""),
+            (b"REQUEST_URI", b"/cache/a/1/2.jpg?x"),
+            (b"HTTP_X_REDIRECT_URL", b"/spoofed"),
         ];
         let req = request_from_meta_vars(vars, Vec::new()).unwrap();
         assert_eq!(req.method, "HEAD");
         assert_eq!(req.query, "src=a.jpg&width=10");
         assert_eq!(req.path, "/x");
         assert_eq!(req.header("if-none-match"), Some("\"abc\""));
+        assert_eq!(req.header(REQUEST_URI), Some("/cache/a/1/2.jpg?x"));
+        assert_eq!(
+            req.header(REDIRECT_URL),
+            None,
+            "a client header is not the server's"
+        );
     }
 
     #[test]

@@ -149,7 +149,10 @@ fn nginx_fcgiwrap_runs_a_cgi_and_serves_the_cache() {
     let (master, backend) = {
         let nginx = Nginx::cgi_with(&site, &script);
         assert_redirect_then_static(&nginx.base(), Some(&site.config_path()));
-        assert_eq!(get(&nginx.url("/cache/missing.txt")).status, 404);
+        // A file missing from the cache goes to the CGI (the 404 handler), with its URL.
+        let missing = get(&nginx.url("/cache/missing.txt?x=1"));
+        assert_eq!(missing.status, 302, "{missing:?}");
+        assert_eq!(missing.header("x-query"), Some("x=1"));
         (nginx.master().pid(), nginx.backend().unwrap().pid())
     };
     assert_all_gone(&[master, backend], &[master, backend]);

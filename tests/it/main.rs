@@ -5,14 +5,19 @@
 
 mod support;
 
+mod admin;
+mod api;
 mod cache;
 mod corpus;
 mod docs;
+mod evict;
 mod fastcgi;
+mod handler404;
 mod harness_selftest;
 mod mirror;
 mod quality;
 mod redirector;
 mod remote;
 mod store;
+mod upload;
 mod web;

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 
-/// A temporary imgserv installation: `originals/`, `cache/`, `state/` and `imgserv.toml`.
+/// A temporary imgserv installation: `originals/`, `cache/`, `state/`, `store/` and
+/// `imgserv.toml`.
 ///
 /// It lives under /tmp whatever TMPDIR says, and its directories are world-writable, because
 /// the web servers' children may run as www-data or nobody (Apache's CGI always does): they must
@@ -35,7 +36,7 @@ impl Site {
             .tempdir_in("/tmp")
             .expect("create a temp dir under /tmp");
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        for sub in ["originals", "cache", "state"] {
+        for sub in ["originals", "cache", "state", "store"] {
             let path = dir.path().join(sub);
             fs::create_dir(&path).unwrap();
             fs::set_permissions(&path, fs::Permissions::from_mode(0o777)).unwrap();
@@ -72,6 +73,8 @@ impl Site {
         );
         config.insert("cache".into(), cache.into());
         config.insert("state".into(), table("dir", path(self.state())).into());
+        // Uploaded originals stay inside the site, never in the default /var/lib/imgserv.
+        config.insert("store".into(), table("dir", path(self.store())).into());
         config
     }
 
@@ -108,6 +111,11 @@ impl Site {
 
     pub fn state(&self) -> PathBuf {
         self.dir().join("state")
+    }
+
+    /// `[store] dir`: uploaded originals.
+    pub fn store(&self) -> PathBuf {
+        self.dir().join("store")
     }
 
     pub fn config_path(&self) -> PathBuf {

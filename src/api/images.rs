@@ -1,0 +1,336 @@
+//! The REST interface under `/api/`: originals in (upload), out (bytes, metadata as headers),
+//! their metadata and category, deletion with every variant, search and the category tree.
+//! Writes need a signed request with the right `Rights`; reads are public or need `read`, by
+//! `[api] public_reads`.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+
+use super::{ApiError, App};
+use crate::catalog::{self, Image, Inserted, Query, Rights};
+use crate::error::Error;
+use crate::geometry::Size;
+use crate::http::{Request, Response, multipart};
+use crate::ingest::{self, Upload};
+use crate::original::OriginalId;
+use crate::purge;
+use crate::query::{self, QueryError};
+
+impl App {
+    pub(super) fn api(&self, req: &Request) -> Result<Response, Error> {
+        let segments: Vec<&str> = req.path.trim_end_matches('/').split('/').skip(2).collect();
+        let method = req.method.as_str();
+        match segments.as_slice() {
+            ["images"] => match method {
+                "POST" => self.upload(req),
+                "GET" | "HEAD" => self.search(req),
+                _ => Err(ApiError::Method {
+                    allow: "GET, HEAD, POST",
+                }
+                .into()),
+            },
+            ["images", id] => {
+                let id = image_id(id)?;
+                match method {
+                    "GET" | "HEAD" => self.original(req, &id),
+                    "DELETE" => self.delete(req, &id),
+                    _ => Err(ApiError::Method {
+                        allow: "GET, HEAD, DELETE",
+                    }
+                    .into()),
+                }
+            }
+            ["images", id, "meta"] => {
+                let id = image_id(id)?;
+                match method {
+                    "GET" | "HEAD" => self.meta(req, &id),
+                    "POST" | "PATCH" => self.change_meta(req, &id),
+                    _ => Err(ApiError::Method {
+                        allow: "GET, HEAD, POST, PATCH",
+                    }
+                    .into()),
+                }
+            }
+            ["images", id, "variants", size] => {
+                let id = image_id(id)?;
+                match method {
+                    "DELETE" => self.delete_variant(req, &id, size),
+                    _ => Err(ApiError::Method { allow: "DELETE" }.into()),
+                }
+            }
+            ["categories"] => match method {
+                "GET" | "HEAD" => self.categories(req),
+                _ => Err(ApiError::Method { allow: "GET, HEAD" }.into()),
+            },
+            _ => Err(ApiError::NoRoute(req.path.clone()).into()),
+        }
+    }
+
+    /// Reads need `read` unless `[api] public_reads`.
+    fn authorize_read(&self, req: &Request) -> Result<(), Error> {
+        if !self.config.api.public_reads {
+            self.authorize(req, Rights::READ)?;
+        }
+        Ok(())
+    }
+
+    /// `POST /api/images`: a raw body with its `Content-Type` (`?category=`, `?meta=` JSON), or
+    /// a multipart form with a `file` part and optional `meta` and `category` fields.
+    fn upload(&self, req: &Request) -> Result<Response, Error> {
+        let who = self.authorize(req, Rights::WRITE)?;
+        let pairs = query::pairs(&req.query)?;
+        let mut upload = Upload {
+            category: query::single(&pairs, "category")?
+                .unwrap_or("/")
+                .to_string(),
+            meta: match query::single(&pairs, "meta")? {
+                Some(text) => json_object(text.as_bytes())?,
+                None => Map::new(),
+            },
+            owner: Some(who.user),
+        };
+        let content_type = req.header("content-type").unwrap_or("");
+        let form;
+        let bytes: &[u8] = match multipart::boundary(content_type) {
+            Some(boundary) => {
+                form = multipart::parse(&req.body, &boundary).map_err(ApiError::BadBody)?;
+                let mut files = Vec::new();
+                for part in &form {
+                    match part.name.as_str() {
+                        "meta" => upload.meta = json_object(&part.data)?,
+                        "category" => {
+                            upload.category = String::from_utf8(part.data.clone())
+                                .map_err(|_| ApiError::BadBody("category is not UTF-8".into()))?;
+                        }
+                        _ if part.filename.is_some() || part.name == "file" => {
+                            files.push(&part.data[..]);
+                        }
+                        _ => {}
+                    }
+                }
+                match files.as_slice() {
+                    [file] => file,
+                    [] => return Err(ApiError::BadBody("the form has no file part".into()).into()),
+                    _ => return Err(ApiError::BadBody("more than one file".into()).into()),
+                }
+            }
+            None if content_type.starts_with("multipart/") => {
+                return Err(ApiError::ContentType(content_type.into()).into());
+            }
+            None => &req.body,
+        };
+        let store = self.store()?;
+        let inserted = self.with_catalog(|catalog| {
+            ingest::ingest(&self.config, store.as_ref(), catalog, bytes, &upload)
+        })?;
+        let (status, image) = match &inserted {
+            Inserted::New(i) => (201, i),
+            Inserted::Existed(i) => (200, i),
+        };
+        log::info!(
+            "upload {} {} {}x{} {} bytes ({})",
+            image.id,
+            image.mime,
+            image.width,
+            image.height,
+            image.bytes,
+            if status == 201 { "new" } else { "existed" }
+        );
+        Ok(json(status, image).with_header("Location", format!("/api/images/{}", image.id)))
+    }
+
+    fn image(&self, id: &OriginalId) -> Result<Image, Error> {
+        self.with_catalog(|c| {
+            c.get(id)?
+                .ok_or_else(|| catalog::CatalogError::NotFound(id.clone()).into())
+        })
+    }
+
+    /// `GET /api/images/{id}`: the original's bytes; `HEAD`: its facts as headers.
+    fn original(&self, req: &Request, id: &OriginalId) -> Result<Response, Error> {
+        self.authorize_read(req)?;
+        let image = self.image(id)?;
+        let etag = format!("\"{}\"", image.id);
+        let modified = UNIX_EPOCH + Duration::from_millis(image.created.max(0) as u64);
+        let resp = Response::new(200)
+            .with_header("ETag", etag.clone())
+            .with_header("Last-Modified", httpdate::fmt_http_date(modified))
+            .with_header("Cache-Control", "private, max-age=31536000, immutable");
+        if not_modified(req, &etag, modified) {
+            return Ok(Response {
+                status: 304,
+                ..resp
+            }
+            .with_header("Content-Length", "0"));
+        }
+        let resp = resp
+            .with_header("Content-Type", image.mime.clone())
+            .with_header("X-Imgserv-Width", image.width.to_string())
+            .with_header("X-Imgserv-Height", image.height.to_string())
+            .with_header("X-Imgserv-Mime", image.mime.clone())
+            .with_header("X-Imgserv-Bytes", image.bytes.to_string())
+            .with_header("X-Imgserv-Category", image.category.clone());
+        if req.is_head() {
+            return Ok(resp.with_header("Content-Length", image.bytes.to_string()));
+        }
+        let format = catalog::format_of(&image.mime).ok_or_else(|| {
+            crate::render::RenderError::Unsupported(format!("catalogued as {}", image.mime))
+        })?;
+        let bytes = self.store()?.get(id, format)?;
+        Ok(resp.with_body(bytes))
+    }
+
+    /// `GET /api/images/{id}/meta`: the catalog row as JSON.
+    fn meta(&self, req: &Request, id: &OriginalId) -> Result<Response, Error> {
+        self.authorize_read(req)?;
+        Ok(json(200, &self.image(id)?))
+    }
+
+    /// `POST` (replace) or `PATCH` (merge, RFC 7396) the metadata with a JSON object body;
+    /// `?category=PATH` moves the image. An empty body changes no metadata.
+    fn change_meta(&self, req: &Request, id: &OriginalId) -> Result<Response, Error> {
+        self.authorize(req, Rights::WRITE)?;
+        let pairs = query::pairs(&req.query)?;
+        let category = query::single(&pairs, "category")?;
+        let meta = if req.body.iter().all(u8::is_ascii_whitespace) {
+            None
+        } else {
+            Some(json_object(&req.body)?)
+        };
+        let image = self.with_catalog(|c| {
+            let mut image = c
+                .get(id)?
+                .ok_or_else(|| catalog::CatalogError::NotFound(id.clone()))?;
+            if let Some(meta) = &meta {
+                image = if req.method == "PATCH" {
+                    c.merge_meta(id, meta)?
+                } else {
+                    c.replace_meta(id, meta)?
+                };
+            }
+            if let Some(category) = category {
+                image = c.move_to(id, category)?;
+            }
+            Ok(image)
+        })?;
+        Ok(json(200, &image))
+    }
+
+    /// `DELETE /api/images/{id}`: the row and pending rows in one transaction, then the
+    /// original and every variant; what fails now is left to the sweep.
+    fn delete(&self, req: &Request, id: &OriginalId) -> Result<Response, Error> {
+        self.authorize(req, Rights::DELETE)?;
+        let store = self.store()?;
+        let deleted = self.with_catalog(|c| Ok(c.delete(id)?))?;
+        self.with_cache(|cache| {
+            self.with_catalog(|c| {
+                purge::finish_delete(&self.config, store.as_ref(), cache, c, &deleted.pending);
+                Ok(())
+            })
+        })?;
+        log::info!("delete {id}");
+        Ok(Response::new(204))
+    }
+
+    /// `DELETE /api/images/{id}/variants/{w}x{h}`: the variant for that box (the canonical
+    /// file and the 404 handler's link); 404 when there was none.
+    fn delete_variant(
+        &self,
+        req: &Request,
+        id: &OriginalId,
+        size: &str,
+    ) -> Result<Response, Error> {
+        self.authorize(req, Rights::DELETE)?;
+        let bbox: Size = size.parse().map_err(|reason| QueryError::Invalid {
+            name: "size",
+            reason,
+        })?;
+        let image = self.image(id)?;
+        let removed = self.remove_variant(&image, bbox)?;
+        if removed {
+            Ok(Response::new(204))
+        } else {
+            Err(ApiError::NoRoute(req.path.clone()).into())
+        }
+    }
+
+    /// `GET /api/images?q=&category=&page=&per_page=`.
+    fn search(&self, req: &Request) -> Result<Response, Error> {
+        self.authorize_read(req)?;
+        let pairs = query::pairs(&req.query)?;
+        let number = |name: &'static str, default: u32| -> Result<u32, QueryError> {
+            match query::single(&pairs, name)? {
+                None => Ok(default),
+                Some(v) => v.parse().map_err(|_| QueryError::Invalid {
+                    name,
+                    reason: format!("expected a positive integer, got {v:?}"),
+                }),
+            }
+        };
+        let q = Query {
+            q: query::single(&pairs, "q")?.map(str::to_string),
+            category: query::single(&pairs, "category")?.map(str::to_string),
+            page: number("page", 1)?,
+            per_page: number("per_page", 20)?,
+        };
+        let page = self.with_catalog(|c| Ok(c.search(&q)?))?;
+        let body = serde_json::json!({
+            "items": page.items,
+            "total": page.total,
+            "page": q.page,
+            "per_page": q.per_page,
+        });
+        Ok(json(200, &body))
+    }
+
+    /// `GET /api/categories`: the tree with counts.
+    fn categories(&self, req: &Request) -> Result<Response, Error> {
+        self.authorize_read(req)?;
+        let tree = self.with_catalog(|c| Ok(c.categories()?))?;
+        Ok(json(200, &tree))
+    }
+}
+
+fn image_id(text: &str) -> Result<OriginalId, Error> {
+    text.parse()
+        .map_err(|_| ApiError::NoRoute(format!("/api/images/{text}")).into())
+}
+
+fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, Error> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::BadBody("metadata must be a JSON object".into()).into()),
+        Err(e) => Err(ApiError::BadBody(format!("metadata is not JSON: {e}")).into()),
+    }
+}
+
+fn json(status: u16, value: &impl serde::Serialize) -> Response {
+    let mut body = serde_json::to_vec(value).unwrap_or_default();
+    body.push(b'\n');
+    Response::new(status)
+        .with_header("Content-Type", "application/json")
+        .with_header("Cache-Control", "no-store")
+        .with_body(body)
+}
+
+/// `If-None-Match` (takes precedence) or `If-Modified-Since` (seconds resolution).
+fn not_modified(req: &Request, etag: &str, modified: std::time::SystemTime) -> bool {
+    if let Some(list) = req.header("if-none-match") {
+        return list
+            .split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == "*" || t == etag);
+    }
+    match req
+        .header("if-modified-since")
+        .map(httpdate::parse_http_date)
+    {
+        Some(Ok(since)) => {
+            let secs =
+                |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            secs(modified) <= secs(since)
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,206 @@
+//! Routes: the one transport-agnostic handler that every adapter (CGI, FastCGI, standalone)
+//! calls. It sends each request to the redirector, the REST interface under `/api/`, or the
+//! 404 handler, and turns errors into responses (plain text for image URLs, JSON for the API);
+//! the error-to-status table itself lives in `error`.
+//!
+//! Connections (cache index, catalog) and the store are pooled here, so a FastCGI server
+//! reuses them across requests; the route modules only borrow them.
+
+mod handler404;
+mod images;
+mod redirector;
+
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::cache::Cache;
+use crate::catalog::{Catalog, Rights};
+use crate::config::Config;
+use crate::error::Error;
+use crate::http::{Handler, Request, Response};
+use crate::mirror::Mirrors;
+use crate::sign::{self, KeyInfo, Verified};
+use crate::store::{self, Store};
+
+/// A request the API cannot route or read; each maps to a status in `error`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No route for this path (or no image of this id in a URL that names one).
+    #[error("no such resource: {0}")]
+    NoRoute(String),
+    /// The route exists but not for this method; `Allow` lists the ones it has.
+    #[error("method not allowed; use {allow}")]
+    Method { allow: &'static str },
+    /// A body that is not what the route reads (bad JSON, a broken multipart form, no file).
+    #[error("{0}")]
+    BadBody(String),
+    /// A request body that is not `Content-Type` the route accepts.
+    #[error("unsupported content type {0:?}")]
+    ContentType(String),
+}
+
+/// The application: configuration plus small pools of connections (SQLite connections are not
+/// shared between threads; each request borrows one).
+pub struct App {
+    config: Config,
+    pool: Mutex<Vec<Cache>>,
+    catalogs: Mutex<Vec<Catalog>>,
+    store: Mutex<Option<Arc<dyn Store>>>,
+    mirrors: Option<Mirrors>,
+}
+
+impl App {
+    pub fn new(config: Config) -> App {
+        let mirrors = config
+            .mirrors
+            .map
+            .clone()
+            .map(|map| Mirrors::new(map, config.state.dir.join("mirrors.sqlite")));
+        App {
+            config,
+            pool: Mutex::new(Vec::new()),
+            catalogs: Mutex::new(Vec::new()),
+            store: Mutex::new(None),
+            mirrors,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Runs `f` with a cache connection from the pool (opening one when none is free).
+    fn with_cache<T>(&self, f: impl FnOnce(&mut Cache) -> Result<T, Error>) -> Result<T, Error> {
+        let pooled = self.pool.lock().ok().and_then(|mut p| p.pop());
+        let mut cache = match pooled {
+            Some(c) => c,
+            None => Cache::open(
+                &self.config.cache.dir,
+                &self.config.state.index_path(),
+                self.config.cache.max_bytes,
+                self.config.cache.access_interval,
+            )?,
+        };
+        let result = f(&mut cache);
+        if let Ok(mut p) = self.pool.lock() {
+            p.push(cache);
+        }
+        result
+    }
+
+    /// Runs `f` with a catalog connection from the pool (opening one when none is free).
+    fn with_catalog<T>(
+        &self,
+        f: impl FnOnce(&mut Catalog) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let pooled = self.catalogs.lock().ok().and_then(|mut p| p.pop());
+        let mut catalog = match pooled {
+            Some(c) => c,
+            None => Catalog::open(&self.config.state.catalog_path())?,
+        };
+        let result = f(&mut catalog);
+        if let Ok(mut p) = self.catalogs.lock() {
+            p.push(catalog);
+        }
+        result
+    }
+
+    /// The store of originals, opened on first use (opening contacts nothing).
+    fn store(&self) -> Result<Arc<dyn Store>, Error> {
+        let mut slot = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = slot.as_ref() {
+            return Ok(s.clone());
+        }
+        let s: Arc<dyn Store> = Arc::from(store::open(&self.config.store)?);
+        *slot = Some(s.clone());
+        Ok(s)
+    }
+
+    /// Checks a signed request and the key's rights.
+    fn authorize(&self, req: &Request, needed: Rights) -> Result<Verified, Error> {
+        let skew = self.config.security.max_clock_skew;
+        let verified = self.with_catalog(|catalog| {
+            sign::verify(req, unix_now(), skew, |id| {
+                Ok::<_, Error>(catalog.key(id)?.map(KeyInfo::from))
+            })
+        })?;
+        verified.require(needed)?;
+        Ok(verified)
+    }
+
+    /// With `[security] require_signed_urls`, an image URL needs a valid `sig`; `path` is the
+    /// path that was signed.
+    fn check_signed_url(&self, path: &str, query: &str) -> Result<(), Error> {
+        if !self.config.security.require_signed_urls {
+            return Ok(());
+        }
+        self.with_catalog(|catalog| {
+            sign::verify_url(path, query, unix_now(), |id| {
+                Ok::<_, Error>(catalog.key(id)?.map(KeyInfo::from))
+            })
+        })?;
+        Ok(())
+    }
+
+    fn route(&self, req: &Request) -> Result<Response, Error> {
+        if let Some(rel) = handler404::cache_path(&self.config, req) {
+            return self.handle404(req, &rel);
+        }
+        if req.path == "/api" || req.path.starts_with("/api/") {
+            return self.api(req);
+        }
+        match (req.method.as_str(), req.path.as_str()) {
+            ("GET" | "HEAD", "" | "/") => self.resize(req),
+            (_, "" | "/") => Err(ApiError::Method { allow: "GET, HEAD" }.into()),
+            _ => Err(ApiError::NoRoute(req.path.clone()).into()),
+        }
+    }
+}
+
+/// Unix time in seconds.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// An error as the client sees it: the status, its stable code and one line, as plain text
+/// (image URLs) or JSON (`json`, the API). The cause chain goes to the log only.
+pub fn error_response(e: &Error, json: bool) -> Response {
+    let status = e.status();
+    if status >= 500 {
+        log::error!("{} ({}): {e:?}", e.code(), status);
+    } else {
+        log::info!("{} ({}): {e}", e.code(), status);
+    }
+    let mut resp = if json {
+        let body = serde_json::json!({
+            "error": e.public_message(),
+            "code": e.code(),
+            "status": status,
+        });
+        Response::new(status)
+            .with_header("Content-Type", "application/json")
+            .with_header("Cache-Control", "no-store")
+            .with_body(format!("{body}\n").into_bytes())
+    } else {
+        Response::error(status, e.code(), e.public_message())
+    };
+    if status == 503 {
+        resp = resp.with_header("Retry-After", "30");
+    }
+    if let Error::Api(ApiError::Method { allow }) = e {
+        resp = resp.with_header("Allow", *allow);
+    }
+    resp
+}
+
+impl Handler for App {
+    fn handle(&self, req: Request) -> Response {
+        let json = req.path == "/api" || req.path.starts_with("/api/");
+        let resp = self
+            .route(&req)
+            .unwrap_or_else(|e| error_response(&e, json));
+        resp.for_request(&req)
+    }
+}

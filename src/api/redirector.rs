@@ -1,0 +1,99 @@
+//! The redirector: `?src=…&width=…&height=…` (or `&preset=`) answers a redirect to the cached
+//! variant (rendering it on a miss), to a mirror holding it, or the bytes themselves.
+
+use std::time::Instant;
+
+use super::App;
+use crate::error::Error;
+use crate::http::{Request, Response};
+use crate::query;
+use crate::variant::{self, Variant};
+
+impl App {
+    /// The redirector: `?src=…&width=…&height=…`.
+    pub(super) fn resize(&self, req: &Request) -> Result<Response, Error> {
+        let limits = &self.config.limits;
+        let presets = &self.config.presets;
+        let q = query::parse_resize(&req.query, limits.max_width, limits.max_height, presets)?;
+        if !is_preset(&req.query) {
+            self.check_signed_url(&req.path, &req.query)?;
+        }
+        let started = Instant::now();
+        let log = |what: &str, rel: &str| {
+            let ms = started.elapsed().as_millis();
+            log::info!(
+                "{} src={} box={} -> {rel} {what} ({ms} ms)",
+                req.method,
+                q.src,
+                q.bbox
+            );
+        };
+        enum Served {
+            Mirror { url: String, rel: String },
+            Local(Variant),
+        }
+        let served = self.with_cache(|cache| {
+            let plan = variant::plan(&self.config, cache, &q.src, q.bbox)?;
+            if let Some(url) = self.on_mirror(&plan.rel) {
+                return Ok(Served::Mirror { url, rel: plan.rel });
+            }
+            variant::realize(&self.config, cache, plan).map(Served::Local)
+        })?;
+        let (url, v) = match served {
+            Served::Mirror { url, rel } => {
+                log("mirror", &rel);
+                return Ok(self.redirect(url));
+            }
+            Served::Local(v) => {
+                log(if v.rendered { "rendered" } else { "hit" }, &v.rel);
+                (format!("{}/{}", self.config.cache.url, v.rel), v)
+            }
+        };
+        if self.config.cache.serve_direct {
+            self.direct(v)
+        } else {
+            Ok(self.redirect(url))
+        }
+    }
+
+    fn redirect(&self, url: String) -> Response {
+        let cache_control = self.config.cache.redirect_cache_control.clone();
+        Response::text(302, format!("Found: {url}"))
+            .with_header("Location", url)
+            .with_header("Cache-Control", cache_control)
+    }
+
+    /// The URL of `rel` on a mirror holding it, if any. A broken mirror map is logged and
+    /// ignored: the variant is then served locally.
+    fn on_mirror(&self, rel: &str) -> Option<String> {
+        let mirrors = self.mirrors.as_ref()?;
+        mirrors.pick(rel).unwrap_or_else(|e| {
+            log::error!("mirrors: {e}");
+            None
+        })
+    }
+
+    /// `serve_direct = true`: the variant's bytes in the response.
+    pub(super) fn direct(&self, v: Variant) -> Result<Response, Error> {
+        let bytes = match v.bytes {
+            Some(b) => b,
+            None => std::fs::read(self.config.cache.dir.join(&v.rel))
+                .map_err(crate::cache::CacheError::Io)?,
+        };
+        Ok(Response::new(200)
+            .with_header("Content-Type", v.format.mime())
+            .with_header(
+                "Cache-Control",
+                self.config.cache.file_cache_control.clone(),
+            )
+            .with_body(bytes))
+    }
+}
+
+/// Whether the query names a preset: presets are the sizes the operator chose, so they may
+/// stay unsigned under `require_signed_urls`.
+fn is_preset(query: &str) -> bool {
+    query
+        .split('&')
+        .any(|p| p.split_once('=').map_or(p, |(n, _)| n) == "preset")
+}

@@ -1,0 +1,246 @@
+//! `imgserv-evict`: removes variants from `[cache] dir` not accessed for longer than
+//! `max_idle`, created longer ago than `max_age`, and then the least recently used beyond
+//! `max_bytes`; then runs the catalog's delete sweep.
+//!
+//! The directory is the truth, not the index: files the web server serves never reach imgserv
+//! (the index's access time is stale for them, and the 404 handler's links are not in the index
+//! at all), so a variant's last access is the newer of the index's and the file's atime. Paths
+//! that share an inode (a 404-handler link and its canonical file) are one variant: counted
+//! once, removed together.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::cache::{Cache, CacheError};
+use crate::catalog::Catalog;
+use crate::config::{Config, EvictConfig};
+use crate::error::Error;
+use crate::purge::{self, SweepReport};
+
+/// One variant on disk: every path of one inode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Relative to the cache directory.
+    pub paths: Vec<String>,
+    pub bytes: u64,
+    /// Unix milliseconds.
+    pub last_access: i64,
+    /// Unix milliseconds.
+    pub created: i64,
+}
+
+/// Why an entry goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Idle,
+    Age,
+    Budget,
+}
+
+/// What a run did (or would do, with `dry_run`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub removed: Vec<(Entry, Reason)>,
+    pub kept: u64,
+    pub kept_bytes: u64,
+    /// `None` in a dry run.
+    pub sweep: Option<SweepReport>,
+}
+
+impl Report {
+    /// The one summary line for the log.
+    pub fn summary(&self) -> String {
+        let count = |r: Reason| self.removed.iter().filter(|(_, why)| *why == r).count();
+        let bytes: u64 = self.removed.iter().map(|(e, _)| e.bytes).sum();
+        let sweep = match &self.sweep {
+            Some(s) => format!(
+                "sweep removed {}, cancelled {}, deferred {}",
+                s.removed, s.cancelled, s.deferred
+            ),
+            None => "no sweep (dry run)".into(),
+        };
+        format!(
+            "evicted {} variants ({bytes} bytes: {} idle, {} old, {} over budget); kept {} ({} bytes); {sweep}",
+            self.removed.len(),
+            count(Reason::Idle),
+            count(Reason::Age),
+            count(Reason::Budget),
+            self.kept,
+            self.kept_bytes
+        )
+    }
+}
+
+/// Decides what goes (pure): idle, then old, then least recently used beyond the budget.
+pub fn select(
+    mut entries: Vec<Entry>,
+    limits: &EvictConfig,
+    now_ms: i64,
+) -> (Vec<(Entry, Reason)>, Vec<Entry>) {
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    entries.sort_by_key(|e| (e.last_access, e.created));
+    let mut gone = Vec::new();
+    let mut kept = Vec::new();
+    for e in entries {
+        if limits
+            .max_idle
+            .is_some_and(|d| now_ms - e.last_access > ms(d))
+        {
+            gone.push((e, Reason::Idle));
+        } else if limits.max_age.is_some_and(|d| now_ms - e.created > ms(d)) {
+            gone.push((e, Reason::Age));
+        } else {
+            kept.push(e);
+        }
+    }
+    if let Some(budget) = limits.max_bytes {
+        let mut total: u64 = kept.iter().map(|e| e.bytes).sum();
+        let mut still = Vec::new();
+        // Oldest access first.
+        for e in kept {
+            if total > budget {
+                total -= e.bytes;
+                gone.push((e, Reason::Budget));
+            } else {
+                still.push(e);
+            }
+        }
+        kept = still;
+    }
+    (gone, kept)
+}
+
+/// Every variant below the cache directory, with the index's access times folded in.
+pub fn scan(dir: &Path, cache: &Cache) -> Result<Vec<Entry>, Error> {
+    let mut by_inode: BTreeMap<(u64, u64), Entry> = BTreeMap::new();
+    for item in walkdir::WalkDir::new(dir).min_depth(1) {
+        let item = match item {
+            Ok(i) => i,
+            Err(e) => {
+                log::warn!("evict: {e}");
+                continue;
+            }
+        };
+        let name = item.file_name().to_string_lossy();
+        if !item.file_type().is_file() || name.starts_with('.') {
+            continue;
+        }
+        let Ok(rel) = item.path().strip_prefix(dir) else {
+            continue;
+        };
+        let rel = rel.to_string_lossy().into_owned();
+        let meta = item.metadata().map_err(|e| CacheError::Io(e.into()))?;
+        let atime = meta.atime() * 1000 + meta.atime_nsec() / 1_000_000;
+        let mtime = meta.mtime() * 1000 + meta.mtime_nsec() / 1_000_000;
+        let indexed = cache.variant_row(&rel)?.map_or(0, |(_, last, _)| last);
+        let entry = by_inode.entry((meta.dev(), meta.ino())).or_insert(Entry {
+            paths: Vec::new(),
+            bytes: meta.len(),
+            last_access: 0,
+            created: mtime,
+        });
+        entry.paths.push(rel);
+        entry.last_access = entry.last_access.max(atime).max(indexed);
+        entry.created = entry.created.min(mtime);
+    }
+    Ok(by_inode.into_values().collect())
+}
+
+/// Runs one eviction: scan, select, remove (unless `dry_run`), sweep.
+pub fn evict(config: &Config, limits: &EvictConfig, dry_run: bool) -> Result<Report, Error> {
+    let cache = Cache::open(
+        &config.cache.dir,
+        &config.state.index_path(),
+        config.cache.max_bytes,
+        config.cache.access_interval,
+    )?;
+    let entries = scan(&config.cache.dir, &cache)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let (gone, kept) = select(entries, limits, now);
+    if !dry_run {
+        for (e, _) in &gone {
+            for rel in &e.paths {
+                match fs::remove_file(config.cache.dir.join(rel)) {
+                    Err(err) if err.kind() != io::ErrorKind::NotFound => {
+                        return Err(CacheError::Io(err).into());
+                    }
+                    _ => {}
+                }
+                cache.forget(rel)?;
+            }
+        }
+    }
+    let sweep = if dry_run {
+        None
+    } else {
+        let store = crate::store::open(&config.store)?;
+        let mut catalog = Catalog::open(&config.state.catalog_path())?;
+        Some(purge::sweep(
+            config,
+            store.as_ref(),
+            &cache,
+            &mut catalog,
+            limits.upload_grace,
+        )?)
+    };
+    Ok(Report {
+        kept: kept.len() as u64,
+        kept_bytes: kept.iter().map(|e| e.bytes).sum(),
+        removed: gone,
+        sweep,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, bytes: u64, last_access: i64, created: i64) -> Entry {
+        Entry {
+            paths: vec![name.into()],
+            bytes,
+            last_access,
+            created,
+        }
+    }
+
+    #[test]
+    fn idle_then_old_then_least_recently_used_beyond_the_budget() {
+        let day = 86_400_000;
+        let now = 100 * day;
+        let entries = vec![
+            entry("idle", 10, now - 40 * day, now - 40 * day),
+            entry("old", 10, now, now - 400 * day),
+            entry("lru", 10, now - 5 * day, now - 5 * day),
+            entry("recent", 10, now - day, now - 5 * day),
+            entry("newest", 10, now, now),
+        ];
+        let limits = EvictConfig {
+            max_idle: Some(Duration::from_secs(30 * 86_400)),
+            max_age: Some(Duration::from_secs(365 * 86_400)),
+            max_bytes: Some(20),
+            upload_grace: Duration::ZERO,
+        };
+        let (gone, kept) = select(entries, &limits, now);
+        let names = |v: Vec<&Entry>| v.iter().map(|e| e.paths[0].clone()).collect::<Vec<_>>();
+        assert_eq!(
+            gone.iter()
+                .map(|(e, r)| (e.paths[0].as_str(), *r))
+                .collect::<Vec<_>>(),
+            [
+                ("idle", Reason::Idle),
+                ("old", Reason::Age),
+                ("lru", Reason::Budget)
+            ]
+        );
+        assert_eq!(names(kept.iter().collect()), ["recent", "newest"]);
+        let (gone, _) = select(vec![entry("a", 1, 0, 0)], &EvictConfig::default(), now);
+        assert!(gone.is_empty(), "no limits, nothing goes");
+    }
+}
