@@ -18,7 +18,7 @@ CGIDIR = $(PREFIX)/lib/cgi-bin
 MANDIR = $(PREFIX)/share/man
 
 # Every binary the crate declares in Cargo.toml; imgserv-cgi is also installed as the CGI.
-BINARIES = imgserv-cgi imgserv-admin imgserv-precache imgserv-mirror imgserv-evict
+BINARIES = imgserv-cgi imgserv-admin imgserv-precache imgserv-mirror imgserv-evict imgserv-upload
 
 RELEASE_DIR = target/release
 DEBUG_DIR = target/debug

@@ -25,4 +25,5 @@ pub mod server;
 pub mod sign;
 pub mod source;
 pub mod store;
+pub mod upload;
 pub mod variant;

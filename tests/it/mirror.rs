@@ -399,6 +399,16 @@ fn every_flag_and_command_is_in_the_man_pages() {
             &[][..],
         ),
         (
+            env!("CARGO_BIN_EXE_imgserv-upload"),
+            "man/imgserv-upload.1",
+            &[][..],
+        ),
+        (
+            env!("CARGO_BIN_EXE_imgserv-evict"),
+            "man/imgserv-evict.8",
+            &[][..],
+        ),
+        (
             env!("CARGO_BIN_EXE_imgserv-mirror"),
             "man/imgserv-mirror.1",
             &[
