@@ -117,7 +117,7 @@ fn the_upload_tool_walks_directories_and_reports_each_failure() {
         .categories()
         .unwrap()
         .into_iter()
-        .map(|c| (c.path, c.images as u64))
+        .map(|c| (c.path, c.images))
         .collect();
     // Depth first in name order: fjords/same-rocket.jpg comes before the top-level rocket.jpg,
     // so the photo is filed under fjords and rocket.jpg is the duplicate.
