@@ -97,7 +97,19 @@ fn route(raw: &mut tiny_http::Request, handler: &dyn Handler, opts: &Options) ->
         .as_ref()
         .and_then(|s| Some((below(&s.0)?, s)))
     {
-        return static_file(dir, rel, cache_control, &method);
+        if let Some(resp) = static_file(dir, rel, cache_control, &method) {
+            return resp;
+        }
+        // A missing file is the handler's, as behind nginx's `try_files $uri @imgserv`: it
+        // may be a 404-handler URL that renders the variant and leaves it here.
+        let req = Request {
+            method,
+            query: query.to_string(),
+            headers: vec![(super::REQUEST_URI.to_string(), url.clone())],
+            remote_addr: raw.remote_addr().map(|a| a.ip().to_string()),
+            ..Request::default()
+        };
+        return super::cgi::handle_catching(handler, req);
     }
     let script = opts.script_name.as_str();
     let Some(rest) = path.strip_prefix(script) else {
@@ -138,10 +150,12 @@ fn route(raw: &mut tiny_http::Request, handler: &dyn Handler, opts: &Options) ->
 }
 
 /// A file below `dir`, refusing anything that is not a plain relative path.
-fn static_file(dir: &Path, rel: &str, cache_control: &str, method: &str) -> Response {
+///
+/// `None` when `rel` is a plain path whose file is missing (the handler's case).
+fn static_file(dir: &Path, rel: &str, cache_control: &str, method: &str) -> Option<Response> {
     if method != "GET" && method != "HEAD" {
-        return Response::error(405, "method-not-allowed", "use GET or HEAD")
-            .with_header("Allow", "GET, HEAD");
+        let resp = Response::error(405, "method-not-allowed", "use GET or HEAD");
+        return Some(resp.with_header("Allow", "GET, HEAD"));
     }
     let rel_path = Path::new(rel);
     let plain = rel_path
@@ -149,7 +163,7 @@ fn static_file(dir: &Path, rel: &str, cache_control: &str, method: &str) -> Resp
         .all(|c| matches!(c, Component::Normal(_)));
     let hidden = rel.split('/').any(|c| c.starts_with('.'));
     if rel.is_empty() || !plain || hidden {
-        return Response::error(404, "not-found", "no such file");
+        return Some(Response::error(404, "not-found", "no such file"));
     }
     match fs::read(dir.join(rel_path)) {
         Ok(bytes) => {
@@ -168,8 +182,8 @@ fn static_file(dir: &Path, rel: &str, cache_control: &str, method: &str) -> Resp
                     .with_header("Content-Length", len)
                     .with_body(Vec::new());
             }
-            resp
+            Some(resp)
         }
-        Err(_) => Response::error(404, "not-found", "no such file"),
+        Err(_) => None,
     }
 }

@@ -16,6 +16,15 @@ use crate::support::{Apache, HttpResponse, Nginx, Site, fixture_bytes, get, requ
 
 /// Uploads a fixture through `base` + `/cgi-bin/imgserv.cgi/api/images` with a fresh key.
 fn upload(site: &Site, base: &str, fixture: &str) -> String {
+    upload_to(
+        site,
+        &format!("{base}/cgi-bin/imgserv.cgi/api/images"),
+        fixture,
+    )
+}
+
+/// Uploads `fixture` with a signed POST to the API at `url`; returns its id.
+fn upload_to(site: &Site, url: &str, fixture: &str) -> String {
     let mut catalog = Catalog::open(&site.state().join("catalog.sqlite")).unwrap();
     let _ = catalog.add_user("uploader");
     let key = catalog.add_key("uploader", Rights::WRITE).unwrap();
@@ -45,12 +54,7 @@ fn upload(site: &Site, base: &str, fixture: &str) -> String {
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .chain([("content-type", "image/jpeg")])
         .collect();
-    let r = request(
-        "POST",
-        &format!("{base}/cgi-bin/imgserv.cgi/api/images"),
-        &headers,
-        &body,
-    );
+    let r = request("POST", url, &headers, &body);
     assert_eq!(r.status, 201, "{}", r.body_text());
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     v["id"].as_str().unwrap().to_string()
@@ -134,4 +138,26 @@ fn apache_error_document_renders_once_then_serves_the_file_without_imgserv() {
     let r = first(&site, &apache.base(), &id);
     fs::write(site.config_path(), "this is not TOML [").unwrap();
     second(&apache.base(), &id, &r);
+}
+
+#[test]
+fn the_standalone_server_hands_missing_cache_files_to_the_handler() {
+    use crate::support::{Child, free_port, imgserv_cgi};
+    let site = Site::new();
+    let port = free_port();
+    let mut cmd = std::process::Command::new(imgserv_cgi());
+    cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--config"])
+        .arg(site.config_path());
+    let mut server = Child::spawn("standalone", cmd, site.dir());
+    server.wait_for_port(port, std::time::Duration::from_secs(10));
+    let base = format!("http://127.0.0.1:{port}");
+    let id = upload_to(
+        &site,
+        &format!("{base}/imgserv.cgi/api/images"),
+        "photo-rocket-640x427.jpg",
+    );
+    errors(&base, &id);
+    let r = first(&site, &base, &id);
+    second(&base, &id, &r);
+    assert_eq!(get(&format!("{base}/cache/r/no/such.jpg")).status, 404);
 }
