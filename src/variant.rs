@@ -99,7 +99,10 @@ pub struct Plan {
 /// Plans the variant of `src` fitted into `bbox`.
 pub fn plan(config: &Config, cache: &Cache, src: &str, bbox: BoundingBox) -> Result<Plan, Error> {
     let source = resolve(config, src)?;
-    plan_resolved(config, cache, source, bbox)
+    plan_resolved(config, cache, source, bbox, |source| {
+        let (bytes, probe) = read(config, source)?;
+        Ok((probe.size(), probe.format, Some((bytes, probe))))
+    })
 }
 
 /// Plans the variant of an uploaded original fitted into `bbox`, from the catalog's facts:
@@ -122,31 +125,19 @@ pub fn plan_stored(
             format,
         },
     };
-    if cache.lookup(&source.key)?.is_some() {
-        return plan_resolved(config, cache, source, bbox);
-    }
-    let size = geometry::fit(
-        Size::new(image.width, image.height),
-        bbox,
-        config.cache.raster,
-    );
-    let format = format.output();
-    let rel = cache::variant_path(&source.key.dir(), size, format);
-    Ok(Plan {
-        source,
-        rel,
-        size,
-        format,
-        indexed: false,
-        read: None,
-    })
+    let size = Size::new(image.width, image.height);
+    plan_resolved(config, cache, source, bbox, |_| Ok((size, format, None)))
 }
 
+/// The plan from the index (one read) when the source is known there, else from what
+/// `unknown` says of it: its displayed size, its format and, when it had to read them, its
+/// bytes and header.
 fn plan_resolved(
     config: &Config,
     cache: &Cache,
     source: Resolved,
     bbox: BoundingBox,
+    unknown: impl FnOnce(&Resolved) -> Result<(Size, Format, Option<(Vec<u8>, Probe)>), Error>,
 ) -> Result<Plan, Error> {
     if let Some(known) = cache.lookup(&source.key)? {
         let size = geometry::fit(known.size, bbox, config.cache.raster);
@@ -178,9 +169,9 @@ fn plan_resolved(
             read: None,
         });
     }
-    let (bytes, probe) = read(config, &source)?;
-    let size = geometry::fit(probe.size(), bbox, config.cache.raster);
-    let format = probe.format.output();
+    let (original, format, read) = unknown(&source)?;
+    let size = geometry::fit(original, bbox, config.cache.raster);
+    let format = format.output();
     let rel = cache::variant_path(&source.key.dir(), size, format);
     Ok(Plan {
         source,
@@ -188,7 +179,7 @@ fn plan_resolved(
         size,
         format,
         indexed: false,
-        read: Some((bytes, probe)),
+        read,
     })
 }
 
