@@ -3,6 +3,8 @@
 #   make                 release build; the CGI ends up in cgi-bin/imgserv.cgi
 #   make run             a local server on http://127.0.0.1:8080 with sample photos (dev build)
 #   make test            fmt + clippy + the whole test suite (installs missing Debian packages as root)
+#   make bench           micro-benchmarks, then imgserv side by side with vips, ImageMagick,
+#                        nginx and thumbor (see BENCHMARKS.md; ~15 minutes)
 #   make install         PREFIX=/usr/local DESTDIR= (does not build: run make first)
 #
 # GNU make. Cargo decides what to rebuild, so the cargo steps always run (they are quick no-ops
@@ -30,7 +32,7 @@ RUN_SAMPLES = photo-rocket-640x427.jpg photo-chelsea-cat-451x300.png \
 	photo-bridge-4352x2448-progressive.jpg exif-orient-6.jpg \
 	webp-lossy-hopper-128x128.webp gif-static-hopper-128x128.gif
 
-.PHONY: all build-deps test-deps run test bench install uninstall clean
+.PHONY: all build-deps test-deps bench-deps run test bench install uninstall clean
 
 all: build-deps
 	$(CARGO) build --release $(addprefix --bin ,$(BINARIES))
@@ -74,9 +76,32 @@ test: test-deps
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
 
-bench:
-	@echo "make bench: not yet implemented (issue 5)" >&2
-	@exit 1
+# The side-by-side harnesses (bench/*.py) print medians, ratios and PASS/FAIL per target of
+# issue 5, and keep JSON in $(BENCH_OUT). BENCH_ROUNDS repeats the interleaved runs.
+BENCH_OUT = var/bench
+BENCH_VENV = $(BENCH_OUT)/thumbor-venv
+BENCH_ROUNDS ?= 5
+THUMBOR_VERSION = 7.8.0
+
+bench-deps:
+	@scripts/install-deps.sh --bench
+	@[ -x $(BENCH_VENV)/bin/thumbor ] || { \
+		echo "make bench: installing thumbor $(THUMBOR_VERSION) into $(BENCH_VENV)"; \
+		python3 -m venv $(BENCH_VENV) && \
+		$(BENCH_VENV)/bin/pip install -q thumbor==$(THUMBOR_VERSION); }
+
+bench: bench-deps
+	$(CARGO) build --release --features bench-fixtures \
+		--bin imgserv-cgi --bin bench-nop-cgi --bin bench-nop-fastcgi
+	mkdir -p $(BENCH_OUT)
+	@echo "== machine: $$(nproc) cores, $$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); load $$(cut -d' ' -f1-3 /proc/loadavg)"
+	$(CARGO) bench --bench render
+	$(CARGO) bench --bench scale
+	python3 bench/miss.py --imgserv $(RELEASE_DIR)/imgserv-cgi --rounds $(BENCH_ROUNDS) \
+		--json $(BENCH_OUT)/miss.json
+	python3 bench/hits.py --bin $(RELEASE_DIR) --rounds 3 --json $(BENCH_OUT)/hits.json
+	python3 bench/thumbor.py --imgserv $(RELEASE_DIR)/imgserv-cgi \
+		--thumbor $(BENCH_VENV)/bin/thumbor --rounds 3 --json $(BENCH_OUT)/thumbor.json
 
 install:
 	@for f in $(addprefix $(RELEASE_DIR)/,$(BINARIES)) cgi-bin/imgserv.cgi; do \

@@ -4,17 +4,21 @@
 #   scripts/install-deps.sh              build + test dependencies (web servers, vips, rsync, curl,
 #                                        and s3s-fs, a local S3 server, built with cargo install)
 #   scripts/install-deps.sh --build-only what `make` / `make run` need (a C compiler, nasm)
+#   scripts/install-deps.sh --bench      what `make` and `make bench` need: vips, ImageMagick,
+#                                        hyperfine, wrk, nginx, fcgiwrap, python3-venv
 #
 # Idempotent and quick when everything is present: it only calls apt-get when a tool is missing,
 # and then runs `apt-get update` once. As non-root it prints the apt-get line and exits 1.
 set -euo pipefail
 
 build_only=false
+bench=false
 case "${1:-}" in
   --build-only) build_only=true ;;
+  --bench) build_only=true; bench=true ;;
   "") ;;
-  -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) echo "install-deps.sh: unknown argument: $1 (expected --build-only)" >&2; exit 2 ;;
+  -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "install-deps.sh: unknown argument: $1 (expected --build-only or --bench)" >&2; exit 2 ;;
 esac
 
 # Tools in /usr/sbin are not on a non-root PATH on Debian.
@@ -50,6 +54,20 @@ if ! $build_only; then
   need libvips-tools vipsthumbnail
   need rsync rsync
   need curl curl
+fi
+if $bench; then
+  need nginx-light nginx
+  need fcgiwrap fcgiwrap
+  need libvips-tools vipsthumbnail
+  # /usr/local/bin/convert may be a stand-in: the bench calls /usr/bin/convert, so check that.
+  need imagemagick /usr/bin/convert
+  need hyperfine hyperfine
+  need wrk wrk
+  need time /usr/bin/time
+  # thumbor goes into a venv (make bench); ensurepip is what Debian's python3 lacks without it.
+  if [[ $(command -v python3) == /usr/bin/python3 ]]; then
+    need python3-venv dpkg:python3-venv
+  fi
 fi
 
 

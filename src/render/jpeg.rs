@@ -111,20 +111,28 @@ fn has_end_of_image(data: &[u8]) -> bool {
     data.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
-/// The DCT shrink (1, 2, 4 or 8) for decoding `stored` when `target` is wanted. Like libvips, it
-/// leaves at least a factor of two to the resampling filter, which keeps the result as sharp as
-/// a full decode.
-pub fn dct_shrink(stored: Size, target: Size) -> u32 {
-    let factor = f64::min(
+/// How much shrinking the DCT-domain decode leaves to the resampling filter, at least. Like
+/// libvips' thumbnail, a factor of two: the DCT shrink alone adds sharpness (aliasing) that the
+/// filter then has room to remove.
+pub const LANCZOS_HEADROOM: f64 = 2.0;
+
+/// The factor by which `stored` must shrink to `target` (the smaller of the two axes' ratios).
+fn shrink_factor(stored: Size, target: Size) -> f64 {
+    f64::min(
         f64::from(stored.width) / f64::from(target.width.max(1)),
         f64::from(stored.height) / f64::from(target.height.max(1)),
-    );
-    match factor {
-        f if f >= 16.0 => 8,
-        f if f >= 8.0 => 4,
-        f if f >= 4.0 => 2,
-        _ => 1,
-    }
+    )
+}
+
+/// The DCT shrink (1, 2, 4 or 8) for decoding `stored` when `target` is wanted: the largest
+/// that leaves at least [`LANCZOS_HEADROOM`] to the resampling filter, as libvips chooses it,
+/// which keeps the result as sharp as a full decode.
+pub fn dct_shrink(stored: Size, target: Size) -> u32 {
+    let factor = shrink_factor(stored, target);
+    [8, 4, 2]
+        .into_iter()
+        .find(|&s| factor >= f64::from(s) * LANCZOS_HEADROOM)
+        .unwrap_or(1)
 }
 
 /// Decodes, shrunk in the DCT domain as far as [`dct_shrink`] allows for `target`.
@@ -135,6 +143,12 @@ pub fn decode(bytes: &[u8], stored: Size, target: Size) -> Result<Pixels, Render
         let mut d = mozjpeg::Decompress::new_mem(bytes)?;
         // `scale` takes a numerator over 8.
         d.scale((8 / shrink) as u8);
+        // Chroma replicated (libjpeg's merged upsampler, which also converts the colours in the
+        // same pass) instead of interpolated, when the resampling filter that follows shrinks
+        // by 1.5 or more and so averages the difference away; faster (BENCHMARKS.md).
+        if shrink_factor(stored, target) / f64::from(shrink) >= 1.5 {
+            d.do_fancy_upsampling(false);
+        }
         let (layout, width, height, data) = match d.image()? {
             mozjpeg::decompress::Format::RGB(mut s) => {
                 let data: Vec<u8> = s.read_scanlines()?;

@@ -299,12 +299,42 @@ pub fn render(
 pub fn decode(bytes: &[u8], probe: &Probe, stored_target: Size) -> Result<Pixels, RenderError> {
     match probe.format {
         Format::Jpeg => jpeg::decode(bytes, probe.stored, stored_target),
-        format => {
-            let decoder = image_decoder(bytes, format, Some(probe.stored))?;
-            let img = image::DynamicImage::from_decoder(decoder).map_err(image_error)?;
-            Ok(Pixels::from_dynamic(img))
-        }
+        Format::Webp => match decode_webp_libwebp(bytes, probe.stored) {
+            Some(pixels) => Ok(pixels),
+            None => decode_image(bytes, probe),
+        },
+        _ => decode_image(bytes, probe),
     }
+}
+
+/// Decodes with the `image` crate, within limits derived from the probed size.
+fn decode_image(bytes: &[u8], probe: &Probe) -> Result<Pixels, RenderError> {
+    let decoder = image_decoder(bytes, probe.format, Some(probe.stored))?;
+    let img = image::DynamicImage::from_decoder(decoder).map_err(image_error)?;
+    Ok(Pixels::from_dynamic(img))
+}
+
+/// Still WebP through libwebp (bundled by the `webp` crate, with its SIMD code): 4096×4096
+/// lossy took 2.8 s with `image-webp` against 0.78 s for all of vipsthumbnail (BENCHMARKS.md).
+/// `None` for what libwebp does not decode here (animations) or refuses (damaged, truncated),
+/// and for a size other than the probed one: `image-webp` then decodes, or names the error.
+fn decode_webp_libwebp(bytes: &[u8], stored: Size) -> Option<Pixels> {
+    let image = webp::Decoder::new(bytes).decode()?;
+    if Size::new(image.width(), image.height()) != stored {
+        return None;
+    }
+    let layout = if image.is_alpha() {
+        Layout::Rgba8
+    } else {
+        Layout::Rgb8
+    };
+    let data = image.to_vec();
+    (data.len() == stored.pixels() as usize * layout.channels()).then_some(Pixels {
+        width: stored.width,
+        height: stored.height,
+        layout,
+        data,
+    })
 }
 
 /// Full-resolution decode in stored orientation, for reference renders in tests and benches.
@@ -353,7 +383,8 @@ fn image_error(e: image::ImageError) -> RenderError {
     }
 }
 
-fn encode(
+/// Encodes pixels as `format` with the options' quality (`lossless` only matters for WebP).
+pub fn encode(
     pixels: &Pixels,
     format: Format,
     opts: &RenderOptions,

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Hits side by side (issue 5): `wrk -t2 -c32 -d10s` on loopback against one private nginx
+configured from the shipped snippets (etc/nginx-fastcgi.conf, etc/nginx-cgi.conf), serving
+
+  static     a small JPEG variant from the cache directory (nginx alone)
+  fastcgi    imgserv-cgi --fastcgi (fastcgi_pass, kept-alive), a cache hit
+  fcgi-nop   bench-nop-fastcgi: the same FastCGI layer, a handler that only redirects
+  cgi        imgserv.cgi through fcgiwrap, a cache hit
+  cgi-nop    bench-nop-cgi through fcgiwrap: prints a redirect and exits
+
+Runs are interleaved (static, fastcgi, fcgi-nop, cgi, cgi-nop, static, …); medians of req/s.
+After the runs it reads the index: the `hits` column counts the hit path's writes (one at most
+per [cache] access_interval).
+
+    bench/hits.py --bin target/release [--rounds 3] [--duration 10] [--json out.json]
+"""
+
+import argparse
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from benchlib import REPO, Site, free_port, loadavg, median, verdict, wait_port, wait_unix
+
+PHOTO = "photo-nexus6p-exif-4032x3024.jpg"
+QUERY = f"src={PHOTO}&width=400&height=300"
+
+
+def snippet(name, subs):
+    text = (REPO / "etc" / name).read_text()
+    for old, new in subs:
+        if old not in text:
+            sys.exit(f"hits.py: {old!r} is not in etc/{name} any more")
+        text = text.replace(old, new)
+    return text
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *a, **k):
+        return None
+
+
+def get(url):
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        r = opener.open(url)
+        return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def wrk(url, threads, conns, duration):
+    p = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--latency", url],
+        capture_output=True, text=True, check=True)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", p.stdout)[1])
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", p.stdout)
+    errors = re.search(r"Socket errors:.*", p.stdout)
+    p50 = re.search(r"50%\s+(\S+)", p.stdout)
+    return rps, int(bad[1]) if bad else 0, errors[0] if errors else "", p50[1] if p50 else "?"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True, help="directory of imgserv-cgi and bench-nop-*")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    bindir = Path(args.bin).resolve()
+    imgserv, nop_cgi, nop_fcgi = (bindir / n for n in
+                                  ("imgserv-cgi", "bench-nop-cgi", "bench-nop-fastcgi"))
+    site = Site([PHOTO])
+    nginx_dir = site.dir / "nginx"
+    (nginx_dir / "tmp").mkdir(parents=True)
+    os.chmod(nginx_dir, 0o777)
+    s_fcgi, s_nop, s_wrap = (nginx_dir / n for n in ("imgserv.sock", "nop.sock", "fcgiwrap.sock"))
+    procs = []
+    try:
+        log = open(nginx_dir / "backends.log", "wb")
+        # Own sessions: fcgiwrap forks its children, and every process here is stopped by group.
+        spawn = lambda argv: subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
+        procs.append(spawn([imgserv, "--fastcgi", s_fcgi, "--config", site.config]))
+        procs.append(spawn([nop_fcgi, s_nop]))
+        # Two children: one a core. The same fcgiwrap serves both CGI programs.
+        procs.append(spawn(["fcgiwrap", "-c", "2", "-s", f"unix:{s_wrap}"]))
+        for sock, p in zip((s_fcgi, s_nop, s_wrap), procs):
+            wait_unix(sock, p)
+        ports = {k: free_port() for k in ("fastcgi", "fcgi-nop", "cgi", "cgi-nop")}
+        fc = [("/var/cache/imgserv", str(site.cache))]
+        servers = [
+            snippet("nginx-fastcgi.conf", [("listen 80;", f"listen 127.0.0.1:{ports['fastcgi']};"),
+                                           ("unix:/run/imgserv/fcgi.sock", f"unix:{s_fcgi}")] + fc),
+            snippet("nginx-fastcgi.conf", [("listen 80;", f"listen 127.0.0.1:{ports['fcgi-nop']};"),
+                                           ("unix:/run/imgserv/fcgi.sock", f"unix:{s_nop}"),
+                                           ("upstream imgserv {", "upstream nop {"),
+                                           ("fastcgi_pass imgserv;", "fastcgi_pass nop;")] + fc),
+        ]
+        for key, program in (("cgi", imgserv), ("cgi-nop", nop_cgi)):
+            servers.append(snippet("nginx-cgi.conf", [
+                ("listen 80;", f"listen 127.0.0.1:{ports[key]};"),
+                ("/usr/local/lib/cgi-bin/imgserv.cgi", str(program)),
+                ("/etc/imgserv/imgserv.toml", str(site.config)),
+                ("unix:/run/fcgiwrap.socket", f"unix:{s_wrap}")] + fc))
+        d = nginx_dir
+        (d / "fastcgi_params").write_text(Path("/etc/nginx/fastcgi_params").read_text())
+        (d / "nginx.conf").write_text(f"""# Generated by bench/hits.py
+user root;
+worker_processes auto;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log off;
+    sendfile on;
+    client_body_temp_path {d}/tmp/body;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    proxy_temp_path {d}/tmp/proxy;
+    scgi_temp_path {d}/tmp/scgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+{chr(10).join(servers)}
+}}
+""")
+        nginx = spawn(["nginx", "-p", d, "-c", d / "nginx.conf", "-g", "daemon off;"])
+        procs.insert(0, nginx)
+        for port in ports.values():
+            wait_port(port, nginx)
+
+        # The first request renders (a miss); the bench then measures hits of that variant.
+        base = f"http://127.0.0.1:{ports['fastcgi']}"
+        status, headers, _ = get(f"{base}/cgi-bin/imgserv.cgi?{QUERY}")
+        assert status == 302, status
+        location = headers["Location"]
+        static = location if location.startswith("http") else base + location
+        status, _, body = get(static)
+        assert status == 200 and body[:2] == b"\xff\xd8", status
+        urls = {
+            "static": static,
+            "fastcgi": f"{base}/cgi-bin/imgserv.cgi?{QUERY}",
+            "fcgi-nop": f"http://127.0.0.1:{ports['fcgi-nop']}/cgi-bin/imgserv.cgi?{QUERY}",
+            "cgi": f"http://127.0.0.1:{ports['cgi']}/cgi-bin/imgserv.cgi?{QUERY}",
+            "cgi-nop": f"http://127.0.0.1:{ports['cgi-nop']}/cgi-bin/imgserv.cgi?{QUERY}",
+        }
+        for key in ("fcgi-nop", "cgi", "cgi-nop"):
+            status, headers, _ = get(urls[key])
+            assert status == 302, (key, status)
+        print(f"static file: {len(body)} bytes; load before {loadavg()}", file=sys.stderr)
+
+        load_before = loadavg()
+        rps = {k: [] for k in urls}
+        p50 = {k: [] for k in urls}
+        for rnd in range(args.rounds):
+            for key, url in urls.items():
+                r, bad, errs, lat = wrk(url, 2, 32, args.duration)
+                if bad:
+                    sys.exit(f"hits.py: {key}: {bad} responses were not 2xx/3xx")
+                rps[key].append(r)
+                p50[key].append(lat)
+                print(f"round {rnd + 1} {key:<9} {r:9.0f} req/s  p50 {lat}  {errs}",
+                      file=sys.stderr)
+        db = sqlite3.connect(site.state / "cache.sqlite")
+        writes = db.execute("SELECT sum(hits) FROM variants").fetchone()[0]
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            p.wait()
+        site.remove()
+
+    m = {k: median(v) for k, v in rps.items()}
+    print(f"\nHits, wrk -t2 -c32 -d{args.duration}s, medians of {args.rounds} interleaved runs")
+    for k in urls:
+        print(f"  {k:<9} {m[k]:9.0f} req/s   runs: {', '.join(f'{r:.0f}' for r in rps[k])}")
+    served = sum(sum(v) * args.duration for k, v in rps.items() if k in ("fastcgi", "cgi"))
+    checks = [
+        ("hit: FastCGI ≥ 0.8× do-nothing FastCGI responder", m["fastcgi"] / m["fcgi-nop"], 0.8),
+        ("hit: FastCGI ≥ 0.35× nginx serving a small static JPEG", m["fastcgi"] / m["static"], 0.35),
+        ("hit: CGI ≥ 0.6× do-nothing CGI", m["cgi"] / m["cgi-nop"], 0.6),
+    ]
+    print()
+    for what, ratio, target in checks:
+        print(f"{verdict(ratio >= target)}  {what}  ({ratio:.2f}×)")
+    print(f"       index writes during ~{served:.0f} hits: {writes} (last_access refreshes, "
+          f"at most one a variant per access_interval)")
+    print(f"load average before {load_before}, after {loadavg()}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "rps": rps, "median": m, "p50": p50, "index_writes": writes,
+            "checks": [{"what": w, "ratio": r, "target": t, "ok": r >= t} for w, r, t in checks],
+        }, indent=1))
+
+
+if __name__ == "__main__":
+    main()
