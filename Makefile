@@ -95,8 +95,8 @@ bench: bench-deps
 		--bin imgserv-cgi --bin bench-nop-cgi --bin bench-nop-fastcgi
 	mkdir -p $(BENCH_OUT)
 	@echo "== machine: $$(nproc) cores, $$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); load $$(cut -d' ' -f1-3 /proc/loadavg)"
-	$(CARGO) bench --bench render
-	$(CARGO) bench --bench scale
+	$(CARGO) bench --features bench-fixtures --bench render
+	$(CARGO) bench --features bench-fixtures --bench scale
 	python3 bench/miss.py --imgserv $(RELEASE_DIR)/imgserv-cgi --rounds $(BENCH_ROUNDS) \
 		--json $(BENCH_OUT)/miss.json
 	python3 bench/hits.py --bin $(RELEASE_DIR) --rounds 3 --json $(BENCH_OUT)/hits.json

@@ -71,6 +71,8 @@ def main():
     ap.add_argument("--bin", required=True, help="directory of imgserv-cgi and bench-nop-*")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--upstream-keepalive", type=int,
+                    help="replace the snippet's `keepalive 8;` (an experiment; both FastCGI sides)")
     ap.add_argument("--json")
     args = ap.parse_args()
     bindir = Path(args.bin).resolve()
@@ -94,13 +96,15 @@ def main():
             wait_unix(sock, p)
         ports = {k: free_port() for k in ("fastcgi", "fcgi-nop", "cgi", "cgi-nop")}
         fc = [("/var/cache/imgserv", str(site.cache))]
+        ka = [("keepalive 8;", f"keepalive {args.upstream_keepalive};")] \
+            if args.upstream_keepalive else []
         servers = [
             snippet("nginx-fastcgi.conf", [("listen 80;", f"listen 127.0.0.1:{ports['fastcgi']};"),
-                                           ("unix:/run/imgserv/fcgi.sock", f"unix:{s_fcgi}")] + fc),
+                                           ("unix:/run/imgserv/fcgi.sock", f"unix:{s_fcgi}")] + fc + ka),
             snippet("nginx-fastcgi.conf", [("listen 80;", f"listen 127.0.0.1:{ports['fcgi-nop']};"),
                                            ("unix:/run/imgserv/fcgi.sock", f"unix:{s_nop}"),
                                            ("upstream imgserv {", "upstream nop {"),
-                                           ("fastcgi_pass imgserv;", "fastcgi_pass nop;")] + fc),
+                                           ("fastcgi_pass imgserv;", "fastcgi_pass nop;")] + fc + ka),
         ]
         for key, program in (("cgi", imgserv), ("cgi-nop", nop_cgi)):
             servers.append(snippet("nginx-cgi.conf", [

@@ -43,9 +43,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--imgserv", required=True)
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--baseline", help="another imgserv-cgi build, run interleaved too")
     ap.add_argument("--json")
     args = ap.parse_args()
     imgserv = str(Path(args.imgserv).resolve())
+    baseline = args.baseline and str(Path(args.baseline).resolve())
     for tool in ("vipsthumbnail", CONVERT, "/usr/bin/time"):
         if not shutil.which(tool):
             sys.exit(f"miss.py: {tool} is missing (scripts/install-deps.sh --bench)")
@@ -58,8 +60,9 @@ def main():
     site = Site([j[0] for j in jobs], extra_config="raster = 1")
     out = Path(tempfile.mkdtemp(prefix="imgserv-bench-out-"))
     load_before = loadavg()
-    samples = {(j[0], t): [] for j in jobs for t in ("imgserv", "vips", "convert")}
-    rss = {(j[0], t): [] for j in jobs for t in ("imgserv", "vips", "convert")}
+    tools = ("imgserv", "vips", "convert", "baseline")
+    samples = {(j[0], t): [] for j in jobs for t in tools}
+    rss = {(j[0], t): [] for j in jobs for t in tools}
     try:
         for rnd in range(args.rounds):
             for name, (w, h), ext, vopt, with_convert in jobs:
@@ -70,6 +73,8 @@ def main():
                         ["vipsthumbnail", src, "-s", f"{w}x{h}", "-o", f"{out}/v.{ext}{vopt}"]
                     ),
                 }
+                if baseline:
+                    runs["baseline"] = lambda: run_imgserv(baseline, site, name, w, h)
                 if with_convert:
                     runs["convert"] = lambda: timed(
                         [CONVERT, src, "-resize", f"{w}x{h}", "-quality", "85", f"{out}/c.jpg"]
@@ -117,6 +122,15 @@ def main():
               f"{verdict(rss_ok)}")
         results["images"].append(entry)
 
+    if baseline:
+        print(f"\nagainst the baseline build {baseline} (same runs; ms, medians)")
+        for name, *_ in jobs:
+            mi, mb = median(samples[(name, "imgserv")]), median(samples[(name, "baseline")])
+            print(f"{name:<44} {mi * 1e3:8.1f} {mb * 1e3:8.1f} {mi / mb:6.2f}x  "
+                  f"RSS {max(rss[(name, 'imgserv')]) / 1024:.1f} / "
+                  f"{max(rss[(name, 'baseline')]) / 1024:.1f} MiB")
+            results.setdefault("baseline", []).append(
+                {"image": name, "imgserv_ms": mi * 1e3, "baseline_ms": mb * 1e3})
     g = geomean(jpeg_ratios)
     worst = max(jpeg_ratios)
     gc = geomean(conv_speedups)
