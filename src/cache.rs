@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
 
+use crate::db;
 use crate::geometry::Size;
 use crate::render::Format;
 
@@ -157,29 +158,7 @@ impl Cache {
         let state = index.parent().unwrap_or(Path::new("."));
         let locks = state.join("locks");
         fs::create_dir_all(&locks)?;
-        let mut conn = Connection::open(index)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        // Switching a new database to WAL takes an exclusive lock, and SQLite does not wait
-        // for it through the busy handler: many processes opening a fresh index at once would
-        // see SQLITE_BUSY. Setting it only when needed, and retrying, makes that race harmless.
-        retry_busy(|| {
-            let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
-            if !mode.eq_ignore_ascii_case("wal") {
-                // WAL: readers never block the writer.
-                conn.pragma_update(None, "journal_mode", "WAL")?;
-            }
-            Ok(())
-        })?;
-        // NORMAL sync is durable enough for a cache index.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version < SCHEMA_VERSION {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute_batch(SCHEMA)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-            tx.commit()?;
-        }
+        let conn = db::open(index, db::Sync::Normal, SCHEMA, SCHEMA_VERSION)?;
         Ok(Cache {
             conn,
             dir: dir.to_path_buf(),
@@ -424,26 +403,6 @@ pub struct Evicted {
 /// Held while a source's variant is rendered; released on drop.
 pub struct SourceLock {
     _file: File,
-}
-
-/// Runs `f` again while SQLite answers "busy" or "locked", for up to ten seconds.
-fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut pause = Duration::from_millis(2);
-    loop {
-        match f() {
-            Err(e)
-                if matches!(
-                    e.sqlite_error_code(),
-                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-                ) && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(100));
-            }
-            other => return other,
-        }
-    }
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so

@@ -458,19 +458,8 @@ impl Catalog {
                 Err(e) => return Err(e.into()),
             }
         }
-        let mut conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: a committed deletion or key revocation must survive a power cut.
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version < SCHEMA_VERSION {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute_batch(SCHEMA)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-            tx.commit()?;
-        }
+        let conn = crate::db::open(path, crate::db::Sync::Full, SCHEMA, SCHEMA_VERSION)?;
         Ok(Catalog { conn })
     }
 

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod db;
 pub mod error;
 pub mod evict;
 pub mod geometry;

@@ -264,9 +264,7 @@ impl Mirrors {
         let fresh =
             matches!(&*guard, Some((_, checked)) if checked.elapsed() < Duration::from_secs(1));
         if guard.is_none() {
-            let conn = Connection::open(&self.index)?;
-            conn.busy_timeout(Duration::from_secs(10))?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
+            let conn = crate::db::open(&self.index, crate::db::Sync::Normal, INDEX_SCHEMA, 1)?;
             *guard = Some((conn, Instant::now() - Duration::from_secs(60)));
         }
         let (conn, checked) = guard.as_mut().expect("just set");
@@ -288,15 +286,17 @@ impl Mirrors {
     }
 }
 
+/// The compiled index: the map's mirrors and, for each file, who holds it.
+const INDEX_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (id INTEGER PRIMARY KEY CHECK (id = 1), signature TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS mirrors (id INTEGER PRIMARY KEY, name TEXT NOT NULL, url TEXT NOT NULL,
+                                    weight INTEGER NOT NULL, list TEXT);
+CREATE TABLE IF NOT EXISTS files (path TEXT NOT NULL, mirror INTEGER NOT NULL,
+                                  PRIMARY KEY (path, mirror)) WITHOUT ROWID;
+";
+
 /// Rebuilds the compiled index when the map or one of its lists changed since it was built.
 fn refresh(conn: &mut Connection, map_path: &Path) -> Result<(), MirrorError> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS meta (id INTEGER PRIMARY KEY CHECK (id = 1), signature TEXT NOT NULL);
-         CREATE TABLE IF NOT EXISTS mirrors (id INTEGER PRIMARY KEY, name TEXT NOT NULL, url TEXT NOT NULL,
-                                             weight INTEGER NOT NULL, list TEXT);
-         CREATE TABLE IF NOT EXISTS files (path TEXT NOT NULL, mirror INTEGER NOT NULL,
-                                           PRIMARY KEY (path, mirror)) WITHOUT ROWID;",
-    )?;
     let current = |conn: &Connection| -> Result<String, MirrorError> {
         let lists: Vec<PathBuf> = conn
             .prepare_cached("SELECT list FROM mirrors WHERE list IS NOT NULL ORDER BY id")?
