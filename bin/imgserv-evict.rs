@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use imgserv::error::exit;
 use imgserv::{evict, server};
 
 #[derive(Parser)]
@@ -43,16 +42,7 @@ fn size(s: &str) -> Result<u64, String> {
 fn main() {
     let args: Args = imgserv::cli::parse();
     server::init_logging();
-    let config = match server::load_config(args.config.as_deref(), &[]) {
-        Ok(c) => c,
-        Err(errors) => {
-            errors
-                .0
-                .iter()
-                .for_each(|e| log::error!("configuration: {e}"));
-            std::process::exit(exit::CONFIG);
-        }
-    };
+    let config = server::config_or_exit(args.config.as_deref());
     let mut limits = config.evict;
     limits.max_idle = args.max_idle.or(limits.max_idle);
     limits.max_age = args.max_age.or(limits.max_age);

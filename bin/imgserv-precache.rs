@@ -37,13 +37,7 @@ struct Args {
 fn main() {
     let args: Args = imgserv::cli::parse();
     server::init_logging();
-    let config = match server::load_config(args.config.as_deref(), &[]) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(exit::CONFIG);
-        }
-    };
+    let config = server::config_or_exit(args.config.as_deref());
     let boxes = precache::boxes(&config, &args.boxes, &args.presets).unwrap_or_else(|e| {
         eprintln!("imgserv-precache: {e}");
         std::process::exit(exit::USAGE)

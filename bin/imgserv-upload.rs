@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use imgserv::error::exit;
 use imgserv::{server, upload};
 
 #[derive(Parser)]
@@ -36,13 +35,7 @@ fn key_value(s: &str) -> Result<(String, String), String> {
 fn main() {
     let args: Args = imgserv::cli::parse();
     server::init_logging();
-    let config = match server::load_config(args.config.as_deref(), &[]) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(exit::CONFIG);
-        }
-    };
+    let config = server::config_or_exit(args.config.as_deref());
     let opts = upload::Options {
         category: args.category,
         meta: args.meta,

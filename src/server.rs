@@ -46,6 +46,16 @@ pub fn load_config(
     config::load(&config::config_path(flag), overrides)
 }
 
+/// For the tools: the configuration, or every problem on standard error and exit 78.
+pub fn config_or_exit(flag: Option<&Path>) -> Config {
+    load_config(flag, &[]).unwrap_or_else(|errors| {
+        for e in &errors.0 {
+            eprintln!("configuration: {e}");
+        }
+        std::process::exit(exit::CONFIG)
+    })
+}
+
 /// Runs `imgserv-cgi`; returns the exit code.
 pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, String)]) -> i32 {
     init_logging();
