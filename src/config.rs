@@ -409,11 +409,14 @@ enum DurationValue {
 
 /// Which file to read: `--config` wins, then `IMGSERV_CONFIG`, then [`DEFAULT_PATH`].
 pub fn config_path(flag: Option<&Path>) -> PathBuf {
-    if let Some(p) = flag {
-        return p.to_path_buf();
-    }
-    match env::var_os("IMGSERV_CONFIG") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
+    choose_config_path(flag, env::var_os("IMGSERV_CONFIG"))
+}
+
+/// [`config_path`] with the environment's `IMGSERV_CONFIG` given (an empty one is unset).
+fn choose_config_path(flag: Option<&Path>, env: Option<std::ffi::OsString>) -> PathBuf {
+    match (flag, env) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, Some(p)) if !p.is_empty() => PathBuf::from(p),
         _ => PathBuf::from(DEFAULT_PATH),
     }
 }
@@ -1337,10 +1340,21 @@ mod tests {
 
     #[test]
     fn config_path_precedence() {
+        let flag = Some(Path::new("/a.toml"));
+        let env = || Some(std::ffi::OsString::from("/b.toml"));
         assert_eq!(
-            config_path(Some(Path::new("/a.toml"))),
-            PathBuf::from("/a.toml")
+            choose_config_path(flag, env()),
+            PathBuf::from("/a.toml"),
+            "flag first"
         );
+        assert_eq!(
+            choose_config_path(None, env()),
+            PathBuf::from("/b.toml"),
+            "then env"
+        );
+        let empty = Some(std::ffi::OsString::new());
+        assert_eq!(choose_config_path(None, empty), PathBuf::from(DEFAULT_PATH));
+        assert_eq!(choose_config_path(None, None), PathBuf::from(DEFAULT_PATH));
     }
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
