@@ -232,10 +232,12 @@ impl Cache {
         Ok(true)
     }
 
-    /// Takes the lock that serialises rendering for this source across processes and threads
-    /// (one of 256 striped lock files in the state directory, so nothing litters the cache).
-    pub fn lock(&self, key: &SourceKey) -> Result<SourceLock, CacheError> {
-        let digest = Sha256::digest(key.ident.as_bytes());
+    /// Takes the lock that serialises rendering of one variant (`rel`) across processes and
+    /// threads, so concurrent misses for it render it once while other variants of the same
+    /// source render in parallel (one of 256 striped lock files in the state directory, so
+    /// nothing litters the cache).
+    pub fn lock(&self, rel: &str) -> Result<VariantLock, CacheError> {
+        let digest = Sha256::digest(rel.as_bytes());
         let path = self.locks.join(format!("{:02x}.lock", digest[0]));
         let file = OpenOptions::new()
             .create(true)
@@ -244,7 +246,7 @@ impl Cache {
             .mode(0o666)
             .open(path)?;
         file.lock()?;
-        Ok(SourceLock { _file: file })
+        Ok(VariantLock { _file: file })
     }
 
     /// Writes a variant's bytes atomically and indexes it (with its source when that is new),
@@ -401,7 +403,7 @@ pub struct Evicted {
 }
 
 /// Held while a source's variant is rendered; released on drop.
-pub struct SourceLock {
+pub struct VariantLock {
     _file: File,
 }
 
@@ -535,6 +537,29 @@ mod tests {
         // No temporary file is left next to it.
         let dir = c.file(&k.dir());
         assert_eq!(fs::read_dir(dir).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn variants_of_one_source_lock_separately() {
+        let t = tempfile::tempdir().unwrap();
+        let c = open(&t, 1 << 20);
+        let dir = key(1).dir();
+        let stripe = |rel: &str| Sha256::digest(rel.as_bytes())[0];
+        let a = variant_path(&dir, Size::new(800, 600), Format::Jpeg);
+        // Another box of the same source whose lock is another stripe.
+        let b = (1..)
+            .map(|w| variant_path(&dir, Size::new(w, 600), Format::Jpeg))
+            .find(|b| stripe(b) != stripe(&a))
+            .unwrap();
+        let _held = c.lock(&a).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let other = open(&t, 1 << 20);
+        std::thread::spawn(move || {
+            let _b = other.lock(&b).unwrap();
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("rendering one box of a source must not wait for another box's render");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The redirector's core: the variant of a source for a bounding box — found in the cache with
-//! one indexed read, or rendered, stored and indexed under a per-source lock so that concurrent
+//! one indexed read, or rendered, stored and indexed under a per-variant lock so that concurrent
 //! requests for the same missing variant render it once.
 //!
 //! Shared by the HTTP handler and the tools; knows nothing of HTTP.
@@ -193,7 +193,8 @@ fn read(config: &Config, source: &Resolved) -> Result<(Vec<u8>, Probe), Error> {
 }
 
 /// Makes a planned variant exist in the local cache: a hit returns at once; a miss renders
-/// under the source's lock, so concurrent requests for it render it once.
+/// under its own lock, so concurrent requests for it render it once (and other variants of
+/// the same source render in parallel).
 pub fn realize(config: &Config, cache: &mut Cache, plan: Plan) -> Result<Variant, Error> {
     let found = |rendered| Variant {
         rel: plan.rel.clone(),
@@ -205,7 +206,7 @@ pub fn realize(config: &Config, cache: &mut Cache, plan: Plan) -> Result<Variant
     if plan.indexed {
         return Ok(found(false));
     }
-    let _lock = cache.lock(&plan.source.key)?;
+    let _lock = cache.lock(&plan.rel)?;
     // Someone may have rendered it while we waited for the lock.
     let known = cache.lookup(&plan.source.key)?;
     if known.is_some_and(|k| k.variants.iter().any(|v| v.path == plan.rel))
