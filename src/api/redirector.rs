@@ -19,9 +19,18 @@ impl App {
             self.check_signed_url(&req.path, &req.query)?;
         }
         let started = Instant::now();
+        // Renders are news for the error log; hits and mirror redirects are in the web
+        // server's access log already, so they are logged only at debug level (a line per
+        // hit would flood nginx's error log through CGI's and FastCGI's stderr).
         let log = |what: &str, rel: &str| {
+            let level = if what == "rendered" {
+                log::Level::Info
+            } else {
+                log::Level::Debug
+            };
             let ms = started.elapsed().as_millis();
-            log::info!(
+            log::log!(
+                level,
                 "{} src={} box={} -> {rel} {what} ({ms} ms)",
                 req.method,
                 q.src,

@@ -88,7 +88,11 @@ fn eviction_keeps_the_cache_under_its_limit_least_recently_used_first() {
         locations.push(r.header("location").unwrap().to_string());
     }
     // A is used again, so B is now the least recently used.
-    let again = resize(&site, requests[0].0, requests[0].1, requests[0].1);
+    let (src, w) = requests[0];
+    let again = Cgi::new(&site)
+        .query(&format!("src={src}&width={w}&height={w}"))
+        .env("IMGSERV_LOG", "debug") // hits are logged at debug: nginx's access log has them
+        .run();
     assert!(again.stderr.contains(" hit "), "{}", &*again.stderr);
     site.add_original(requests[3].0);
     let r = resize(&site, requests[3].0, requests[3].1, requests[3].1);

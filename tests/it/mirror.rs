@@ -84,7 +84,10 @@ fn precached_variants_are_what_the_redirector_serves() {
             format!("src=album{src}/{p}&width=300&height=300"),
             format!("src=album{src}/{p}&preset=thumb"),
         ] {
-            let r = Cgi::new(&site).query(&query).run();
+            let r = Cgi::new(&site)
+                .query(&query)
+                .env("IMGSERV_LOG", "debug")
+                .run();
             assert_eq!(r.status, 302, "{query}: {r:?}");
             assert!(r.stderr.contains(" hit "), "{query}: {}", &*r.stderr);
             let rel = r.header("location").unwrap().trim_start_matches("/cache/");
