@@ -1,12 +1,14 @@
 //! Turning an original's bytes into a variant's bytes: sniff and probe (header only, before any
-//! large allocation), decode (JPEG at a reduced DCT scale when the target is much smaller),
-//! resize with `fast_image_resize`, apply the EXIF orientation, encode.
+//! large allocation), decode (JPEG at a reduced DCT scale and still WebP scaled by libwebp when
+//! the target is much smaller), resize with `fast_image_resize`, apply the EXIF orientation,
+//! encode.
 //!
 //! This module works on bytes in memory. It decides nothing about sizes (see `geometry`) and
 //! touches no files (see `cache` and `source`).
 
 mod jpeg;
 mod pixels;
+mod webp;
 
 use std::io::Cursor;
 
@@ -295,11 +297,13 @@ pub fn render(
 }
 
 /// Decodes the pixels, at a reduced scale when the format allows it and `stored_target` is
-/// small enough (only JPEG).
+/// small enough (JPEG in the DCT domain, still WebP through libwebp's scaled decode).
 pub fn decode(bytes: &[u8], probe: &Probe, stored_target: Size) -> Result<Pixels, RenderError> {
     match probe.format {
         Format::Jpeg => jpeg::decode(bytes, probe.stored, stored_target),
-        Format::Webp => match decode_webp_libwebp(bytes, probe.stored) {
+        // Still images through libwebp (SIMD, scaled while decoding); animations through
+        // `image-webp` (first frame).
+        Format::Webp => match webp::decode(bytes, probe.stored, stored_target)? {
             Some(pixels) => Ok(pixels),
             None => decode_image(bytes, probe),
         },
@@ -312,29 +316,6 @@ fn decode_image(bytes: &[u8], probe: &Probe) -> Result<Pixels, RenderError> {
     let decoder = image_decoder(bytes, probe.format, Some(probe.stored))?;
     let img = image::DynamicImage::from_decoder(decoder).map_err(image_error)?;
     Ok(Pixels::from_dynamic(img))
-}
-
-/// Still WebP through libwebp (bundled by the `webp` crate, with its SIMD code): 4096×4096
-/// lossy took 2.8 s with `image-webp` against 0.78 s for all of vipsthumbnail (BENCHMARKS.md).
-/// `None` for what libwebp does not decode here (animations) or refuses (damaged, truncated),
-/// and for a size other than the probed one: `image-webp` then decodes, or names the error.
-fn decode_webp_libwebp(bytes: &[u8], stored: Size) -> Option<Pixels> {
-    let image = webp::Decoder::new(bytes).decode()?;
-    if Size::new(image.width(), image.height()) != stored {
-        return None;
-    }
-    let layout = if image.is_alpha() {
-        Layout::Rgba8
-    } else {
-        Layout::Rgb8
-    };
-    let data = image.to_vec();
-    (data.len() == stored.pixels() as usize * layout.channels()).then_some(Pixels {
-        width: stored.width,
-        height: stored.height,
-        layout,
-        data,
-    })
 }
 
 /// Full-resolution decode in stored orientation, for reference renders in tests and benches.
@@ -429,9 +410,9 @@ fn encode_webp(pixels: &Pixels, quality: u8, lossless: bool) -> Result<Vec<u8>, 
         }
     };
     let encoder = if has_alpha {
-        webp::Encoder::from_rgba(data, pixels.width, pixels.height)
+        ::webp::Encoder::from_rgba(data, pixels.width, pixels.height)
     } else {
-        webp::Encoder::from_rgb(data, pixels.width, pixels.height)
+        ::webp::Encoder::from_rgb(data, pixels.width, pixels.height)
     };
     let mem = encoder
         .encode_simple(lossless, f32::from(quality))

@@ -1,6 +1,7 @@
 //! The render quality guard: the fast path (JPEG decoded at a reduced DCT scale, Lanczos3,
 //! libjpeg-turbo at quality 85) must stay visually equivalent to vipsthumbnail's output and
-//! about as small, and every EXIF orientation must come out upright.
+//! about as small, still WebP scaled by libwebp while decoding must stay as close to the full
+//! decode as vipsthumbnail's, and every EXIF orientation must come out upright.
 //!
 //! Quality is PSNR against a reference that is the full-resolution decode, oriented and resized
 //! with Lanczos3 to the output's own size, not re-encoded. Needs `vipsthumbnail`
@@ -64,10 +65,11 @@ fn reference(full: &Pixels, size: Size) -> Pixels {
         .expect("reference resize")
 }
 
-/// PSNR in dB over all RGB channels of two pictures of the same size (infinite when equal).
+/// PSNR in dB over all channels of two pictures of the same size and layout (infinite when
+/// equal).
 fn psnr(a: &Pixels, b: &Pixels) -> f64 {
     assert_eq!(a.size(), b.size(), "PSNR of pictures of different sizes");
-    assert_eq!((a.layout, b.layout), (Layout::Rgb8, Layout::Rgb8));
+    assert_eq!(a.layout, b.layout, "PSNR of pictures of different layouts");
     let sum: u64 = a
         .data
         .iter()
@@ -80,14 +82,19 @@ fn psnr(a: &Pixels, b: &Pixels) -> f64 {
 
 /// vipsthumbnail's JPEG of `src` fitted into `bbox`, quality 85, metadata stripped.
 fn vipsthumbnail(src: &Path, bbox: Size, dir: &Path) -> Vec<u8> {
+    vipsthumbnail_as(src, bbox, &dir.join("vips.jpg"), "[Q=85,strip]")
+}
+
+/// vipsthumbnail's output of `src` fitted into `bbox`, written to `out` with vips' save
+/// options `opts` (e.g. `[Q=85,strip]`).
+fn vipsthumbnail_as(src: &Path, bbox: Size, out: &Path, opts: &str) -> Vec<u8> {
     let vips = require_program("vipsthumbnail");
-    let out = dir.join("vips.jpg");
     let output = Command::new(vips)
         .arg(src)
         .arg("-s")
         .arg(bbox.to_string())
         .arg("-o")
-        .arg(format!("{}[Q=85,strip]", out.display()))
+        .arg(format!("{}{opts}", out.display()))
         .output()
         .expect("run vipsthumbnail");
     assert!(
@@ -97,7 +104,7 @@ fn vipsthumbnail(src: &Path, bbox: Size, dir: &Path) -> Vec<u8> {
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    fs::read(&out).expect("read vipsthumbnail's output")
+    fs::read(out).expect("read vipsthumbnail's output")
 }
 
 struct Row {
@@ -228,6 +235,79 @@ fn exif_orientations_render_upright() {
             failures.push(format!(
                 "{name}: {db:.2} dB against exif-orient-1.jpg (want > 30)"
             ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Still WebP decoded scaled by libwebp (leaving Lanczos3 a shrink of 1.5) and then resized:
+/// the decode has the promised size, and the result is close to the full decode resized with
+/// Lanczos3 (≥ 30 dB) and, for the 4096² photo, no more than 0.5 dB below vipsthumbnail's
+/// (which uses the same scaled decode) against that reference.
+#[test]
+fn webp_scaled_decode_matches_full_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = RenderOptions::default();
+    let cases = [
+        // (fixture, box, the size libwebp decodes to, compare with vipsthumbnail)
+        (
+            "webp-lossy-adwaita-4096x4096.webp",
+            Size::new(800, 600),
+            Size::new(900, 900),
+            true,
+        ),
+        (
+            "webp-lossy-hopper-128x128.webp",
+            Size::new(50, 50),
+            Size::new(75, 75),
+            false,
+        ),
+        (
+            "webp-lossless-simple-300x300.webp",
+            Size::new(150, 150),
+            Size::new(225, 225),
+            false,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, bbox, scaled, with_vips) in cases {
+        let bytes = fixture_bytes(name);
+        let probe = render::probe(&bytes, opts.max_pixels).unwrap();
+        let target = fit(probe.size(), bbox, Raster::default());
+        let decoded = render::decode(&bytes, &probe, target).unwrap();
+        assert_eq!(decoded.size(), scaled, "{name}: scaled decode for {target}");
+        assert!(
+            f64::from(scaled.width) >= 1.5 * f64::from(target.width)
+                && f64::from(scaled.height) >= 1.5 * f64::from(target.height),
+            "{name}: {scaled} leaves less than 1.5 to the filter for {target}"
+        );
+        let ours = decoded.resize(target, Filter::Lanczos3).unwrap();
+        let full = render::decode_full(&bytes, &probe).unwrap();
+        assert_eq!(full.size(), probe.stored, "{name}: full decode");
+        let reference = reference(&full, target);
+        let db = psnr(&ours, &reference);
+        eprintln!("{name}: {scaled} then Lanczos3 to {target}: {db:.2} dB against full decode");
+        if db < 30.0 {
+            failures.push(format!(
+                "{name}: {db:.2} dB against the full decode (want ≥ 30)"
+            ));
+        }
+        let rendered = render::render(&bytes, &probe, target, &opts).unwrap();
+        assert_eq!(rendered.size, target, "{name}: rendered size");
+
+        if with_vips {
+            let out = dir.path().join("vips.png");
+            let vips_bytes = vipsthumbnail_as(&fixture(name), target, &out, "");
+            let vips_px = decode_rgb(&vips_bytes, "vipsthumbnail's output");
+            assert_eq!(vips_px.size(), target, "{name}: vipsthumbnail's size");
+            let vips_db = psnr(&vips_px, &reference);
+            eprintln!("{name}: vipsthumbnail {vips_db:.2} dB against the same reference");
+            if db < vips_db - PSNR_SLACK_DB {
+                failures.push(format!(
+                    "{name}: {db:.2} dB, more than {PSNR_SLACK_DB} dB below vipsthumbnail's \
+                     {vips_db:.2} dB"
+                ));
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

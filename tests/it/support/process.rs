@@ -83,7 +83,7 @@ fn stat_field(stat: &str, n: usize) -> Option<&str> {
 }
 
 /// Sends `signal` (a name like "TERM") to a process group, through the shell's `kill` builtin
-/// (the crate forbids unsafe code, and procps' kill may not be installed).
+/// (the crate denies unsafe code, and procps' kill may not be installed).
 fn kill_group(pgid: u32, signal: &str) {
     let _ = Command::new("/bin/sh")
         .args(["-c", &format!("kill -s {signal} -- -{pgid} 2>/dev/null")])
