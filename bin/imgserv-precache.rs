@@ -42,7 +42,7 @@ fn main() {
         eprintln!("imgserv-precache: {e}");
         std::process::exit(exit::USAGE)
     });
-    let jobs = args.jobs.unwrap_or(config.server.workers);
+    let jobs = args.jobs.unwrap_or(config.server.workers());
     std::process::exit(precache::main(
         &config,
         &args.sources,

@@ -74,7 +74,7 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
             return exit::CONFIG;
         }
     };
-    let workers = config.server.workers;
+    let workers = config.server.workers();
     let max_conns = config.server.max_conns;
     let fastcgi_opts = fastcgi::Options {
         workers,
