@@ -7,10 +7,15 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
 /// How long a connection waits for a lock before answering "busy".
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pages in the WAL after which a commit checkpoints (SQLite's default is 1,000): with
+/// connections closed without a checkpoint, this bounds what an opener re-reads.
+const WAL_AUTOCHECKPOINT: i64 = 64;
 
 /// How durable commits are: `Normal` for what can be rebuilt (the cache index), `Full` for
 /// what must survive a power cut (the catalog).
@@ -25,6 +30,12 @@ pub enum Sync {
 pub fn open(path: &Path, sync: Sync, schema: &str, version: i64) -> rusqlite::Result<Connection> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // A CGI process is usually the only connection, so by default its close would checkpoint
+    // and delete the `-wal` file that its open had just created: an inode made and freed per
+    // request (~10 % of a cache hit's time, in ext4). Closing without a checkpoint keeps the
+    // file; the small auto-checkpoint below keeps it short, so that the next opener's
+    // recovery reads only a few frames.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     // Switching a new database to WAL takes an exclusive lock, and SQLite does not wait for it
     // through the busy handler: many processes opening a fresh file at once would see
     // SQLITE_BUSY. Setting it only when needed, and retrying, makes that race harmless.
@@ -42,6 +53,7 @@ pub fn open(path: &Path, sync: Sync, schema: &str, version: i64) -> rusqlite::Re
     };
     conn.pragma_update(None, "synchronous", sync)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
     let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if current < version {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
