@@ -92,7 +92,8 @@ bench-deps:
 
 bench: bench-deps
 	$(CARGO) build --release --features bench-fixtures \
-		--bin imgserv-cgi --bin bench-nop-cgi --bin bench-nop-fastcgi
+		--bin imgserv-cgi --bin imgserv-upload --bin imgserv-precache \
+		--bin bench-nop-cgi --bin bench-nop-fastcgi
 	mkdir -p $(BENCH_OUT)
 	@echo "== machine: $$(nproc) cores, $$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); load $$(cut -d' ' -f1-3 /proc/loadavg)"
 	$(CARGO) bench --features bench-fixtures --bench render
@@ -100,6 +101,7 @@ bench: bench-deps
 	python3 bench/miss.py --imgserv $(RELEASE_DIR)/imgserv-cgi --rounds $(BENCH_ROUNDS) \
 		--json $(BENCH_OUT)/miss.json
 	python3 bench/hits.py --bin $(RELEASE_DIR) --rounds 3 --json $(BENCH_OUT)/hits.json
+	python3 bench/precache.py --bin $(RELEASE_DIR) --rounds 5 --json $(BENCH_OUT)/precache.json
 	python3 bench/thumbor.py --imgserv $(RELEASE_DIR)/imgserv-cgi \
 		--thumbor $(BENCH_VENV)/bin/thumbor --rounds 3 --json $(BENCH_OUT)/thumbor.json
 

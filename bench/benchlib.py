@@ -66,7 +66,8 @@ def wait_unix(path, proc=None, timeout=20.0):
 
 class Site:
     """A temporary imgserv installation under /tmp (world-traversable, as the web servers'
-    children may run as another user): originals/, cache/, state/, imgserv.toml."""
+    children may run as another user): originals/, cache/, state/, store/ (uploaded
+    originals), imgserv.toml."""
 
     def __init__(self, originals, extra_config=""):
         self.dir = Path(tempfile.mkdtemp(prefix="imgserv-bench-", dir="/tmp"))
@@ -74,8 +75,11 @@ class Site:
         self.originals = self.dir / "originals"
         self.cache = self.dir / "cache"
         self.state = self.dir / "state"
+        self.store = self.dir / "store"
         self.config = self.dir / "imgserv.toml"
         self.originals.mkdir()
+        self.store.mkdir()
+        os.chmod(self.store, 0o777)
         for name in originals:
             shutil.copy(FIXTURES / name, self.originals / name)
         self.reset()
@@ -83,10 +87,11 @@ class Site:
             f'[originals]\nroot = "{self.originals}"\n'
             f'[cache]\ndir = "{self.cache}"\nurl = "/cache"\n{extra_config}\n'
             f'[state]\ndir = "{self.state}"\n'
+            f'[store]\ndir = "{self.store}"\n'
         )
 
     def reset(self):
-        """An empty cache and index."""
+        """An empty cache and index (uploads stay in store/, their catalog goes with state/)."""
         for d in (self.cache, self.state):
             shutil.rmtree(d, ignore_errors=True)
             d.mkdir()

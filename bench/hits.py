@@ -3,16 +3,23 @@
 configured from the shipped snippets (etc/nginx-fastcgi.conf, etc/nginx-cgi.conf), serving
 
   static     a small JPEG variant from the cache directory (nginx alone)
+  404-2nd    the 404 handler's second hit: /cache/<id>/400/300.jpg of an uploaded original
+             (imgserv-upload), requested once before the runs, when imgserv rendered it and
+             left the file there; from then on nginx serves that file (try_files), so this is
+             1.0× static by construction. Its log must show no further 404 handler call.
   fastcgi    imgserv-cgi --fastcgi (fastcgi_pass, kept-alive), a cache hit
   fcgi-nop   bench-nop-fastcgi: the same FastCGI layer, a handler that only redirects
   cgi        imgserv.cgi through fcgiwrap, a cache hit
   cgi-nop    bench-nop-cgi through fcgiwrap: prints a redirect and exits
 
-Runs are interleaved (static, fastcgi, fcgi-nop, cgi, cgi-nop, static, …); medians of req/s.
+Runs are interleaved (static, 404-2nd, fastcgi, fcgi-nop, cgi, cgi-nop, static, …); medians
+of req/s.
 After the runs it reads the index: the `hits` column counts the hit path's writes (one at most
 per [cache] access_interval).
 
     bench/hits.py --bin target/release [--rounds 3] [--duration 10] [--json out.json]
+
+(--bin: the directory of imgserv-cgi, imgserv-upload, bench-nop-cgi and bench-nop-fastcgi.)
 """
 
 import argparse
@@ -30,6 +37,8 @@ from benchlib import REPO, Site, free_port, loadavg, median, verdict, wait_port,
 
 PHOTO = "photo-nexus6p-exif-4032x3024.jpg"
 QUERY = f"src={PHOTO}&width=400&height=300"
+# The same box for the 404 handler's URL, so that both rows serve a file of about one size.
+BOX404 = "400/300.jpg"
 
 
 def snippet(name, subs):
@@ -68,16 +77,17 @@ def wrk(url, threads, conns, duration):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True, help="directory of imgserv-cgi and bench-nop-*")
+    ap.add_argument("--bin", required=True,
+                    help="directory of imgserv-cgi, imgserv-upload and bench-nop-*")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--upstream-keepalive", type=int,
-                    help="replace the snippet's `keepalive 8;` (an experiment; both FastCGI sides)")
+                    help="replace the snippet's `keepalive N;` (an experiment; both FastCGI sides)")
     ap.add_argument("--json")
     args = ap.parse_args()
     bindir = Path(args.bin).resolve()
-    imgserv, nop_cgi, nop_fcgi = (bindir / n for n in
-                                  ("imgserv-cgi", "bench-nop-cgi", "bench-nop-fastcgi"))
+    imgserv, nop_cgi, nop_fcgi, uploader = (
+        bindir / n for n in ("imgserv-cgi", "bench-nop-cgi", "bench-nop-fastcgi", "imgserv-upload"))
     site = Site([PHOTO])
     nginx_dir = site.dir / "nginx"
     (nginx_dir / "tmp").mkdir(parents=True)
@@ -87,8 +97,11 @@ def main():
     try:
         log = open(nginx_dir / "backends.log", "wb")
         # Own sessions: fcgiwrap forks its children, and every process here is stopped by group.
-        spawn = lambda argv: subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
-        procs.append(spawn([imgserv, "--fastcgi", s_fcgi, "--config", site.config]))
+        spawn = lambda argv, env=None: subprocess.Popen(argv, stdout=log, stderr=log, env=env,
+                                                        start_new_session=True)
+        # At info, imgserv logs every 404 handler call (hits are at debug): the 404-2nd proof.
+        procs.append(spawn([imgserv, "--fastcgi", s_fcgi, "--config", site.config],
+                           env={**os.environ, "IMGSERV_LOG": "info"}))
         procs.append(spawn([nop_fcgi, s_nop]))
         # Two children: one a core. The same fcgiwrap serves both CGI programs.
         procs.append(spawn(["fcgiwrap", "-c", "2", "-s", f"unix:{s_wrap}"]))
@@ -96,8 +109,9 @@ def main():
             wait_unix(sock, p)
         ports = {k: free_port() for k in ("fastcgi", "fcgi-nop", "cgi", "cgi-nop")}
         fc = [("/var/cache/imgserv", str(site.cache))]
-        ka = [("keepalive 8;", f"keepalive {args.upstream_keepalive};")] \
-            if args.upstream_keepalive else []
+        shipped_ka = re.search(r"keepalive \d+;", (REPO / "etc" / "nginx-fastcgi.conf").read_text())
+        ka = [(shipped_ka[0], f"keepalive {args.upstream_keepalive};")] \
+            if args.upstream_keepalive and shipped_ka else []
         servers = [
             snippet("nginx-fastcgi.conf", [("listen 80;", f"listen 127.0.0.1:{ports['fastcgi']};"),
                                            ("unix:/run/imgserv/fcgi.sock", f"unix:{s_fcgi}")] + fc + ka),
@@ -156,7 +170,31 @@ http {{
         for key in ("fcgi-nop", "cgi", "cgi-nop"):
             status, headers, _ = get(urls[key])
             assert status == 302, (key, status)
-        print(f"static file: {len(body)} bytes; load before {loadavg()}", file=sys.stderr)
+
+        # The 404 handler: upload the photo (as imgserv-upload does on a real site), then the
+        # first request for /cache/<id>/400/300.jpg runs imgserv, which renders, writes the file
+        # where nginx looked and answers 200 with it. Every later request is nginx alone.
+        up = subprocess.run([uploader, "--config", site.config, site.originals / PHOTO],
+                            capture_output=True, text=True)
+        ids = re.findall(r"\b[0-9a-f]{40}\b", up.stdout)
+        if up.returncode != 0 or not ids:
+            sys.exit(f"hits.py: imgserv-upload failed ({up.returncode}): {up.stderr[-500:]}")
+        rel404 = f"{ids[0]}/{BOX404}"
+        file404 = site.cache / rel404
+        backend_log = nginx_dir / "backends.log"
+        handler_calls = lambda: backend_log.read_text(errors="replace").count("404 handler")
+        assert not file404.exists() and handler_calls() == 0
+        url404 = f"{base}/cache/{rel404}"
+        status, headers, body404 = get(url404)
+        assert status == 200 and body404[:2] == b"\xff\xd8", (url404, status, body404[:200])
+        assert file404.is_file() and file404.read_bytes() == body404, "no file where nginx looks"
+        calls_first = handler_calls()
+        assert calls_first == 1, f"{calls_first} 404 handler calls for the first request"
+        stat404 = file404.stat()
+        urls = {"static": urls["static"], "404-2nd": url404,
+                **{k: v for k, v in urls.items() if k != "static"}}
+        print(f"static file: {len(body)} bytes, 404 handler file: {len(body404)} bytes; "
+              f"load before {loadavg()}", file=sys.stderr)
 
         load_before = loadavg()
         rps = {k: [] for k in urls}
@@ -170,6 +208,11 @@ http {{
                 p50[key].append(lat)
                 print(f"round {rnd + 1} {key:<9} {r:9.0f} req/s  p50 {lat}  {errs}",
                       file=sys.stderr)
+        # Proof that imgserv did not answer one of the 404-2nd requests: no new handler call
+        # in its log, the same file (inode, mtime) as after the first request.
+        calls_after = handler_calls()
+        st = file404.stat()
+        same_file = (st.st_ino, st.st_mtime_ns) == (stat404.st_ino, stat404.st_mtime_ns)
         db = sqlite3.connect(site.state / "cache.sqlite")
         writes = db.execute("SELECT sum(hits) FROM variants").fetchone()[0]
     finally:
@@ -183,15 +226,22 @@ http {{
     print(f"\nHits, wrk -t2 -c32 -d{args.duration}s, medians of {args.rounds} interleaved runs")
     for k in urls:
         print(f"  {k:<9} {m[k]:9.0f} req/s   runs: {', '.join(f'{r:.0f}' for r in rps[k])}")
+    hits404 = sum(rps["404-2nd"]) * args.duration
     served = sum(sum(v) * args.duration for k, v in rps.items() if k in ("fastcgi", "cgi"))
     checks = [
         ("hit: FastCGI ≥ 0.8× do-nothing FastCGI responder", m["fastcgi"] / m["fcgi-nop"], 0.8),
         ("hit: FastCGI ≥ 0.35× nginx serving a small static JPEG", m["fastcgi"] / m["static"], 0.35),
         ("hit: CGI ≥ 0.6× do-nothing CGI", m["cgi"] / m["cgi-nop"], 0.6),
+        ("404 handler, second hit ≥ 0.9× static (nginx serving a file: 1.0× by construction)",
+         m["404-2nd"] / m["static"], 0.9),
     ]
     print()
     for what, ratio, target in checks:
         print(f"{verdict(ratio >= target)}  {what}  ({ratio:.2f}×)")
+    untouched = calls_after == calls_first and same_file
+    print(f"{verdict(untouched)}  404 handler, second hit: imgserv not invoked during "
+          f"~{hits404:.0f} requests (404 handler log lines {calls_first} before the runs, "
+          f"{calls_after} after; file {'unchanged' if same_file else 'REWRITTEN'})")
     print(f"       index writes during ~{served:.0f} hits: {writes} (last_access refreshes, "
           f"at most one a variant per access_interval)")
     print(f"load average before {load_before}, after {loadavg()}")
@@ -199,6 +249,10 @@ http {{
         Path(args.json).write_text(json.dumps({
             "rps": rps, "median": m, "p50": p50, "index_writes": writes,
             "checks": [{"what": w, "ratio": r, "target": t, "ok": r >= t} for w, r, t in checks],
+            "handler404": {"url_path": f"/cache/{rel404}", "bytes": len(body404),
+                           "static_bytes": len(body), "calls_before_runs": calls_first,
+                           "calls_after_runs": calls_after, "file_unchanged": same_file,
+                           "ok": untouched},
         }, indent=1))
 
 

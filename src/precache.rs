@@ -2,9 +2,13 @@
 //! for given boxes — same raster rules, same paths, same index rows (it calls the redirector's
 //! own `variant::get`) — so that they can be copied to mirrors before anyone asks.
 //!
-//! Work is spread over threads by source (all boxes of one original in one thread, so each
-//! original is read by one worker); progress shows on a terminal, log lines otherwise.
+//! Work is spread over threads by variant — each box of a local original is a job of its own,
+//! since the render lock is per variant — biggest jobs first, so that the threads finish
+//! together instead of one rendering the last large photo alone. A remote original stays one
+//! job (all its boxes in one thread), so that it is downloaded once. Progress shows on a
+//! terminal, log lines otherwise.
 
+use std::cmp::Reverse;
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -125,15 +129,60 @@ fn is_image_name(path: &Path) -> bool {
         .is_some()
 }
 
+/// A unit of work for one thread: boxes of one source, rendered in this order.
+#[derive(Debug, PartialEq)]
+struct Job<'a> {
+    src: &'a str,
+    boxes: Vec<Size>,
+}
+
+/// The jobs for `srcs` × `boxes`, biggest first: remote sources (one job each, as a download
+/// comes first and should happen once), then every (local source, box) by decreasing file size
+/// of the original, then decreasing box area. Ties keep the order of the arguments.
+fn jobs<'a>(root: &Path, srcs: &'a [String], boxes: &[Size]) -> Vec<Job<'a>> {
+    let mut boxes = boxes.to_vec();
+    boxes.sort_by_key(|b| Reverse(u64::from(b.width) * u64::from(b.height)));
+    let mut jobs = Vec::with_capacity(srcs.len() * boxes.len());
+    for src in srcs {
+        if remote::is_remote(src) {
+            jobs.push((
+                u64::MAX,
+                0,
+                Job {
+                    src,
+                    boxes: boxes.clone(),
+                },
+            ));
+            continue;
+        }
+        // Unreadable sources sort last; their jobs fail quickly with the reason.
+        let bytes = std::fs::metadata(root.join(src)).map_or(0, |m| m.len());
+        for &b in &boxes {
+            let area = u64::from(b.width) * u64::from(b.height);
+            jobs.push((
+                bytes,
+                area,
+                Job {
+                    src,
+                    boxes: vec![b],
+                },
+            ));
+        }
+    }
+    jobs.sort_by_key(|&(bytes, area, _)| (Reverse(bytes), Reverse(area)));
+    jobs.into_iter().map(|(_, _, job)| job).collect()
+}
+
 /// Renders (or finds) every box of every source, on `opts.jobs` threads.
 pub fn run(config: &Config, srcs: &[String], opts: &Options) -> Summary {
     let started = Instant::now();
     let total = srcs.len() * opts.boxes.len();
     let bar = progress_bar(total as u64);
+    let jobs = jobs(&config.originals.root, srcs, &opts.boxes);
     let next = AtomicUsize::new(0);
     let summary = Mutex::new(Summary::default());
     thread::scope(|scope| {
-        for _ in 0..opts.jobs.max(1).min(srcs.len().max(1)) {
+        for _ in 0..opts.jobs.max(1).min(jobs.len().max(1)) {
             scope.spawn(|| {
                 let mut cache = match open_cache(config) {
                     Ok(c) => c,
@@ -145,8 +194,10 @@ pub fn run(config: &Config, srcs: &[String], opts: &Options) -> Summary {
                 };
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(src) = srcs.get(i) else { break };
-                    for &bbox in &opts.boxes {
+                    let Some(&Job { src, ref boxes }) = jobs.get(i) else {
+                        break;
+                    };
+                    for &bbox in boxes {
                         let outcome = variant::get(config, &mut cache, src, bbox);
                         let mut s = summary.lock().unwrap_or_else(|p| p.into_inner());
                         match outcome {
@@ -266,5 +317,44 @@ pub fn main(config: &Config, args: &[String], opts: &Options, list: Option<&Path
         exit::OK
     } else {
         exit::DATAERR
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_are_variants_biggest_first_and_a_remote_source_stays_whole() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("small.jpg"), [0u8; 10]).unwrap();
+        std::fs::create_dir(root.path().join("d")).unwrap();
+        std::fs::write(root.path().join("d/big.jpg"), [0u8; 1000]).unwrap();
+        let srcs: Vec<String> = [
+            "small.jpg",
+            "missing.jpg",
+            "https://example.org/a.jpg",
+            "d/big.jpg",
+        ]
+        .map(String::from)
+        .into();
+        let (small, large) = (Size::new(100, 100), Size::new(800, 600));
+        let got = jobs(root.path(), &srcs, &[small, large]);
+        let job = |src, boxes: &[Size]| Job {
+            src,
+            boxes: boxes.to_vec(),
+        };
+        assert_eq!(
+            got,
+            [
+                job("https://example.org/a.jpg", &[large, small]),
+                job("d/big.jpg", &[large]),
+                job("d/big.jpg", &[small]),
+                job("small.jpg", &[large]),
+                job("small.jpg", &[small]),
+                job("missing.jpg", &[large]),
+                job("missing.jpg", &[small]),
+            ]
+        );
     }
 }
