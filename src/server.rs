@@ -74,17 +74,20 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
             return exit::CONFIG;
         }
     };
-    let workers = config.server.workers();
     let max_conns = config.server.max_conns;
-    let fastcgi_opts = fastcgi::Options {
-        workers,
+    // Not for CGI: a CGI request needs no workers, and counting the cores costs it.
+    let fastcgi_opts = |config: &Config| fastcgi::Options {
+        workers: config.server.workers(),
         max_conns,
         ..fastcgi::Options::default()
     };
     let app = App::new(config);
     let result = match mode {
         Mode::Auto => match fastcgi::Listener::from_stdin() {
-            Ok(Some(listener)) => fastcgi::serve(listener, Arc::new(app), &fastcgi_opts),
+            Ok(Some(listener)) => {
+                let opts = fastcgi_opts(app.config());
+                fastcgi::serve(listener, Arc::new(app), &opts)
+            }
             _ if is_cgi() => return http::cgi::run(&app),
             _ => {
                 log::error!(
@@ -97,7 +100,8 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
         Mode::FastCgi(addr) => match fastcgi::Listener::bind(&addr) {
             Ok(listener) => {
                 log::info!("FastCGI on {addr}");
-                fastcgi::serve(listener, Arc::new(app), &fastcgi_opts)
+                let opts = fastcgi_opts(app.config());
+                fastcgi::serve(listener, Arc::new(app), &opts)
             }
             Err(e) => {
                 log::error!("cannot listen on {addr}: {e}");
@@ -106,6 +110,7 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
         },
         Mode::Listen(addr) => {
             let config = app.config();
+            let max_body = fastcgi::Options::default().max_body;
             let opts = standalone::Options {
                 script_name: "/imgserv.cgi".into(),
                 static_dir: (!config.cache.url.contains("://")).then(|| {
@@ -116,8 +121,8 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
                     )
                 }),
                 index_html: Some(demo_page(config)),
-                workers,
-                max_body: fastcgi_opts.max_body,
+                workers: config.server.workers(),
+                max_body,
             };
             let handler: Arc<dyn Handler> = Arc::new(app);
             standalone::serve(&addr, handler, opts)
