@@ -13,6 +13,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -305,36 +307,41 @@ impl Cache {
         Ok(())
     }
 
-    /// Evicts least-recently-used variants until the total is at most `budget` bytes, never
-    /// the one named by `keep`. Rows go first (one transaction per batch), then their files, so
-    /// a crash can leave only unindexed files, which the eviction sweep removes.
+    /// Evicts least-recently-used variants (ties: oldest created first) until the total is at
+    /// most `budget` bytes, never the one named by `keep`. Rows go first, in transactions of up
+    /// to [`EVICT_BATCH`] rows, then their files, so a crash can leave only unindexed files,
+    /// which the eviction sweep removes.
+    ///
+    /// Each batch walks `variants_lru` from its start (deleted rows leave the index, so that is
+    /// no re-scan) and deletes by rowid; the totals are read inside the batch's transaction, so
+    /// that two evicting processes do not both take the same excess.
     pub fn evict_to(&mut self, budget: u64, keep: Option<&str>) -> Result<Evicted, CacheError> {
         let mut evicted = Evicted::default();
         loop {
-            let total = self.totals()?.bytes;
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let total = totals(&tx)?.bytes;
             if total <= budget {
                 return Ok(evicted);
             }
             let mut over = total - budget;
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let victims: Vec<(String, u64)> = {
+            let victims: Vec<(i64, String, u64)> = {
                 let mut stmt = tx.prepare_cached(
-                    "SELECT path, bytes FROM variants WHERE path IS NOT ?1
-                     ORDER BY last_access, created LIMIT 256",
+                    "SELECT rowid, path, bytes FROM variants INDEXED BY variants_lru
+                     ORDER BY last_access, created LIMIT ?1",
                 )?;
-                let rows = stmt.query_map(params![keep], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-                })?;
+                let mut rows = stmt.query(params![EVICT_BATCH as i64 + 1])?;
                 let mut chosen = Vec::new();
-                for row in rows {
-                    let (path, bytes) = row?;
-                    chosen.push((path, bytes));
-                    over = over.saturating_sub(bytes);
-                    if over == 0 {
-                        break;
+                while over > 0 && chosen.len() < EVICT_BATCH {
+                    let Some(row) = rows.next()? else { break };
+                    let path: String = row.get(1)?;
+                    if keep == Some(path.as_str()) {
+                        continue;
                     }
+                    let bytes = row.get::<_, i64>(2)?.max(0) as u64;
+                    chosen.push((row.get(0)?, path, bytes));
+                    over = over.saturating_sub(bytes);
                 }
                 chosen
             };
@@ -342,22 +349,35 @@ impl Cache {
                 return Ok(evicted);
             }
             {
-                let mut del = tx.prepare_cached("DELETE FROM variants WHERE path = ?1")?;
-                for (path, _) in &victims {
-                    del.execute(params![path])?;
+                let mut del = tx.prepare_cached("DELETE FROM variants WHERE rowid = ?1")?;
+                for (rowid, _, _) in &victims {
+                    del.execute(params![rowid])?;
                 }
             }
             tx.commit()?;
-            for (path, bytes) in victims {
-                match fs::remove_file(self.dir.join(&path)) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => log::warn!("evict {path}: {e}"),
-                }
-                evicted.count += 1;
-                evicted.bytes += bytes;
+            let paths: Vec<&str> = victims.iter().map(|(_, p, _)| p.as_str()).collect();
+            for (i, e) in remove_files(&self.dir, &paths) {
+                log::warn!("evict {}: {e}", paths[i]);
+            }
+            evicted.count += victims.len() as u64;
+            evicted.bytes += victims.iter().map(|(_, _, b)| b).sum::<u64>();
+        }
+    }
+
+    /// Removes the rows of `rels` in one transaction (callers evicting many remove the files
+    /// after this returns, in chunks of [`EVICT_BATCH`]).
+    pub fn forget_all<S: AsRef<str>>(&mut self, rels: &[S]) -> Result<(), CacheError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut del = tx.prepare_cached("DELETE FROM variants WHERE path = ?1")?;
+            for rel in rels {
+                del.execute(params![rel.as_ref()])?;
             }
         }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Removes one variant's row (when its file is gone, say).
@@ -370,17 +390,7 @@ impl Cache {
 
     /// Bytes and number of variants in the index.
     pub fn totals(&self) -> Result<Totals, CacheError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT bytes, count FROM totals WHERE id = 1")?
-            .query_row([], |r| {
-                Ok(Totals {
-                    bytes: r.get::<_, i64>(0)?.max(0) as u64,
-                    count: r.get::<_, i64>(1)?.max(0) as u64,
-                })
-            })
-            .optional()?
-            .unwrap_or_default())
+        totals(&self.conn)
     }
 
     /// The index row of one variant: (bytes, last_access, hits).
@@ -400,6 +410,63 @@ impl Cache {
 pub struct Evicted {
     pub count: u64,
     pub bytes: u64,
+}
+
+/// Rows deleted per eviction transaction: large enough that the commits (each rewrites the
+/// index pages its rows touched) are few, small enough that a concurrent store waits for the
+/// write lock a fraction of a second, not its busy timeout.
+pub const EVICT_BATCH: usize = 8192;
+
+/// The running totals, read on `conn` (or inside a transaction on it).
+fn totals(conn: &Connection) -> Result<Totals, CacheError> {
+    Ok(conn
+        .prepare_cached("SELECT bytes, count FROM totals WHERE id = 1")?
+        .query_row([], |r| {
+            Ok(Totals {
+                bytes: r.get::<_, i64>(0)?.max(0) as u64,
+                count: r.get::<_, i64>(1)?.max(0) as u64,
+            })
+        })
+        .optional()?
+        .unwrap_or_default())
+}
+
+/// Threads that unlink an evicted batch's files. An unlink is mostly a wait, not work: on a
+/// file system mounted with `discard` (like the bench machine's), freeing a file's block sends
+/// a discard to the device and waits for it (~0.5 ms). Overlapping those waits is what makes a
+/// large eviction fast; a handful of files is removed on the calling thread.
+const UNLINK_THREADS: usize = 16;
+
+/// Removes the files `rels` (relative to `dir`), in parallel when there are many. A file
+/// already gone is fine; returns the other failures, by index into `rels`.
+pub fn remove_files<S: AsRef<str> + Sync>(dir: &Path, rels: &[S]) -> Vec<(usize, io::Error)> {
+    let remove = |i: usize| match fs::remove_file(dir.join(rels[i].as_ref())) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Some((i, e)),
+        _ => None,
+    };
+    if rels.len() < 4 * UNLINK_THREADS {
+        return (0..rels.len()).filter_map(remove).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let failed = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..UNLINK_THREADS {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= rels.len() {
+                        break;
+                    }
+                    if let Some(f) = remove(i) {
+                        failed.lock().unwrap_or_else(|e| e.into_inner()).push(f);
+                    }
+                }
+            });
+        }
+    });
+    let mut failed = failed.into_inner().unwrap_or_else(|e| e.into_inner());
+    failed.sort_by_key(|(i, _)| *i);
+    failed
 }
 
 /// Held while a source's variant is rendered; released on drop.
@@ -624,6 +691,68 @@ mod tests {
             );
         }
         assert!(c.file(&rel).exists());
+    }
+
+    #[test]
+    fn eviction_in_batches_is_lru_order_and_spares_keep() {
+        let t = tempfile::tempdir().unwrap();
+        let mut c = open(&t, u64::MAX / 4);
+        let n = 2 * EVICT_BATCH as i64 + 100;
+        let tx = c.conn.transaction().unwrap();
+        tx.execute(
+            "INSERT INTO sources (id, ident, version, dir, format, width, height, created)
+             VALUES (1, 'local:x', '1', 'r/00/x', 'png', 1, 1, 0)",
+            [],
+        )
+        .unwrap();
+        for i in 0..n {
+            // Pairs share a last access; the older creation goes first.
+            tx.execute(
+                "INSERT INTO variants (path, source_id, width, height, bytes, created, last_access)
+                 VALUES (?1, 1, 1, 1, 10, ?2, ?3)",
+                params![format!("r/00/x/{i}.png"), n - i, i / 2],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        // Real files for the first 300 (removed in parallel) and the last one.
+        let rel = |i: i64| format!("r/00/x/{i}.png");
+        for i in (0..300).chain([n - 1]) {
+            write_atomically(&c.file(&rel(i)), b"x").unwrap();
+        }
+        let keep = rel(2);
+        let leave = 50;
+        let e = c.evict_to((leave * 10) as u64, Some(&keep)).unwrap();
+        assert_eq!(
+            e,
+            Evicted {
+                count: (n - leave) as u64,
+                bytes: ((n - leave) * 10) as u64
+            }
+        );
+        assert_eq!(
+            c.totals().unwrap(),
+            Totals {
+                bytes: leave as u64 * 10,
+                count: leave as u64
+            }
+        );
+        assert!(c.variant_row(&keep).unwrap().is_some(), "keep stays");
+        assert!(c.file(&keep).exists());
+        for i in (n - leave + 2)..n {
+            assert!(
+                c.variant_row(&rel(i)).unwrap().is_some(),
+                "newest {i} stays"
+            );
+        }
+        // The last pair evicted in part shares a last access: the earlier created went.
+        assert!(c.variant_row(&rel(n - leave + 1)).unwrap().is_none());
+        assert!(c.variant_row(&rel(n - leave)).unwrap().is_some());
+        assert!(c.variant_row(&rel(n - leave - 1)).unwrap().is_none());
+        assert!(c.file(&rel(n - 1)).exists());
+        for i in (0..300).filter(|&i| i != 2) {
+            assert!(!c.file(&rel(i)).exists(), "file {i} removed");
+        }
     }
 
     #[test]

@@ -9,13 +9,11 @@
 //! once, removed together.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::cache::{Cache, CacheError};
+use crate::cache::{Cache, CacheError, EVICT_BATCH, remove_files};
 use crate::catalog::Catalog;
 use crate::config::{Config, EvictConfig};
 use crate::error::Error;
@@ -152,7 +150,7 @@ pub fn scan(dir: &Path, cache: &Cache) -> Result<Vec<Entry>, Error> {
 
 /// Runs one eviction: scan, select, remove (unless `dry_run`), sweep.
 pub fn evict(config: &Config, limits: &EvictConfig, dry_run: bool) -> Result<Report, Error> {
-    let cache = Cache::open(
+    let mut cache = Cache::open(
         &config.cache.dir,
         &config.state.index_path(),
         config.cache.max_bytes,
@@ -164,15 +162,16 @@ pub fn evict(config: &Config, limits: &EvictConfig, dry_run: bool) -> Result<Rep
         .map_or(0, |d| d.as_millis() as i64);
     let (gone, kept) = select(entries, limits, now);
     if !dry_run {
-        for (e, _) in &gone {
-            for rel in &e.paths {
-                match fs::remove_file(config.cache.dir.join(rel)) {
-                    Err(err) if err.kind() != io::ErrorKind::NotFound => {
-                        return Err(CacheError::Io(err).into());
-                    }
-                    _ => {}
-                }
-                cache.forget(rel)?;
+        // Rows first, in one transaction per chunk, then the chunk's files: a crash leaves
+        // unindexed files (the next scan finds them), never rows without files.
+        let paths: Vec<&str> = gone
+            .iter()
+            .flat_map(|(e, _)| e.paths.iter().map(String::as_str))
+            .collect();
+        for chunk in paths.chunks(EVICT_BATCH) {
+            cache.forget_all(chunk)?;
+            if let Some((_, err)) = remove_files(&config.cache.dir, chunk).into_iter().next() {
+                return Err(CacheError::Io(err).into());
             }
         }
     }
