@@ -316,52 +316,88 @@ impl Cache {
     /// no re-scan) and deletes by rowid; the totals are read inside the batch's transaction, so
     /// that two evicting processes do not both take the same excess.
     pub fn evict_to(&mut self, budget: u64, keep: Option<&str>) -> Result<Evicted, CacheError> {
-        let mut evicted = Evicted::default();
-        loop {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let total = totals(&tx)?.bytes;
-            if total <= budget {
-                return Ok(evicted);
-            }
-            let mut over = total - budget;
-            let victims: Vec<(i64, String, u64)> = {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT rowid, path, bytes FROM variants INDEXED BY variants_lru
-                     ORDER BY last_access, created LIMIT ?1",
-                )?;
-                let mut rows = stmt.query(params![EVICT_BATCH as i64 + 1])?;
-                let mut chosen = Vec::new();
-                while over > 0 && chosen.len() < EVICT_BATCH {
-                    let Some(row) = rows.next()? else { break };
-                    let path: String = row.get(1)?;
-                    if keep == Some(path.as_str()) {
-                        continue;
-                    }
-                    let bytes = row.get::<_, i64>(2)?.max(0) as u64;
-                    chosen.push((row.get(0)?, path, bytes));
-                    over = over.saturating_sub(bytes);
-                }
-                chosen
-            };
-            if victims.is_empty() {
-                return Ok(evicted);
-            }
-            {
-                let mut del = tx.prepare_cached("DELETE FROM variants WHERE rowid = ?1")?;
-                for (rowid, _, _) in &victims {
-                    del.execute(params![rowid])?;
-                }
-            }
-            tx.commit()?;
-            let paths: Vec<&str> = victims.iter().map(|(_, p, _)| p.as_str()).collect();
-            for (i, e) in remove_files(&self.dir, &paths) {
+        let dir = self.dir.clone();
+        let unlink = |paths: Vec<String>| {
+            for (i, e) in remove_files(&dir, &paths) {
                 log::warn!("evict {}: {e}", paths[i]);
             }
-            evicted.count += victims.len() as u64;
-            evicted.bytes += victims.iter().map(|(_, _, b)| b).sum::<u64>();
+        };
+        // A large eviction unlinks one batch's files while the next batch's rows are chosen
+        // and deleted: the unlinks mostly wait on the disk (BENCHMARKS.md).
+        std::thread::scope(|s| {
+            let mut evicted = Evicted::default();
+            let mut unlinking: Option<std::thread::ScopedJoinHandle<()>> = None;
+            let result = loop {
+                let victims = match self.evict_batch(budget, keep) {
+                    Ok(v) if v.is_empty() => break Ok(()),
+                    Ok(v) => v,
+                    Err(e) => break Err(e),
+                };
+                evicted.count += victims.len() as u64;
+                evicted.bytes += victims.iter().map(|(_, b)| b).sum::<u64>();
+                let paths: Vec<String> = victims.into_iter().map(|(p, _)| p).collect();
+                if let Some(previous) = unlinking.take() {
+                    let _ = previous.join();
+                }
+                if paths.len() < 4 * UNLINK_THREADS {
+                    unlink(paths);
+                } else {
+                    unlinking = Some(s.spawn(|| unlink(paths)));
+                }
+            };
+            if let Some(last) = unlinking {
+                let _ = last.join();
+            }
+            result.map(|()| evicted)
+        })
+    }
+
+    /// One batch of [`Cache::evict_to`]: chooses and deletes (commits) the rows of up to
+    /// [`EVICT_BATCH`] least-recently-used variants while the total is over `budget`; returns
+    /// their paths and sizes, whose files the caller removes. Empty when nothing is over.
+    fn evict_batch(
+        &mut self,
+        budget: u64,
+        keep: Option<&str>,
+    ) -> Result<Vec<(String, u64)>, CacheError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let total = totals(&tx)?.bytes;
+        if total <= budget {
+            return Ok(Vec::new());
         }
+        let mut over = total - budget;
+        let victims: Vec<(i64, String, u64)> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT rowid, path, bytes FROM variants INDEXED BY variants_lru
+                 ORDER BY last_access, created LIMIT ?1",
+            )?;
+            let mut rows = stmt.query(params![EVICT_BATCH as i64 + 1])?;
+            let mut chosen = Vec::new();
+            while over > 0 && chosen.len() < EVICT_BATCH {
+                let Some(row) = rows.next()? else { break };
+                let path: String = row.get(1)?;
+                if keep == Some(path.as_str()) {
+                    continue;
+                }
+                let bytes = row.get::<_, i64>(2)?.max(0) as u64;
+                chosen.push((row.get(0)?, path, bytes));
+                over = over.saturating_sub(bytes);
+            }
+            chosen
+        };
+        if victims.is_empty() {
+            return Ok(Vec::new());
+        }
+        {
+            let mut del = tx.prepare_cached("DELETE FROM variants WHERE rowid = ?1")?;
+            for (rowid, _, _) in &victims {
+                del.execute(params![rowid])?;
+            }
+        }
+        tx.commit()?;
+        Ok(victims.into_iter().map(|(_, p, b)| (p, b)).collect())
     }
 
     /// Removes the rows of `rels` in one transaction (callers evicting many remove the files
