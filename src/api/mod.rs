@@ -8,6 +8,7 @@
 
 mod handler404;
 mod images;
+mod recent;
 mod redirector;
 
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,8 @@ pub struct App {
     catalogs: Mutex<Vec<Catalog>>,
     store: Mutex<Option<Arc<dyn Store>>>,
     mirrors: Option<Mirrors>,
+    /// Variants served in the last second (used without a mirror map only).
+    recent: recent::Recent,
 }
 
 impl App {
@@ -62,6 +65,7 @@ impl App {
             catalogs: Mutex::new(Vec::new()),
             store: Mutex::new(None),
             mirrors,
+            recent: recent::Recent::default(),
         }
     }
 

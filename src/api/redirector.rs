@@ -37,6 +37,13 @@ impl App {
                 q.bbox
             );
         };
+        // A long-lived server answers a variant it served within the last second from
+        // memory (see `recent`); with mirrors, every request asks the mirror map.
+        let remember = self.mirrors.is_none();
+        if remember && let Some(v) = self.recent.get(&q.src, q.bbox, &self.config.cache.dir) {
+            log("hit", &v.rel);
+            return self.local(v);
+        }
         enum Served {
             Mirror { url: String, rel: String },
             Local(Variant),
@@ -48,20 +55,28 @@ impl App {
             }
             variant::realize(&self.config, cache, plan).map(Served::Local)
         })?;
-        let (url, v) = match served {
+        let v = match served {
             Served::Mirror { url, rel } => {
                 log("mirror", &rel);
                 return Ok(self.redirect(url));
             }
             Served::Local(v) => {
                 log(if v.rendered { "rendered" } else { "hit" }, &v.rel);
-                (format!("{}/{}", self.config.cache.url, v.rel), v)
+                v
             }
         };
+        if remember {
+            self.recent.remember(&q.src, q.bbox, &v);
+        }
+        self.local(v)
+    }
+
+    /// The answer for a variant in the local cache: a redirect to it, or its bytes.
+    fn local(&self, v: Variant) -> Result<Response, Error> {
         if self.config.cache.serve_direct {
             self.direct(v)
         } else {
-            Ok(self.redirect(url))
+            Ok(self.redirect(format!("{}/{}", self.config.cache.url, v.rel)))
         }
     }
 

@@ -121,3 +121,41 @@ fn standalone_server() {
         assert_eq!(get(&format!("{base}{path}")).status, 404, "{path}");
     }
 }
+
+/// A long-lived server remembers the variants it served for a second (`api/recent.rs`): an
+/// evicted file is noticed at once, a replaced original within that second.
+#[test]
+fn a_long_lived_server_notices_evicted_variants_and_replaced_originals() {
+    use crate::support::{Child, free_port, imgserv_cgi};
+    let site = Site::new();
+    site.add_original_as("photo-rocket-640x427.jpg", "a.jpg");
+    let port = free_port();
+    let mut cmd = std::process::Command::new(imgserv_cgi());
+    cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--config"])
+        .arg(site.config_path());
+    let mut server = Child::spawn("standalone", cmd, site.dir());
+    server.wait_for_port(port, std::time::Duration::from_secs(10));
+    let url = format!("http://127.0.0.1:{port}/imgserv.cgi?src=a.jpg&width=300&height=300");
+    let first = get(&url);
+    assert_eq!(first.status, 302);
+    let location = first.header("location").unwrap().to_string();
+    let file = crate::redirector::variant_file(&site, &location);
+    assert!(file.is_file());
+    // Evicted behind the server's back (by imgserv-evict, say): rendered again at once.
+    std::fs::remove_file(&file).unwrap();
+    let again = get(&url);
+    assert_eq!(again.header("location"), Some(location.as_str()));
+    assert!(file.is_file(), "the variant is rendered again");
+    // The original replaced by another picture: a new version, within a second.
+    site.add_original_as("photo-chelsea-cat-451x300.png", "a.jpg");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let replaced = get(&url);
+    assert_eq!(replaced.status, 302);
+    let new_location = replaced.header("location").unwrap();
+    assert_ne!(
+        new_location, location,
+        "a replaced original has new variants"
+    );
+    let bytes = get(&format!("http://127.0.0.1:{port}{new_location}")).body;
+    assert_eq!(dims(&bytes), (Format::Png, Size::new(300, 200)));
+}
