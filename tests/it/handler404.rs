@@ -142,15 +142,8 @@ fn apache_error_document_renders_once_then_serves_the_file_without_imgserv() {
 
 #[test]
 fn the_standalone_server_hands_missing_cache_files_to_the_handler() {
-    use crate::support::{Child, free_port, imgserv_cgi};
     let site = Site::new();
-    let port = free_port();
-    let mut cmd = std::process::Command::new(imgserv_cgi());
-    cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--config"])
-        .arg(site.config_path());
-    let mut server = Child::spawn("standalone", cmd, site.dir());
-    server.wait_for_port(port, std::time::Duration::from_secs(10));
-    let base = format!("http://127.0.0.1:{port}");
+    let (_server, base) = crate::support::standalone(&site);
     let id = upload_to(
         &site,
         &format!("{base}/imgserv.cgi/api/images"),

@@ -340,7 +340,6 @@ fn requests_land_on_mirrors_in_proportion_to_their_bandwidth() {
 
 #[test]
 fn a_long_lived_server_notices_a_changed_map() {
-    use crate::support::{Child, free_port, imgserv_cgi};
     let site = site_with_tree("[mirrors]\nmap = \"mirrors.toml\"\n");
     let list = site.dir().join("all.list");
     assert!(
@@ -352,14 +351,9 @@ fn a_long_lived_server_notices_a_changed_map() {
         .status
         .success()
     );
-    let port = free_port();
-    let mut cmd = Command::new(imgserv_cgi());
-    cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--config"])
-        .arg(site.config_path());
-    let mut server = Child::spawn("standalone", cmd, site.dir());
-    server.wait_for_port(port, std::time::Duration::from_secs(10));
+    let (_server, base) = crate::support::standalone(&site);
     let url = format!(
-        "http://127.0.0.1:{port}/imgserv.cgi?src=album0/{}&width=300&height=300",
+        "{base}/imgserv.cgi?src=album0/{}&width=300&height=300",
         PHOTOS[0]
     );
     assert!(get(&url).header("location").unwrap().starts_with("/cache/"));

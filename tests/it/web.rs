@@ -94,17 +94,8 @@ fn apache_mod_cgi() {
 
 #[test]
 fn standalone_server() {
-    use crate::support::{Child, free_port, imgserv_cgi};
     let site = site_with_samples();
-    let port = free_port();
-    let mut cmd = std::process::Command::new(imgserv_cgi());
-    cmd.arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--config")
-        .arg(site.config_path());
-    let mut server = Child::spawn("standalone", cmd, site.dir());
-    server.wait_for_port(port, std::time::Duration::from_secs(10));
-    let base = format!("http://127.0.0.1:{port}");
+    let (_server, base) = crate::support::standalone(&site);
     check_round_trips(&base, "/imgserv.cgi");
     let page = get(&format!("{base}/"));
     assert_eq!(page.status, 200);
@@ -126,16 +117,10 @@ fn standalone_server() {
 /// evicted file is noticed at once, a replaced original within that second.
 #[test]
 fn a_long_lived_server_notices_evicted_variants_and_replaced_originals() {
-    use crate::support::{Child, free_port, imgserv_cgi};
     let site = Site::new();
     site.add_original_as("photo-rocket-640x427.jpg", "a.jpg");
-    let port = free_port();
-    let mut cmd = std::process::Command::new(imgserv_cgi());
-    cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--config"])
-        .arg(site.config_path());
-    let mut server = Child::spawn("standalone", cmd, site.dir());
-    server.wait_for_port(port, std::time::Duration::from_secs(10));
-    let url = format!("http://127.0.0.1:{port}/imgserv.cgi?src=a.jpg&width=300&height=300");
+    let (_server, base) = crate::support::standalone(&site);
+    let url = format!("{base}/imgserv.cgi?src=a.jpg&width=300&height=300");
     let first = get(&url);
     assert_eq!(first.status, 302);
     let location = first.header("location").unwrap().to_string();
@@ -156,6 +141,6 @@ fn a_long_lived_server_notices_evicted_variants_and_replaced_originals() {
         new_location, location,
         "a replaced original has new variants"
     );
-    let bytes = get(&format!("http://127.0.0.1:{port}{new_location}")).body;
+    let bytes = get(&format!("{base}{new_location}")).body;
     assert_eq!(dims(&bytes), (Format::Png, Size::new(300, 200)));
 }

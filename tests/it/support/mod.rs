@@ -28,6 +28,18 @@ pub fn imgserv_cgi() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_imgserv-cgi"))
 }
 
+/// `imgserv-cgi --listen` on a free loopback port with `site`'s configuration, and its base
+/// URL (`http://127.0.0.1:PORT`); stopped when the `Child` is dropped.
+pub fn standalone(site: &Site) -> (Child, String) {
+    let port = free_port();
+    let mut cmd = std::process::Command::new(imgserv_cgi());
+    cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--config"])
+        .arg(site.config_path());
+    let mut server = Child::spawn("standalone", cmd, site.dir());
+    server.wait_for_port(port, std::time::Duration::from_secs(10));
+    (server, format!("http://127.0.0.1:{port}"))
+}
+
 /// The repository root (for `etc/`, `tests/fixtures/`).
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
