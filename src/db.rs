@@ -32,10 +32,13 @@ pub fn open(path: &Path, sync: Sync, schema: &str, version: i64) -> rusqlite::Re
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // A CGI process is usually the only connection, so by default its close would checkpoint
     // and delete the `-wal` file that its open had just created: an inode made and freed per
-    // request (~10 % of a cache hit's time, in ext4). Closing without a checkpoint keeps the
-    // file; the small auto-checkpoint below keeps it short, so that the next opener's
-    // recovery reads only a few frames.
-    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+    // request (~10 % of a cache hit's time, in ext4). For what can be rebuilt (the cache and
+    // mirror indexes), closing without a checkpoint keeps the file; the small auto-checkpoint
+    // below keeps it short, so that the next opener's recovery reads only a few frames. The
+    // catalog keeps SQLite's default: closed, it is whole in its one file, as a backup copies it.
+    if sync == Sync::Normal {
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+    }
     // Switching a new database to WAL takes an exclusive lock, and SQLite does not wait for it
     // through the busy handler: many processes opening a fresh file at once would see
     // SQLITE_BUSY. Setting it only when needed, and retrying, makes that race harmless.
@@ -87,6 +90,25 @@ pub fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_rebuildable_databases_keep_their_wal_after_close() {
+        let t = tempfile::tempdir().unwrap();
+        for (sync, kept) in [(Sync::Normal, true), (Sync::Full, false)] {
+            let path = t.path().join(format!("{sync:?}.sqlite"));
+            let conn = open(&path, sync, "CREATE TABLE IF NOT EXISTS t (x INTEGER);", 1).unwrap();
+            conn.execute("INSERT INTO t VALUES (1)", []).unwrap();
+            drop(conn);
+            // The catalog (Full) is whole in its one file once closed; an index keeps its WAL.
+            let wal = path.with_extension("sqlite-wal");
+            assert_eq!(wal.exists(), kept, "{sync:?}");
+            let again = open(&path, sync, "", 1).unwrap();
+            let n: i64 = again
+                .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 1, "{sync:?}: the row survives the close");
+        }
+    }
 
     #[test]
     fn many_openers_of_a_fresh_file_all_succeed() {
