@@ -36,6 +36,14 @@ fn tool(name: &str, site: &Site, args: &[&str]) -> Output {
     out
 }
 
+/// Runs `name` like [`tool`] and fails the test (with its stderr, printed by `tool`) unless it
+/// succeeded.
+fn tool_ok(name: &str, site: &Site, args: &[&str]) -> Output {
+    let out = tool(name, site, args);
+    assert!(out.status.success(), "{name} {args:?}: {}", out.status);
+    out
+}
+
 fn site_with_tree(extra_config: &str) -> Site {
     let site = Site::with_config(extra_config);
     for (i, p) in PHOTOS.iter().enumerate() {
@@ -48,7 +56,7 @@ fn site_with_tree(extra_config: &str) -> Site {
 fn precached_variants_are_what_the_redirector_serves() {
     let site = site_with_tree("[presets]\nthumb = [\"100x100\"]\n");
     let list = site.dir().join("variants.list");
-    let out = tool(
+    let out = tool_ok(
         "imgserv-precache",
         &site,
         &[
@@ -63,7 +71,6 @@ fn precached_variants_are_what_the_redirector_serves() {
             site.originals().to_str().unwrap(),
         ],
     );
-    assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("6 variants: 6 rendered, 0 already cached, 0 failed"),
@@ -95,7 +102,7 @@ fn precached_variants_are_what_the_redirector_serves() {
         }
     }
     // Running again renders nothing.
-    let out = tool(
+    let out = tool_ok(
         "imgserv-precache",
         &site,
         &["--box", "300x300", "--preset", "thumb", "album0", "album1"],
@@ -179,12 +186,11 @@ fn chi_square(observed: &[f64], weights: &[f64]) -> f64 {
 fn requests_land_on_mirrors_in_proportion_to_their_bandwidth() {
     let site = site_with_tree("[mirrors]\nmap = \"mirrors.toml\"\n");
     let list = site.dir().join("all.list");
-    let out = tool(
+    tool_ok(
         "imgserv-precache",
         &site,
         &["--box", "300x300", "--list", list.to_str().unwrap(), "."],
     );
-    assert!(out.status.success());
     assert_eq!(fs::read_to_string(&list).unwrap().lines().count(), 3);
     let src_of = |i: usize| format!("src=album{}/{}&width=300&height=300", i % 2, PHOTOS[i]);
     // Where each photo's variant is, as the redirector says before there are mirrors.
@@ -219,41 +225,25 @@ fn requests_land_on_mirrors_in_proportion_to_their_bandwidth() {
     fs::write(&b_listing, &listing.stdout).unwrap();
     let a_url = a.base();
     let b_url = b.base();
-    assert!(
-        tool(
-            "imgserv-mirror",
-            &site,
-            &["add", "a", &a_url, "--weight", "3"]
-        )
-        .status
-        .success()
+    tool_ok(
+        "imgserv-mirror",
+        &site,
+        &["add", "a", &a_url, "--weight", "3"],
     );
-    assert!(
-        tool(
-            "imgserv-mirror",
-            &site,
-            &["add", "b", &b_url, "--weight", "1"]
-        )
-        .status
-        .success()
+    tool_ok(
+        "imgserv-mirror",
+        &site,
+        &["add", "b", &b_url, "--weight", "1"],
     );
-    assert!(
-        tool(
-            "imgserv-mirror",
-            &site,
-            &["import-list", "a", list.to_str().unwrap()]
-        )
-        .status
-        .success()
+    tool_ok(
+        "imgserv-mirror",
+        &site,
+        &["import-list", "a", list.to_str().unwrap()],
     );
-    assert!(
-        tool(
-            "imgserv-mirror",
-            &site,
-            &["import-list", "b", b_listing.to_str().unwrap()]
-        )
-        .status
-        .success()
+    tool_ok(
+        "imgserv-mirror",
+        &site,
+        &["import-list", "b", b_listing.to_str().unwrap()],
     );
     let listed = tool("imgserv-mirror", &site, &["list"]);
     let listed = String::from_utf8_lossy(&listed.stdout);
@@ -342,14 +332,10 @@ fn requests_land_on_mirrors_in_proportion_to_their_bandwidth() {
 fn a_long_lived_server_notices_a_changed_map() {
     let site = site_with_tree("[mirrors]\nmap = \"mirrors.toml\"\n");
     let list = site.dir().join("all.list");
-    assert!(
-        tool(
-            "imgserv-precache",
-            &site,
-            &["--box", "300x300", "--list", list.to_str().unwrap(), "."]
-        )
-        .status
-        .success()
+    tool_ok(
+        "imgserv-precache",
+        &site,
+        &["--box", "300x300", "--list", list.to_str().unwrap(), "."],
     );
     let (_server, base) = crate::support::standalone(&site);
     let url = format!(
@@ -357,20 +343,16 @@ fn a_long_lived_server_notices_a_changed_map() {
         PHOTOS[0]
     );
     assert!(get(&url).header("location").unwrap().starts_with("/cache/"));
-    assert!(
-        tool(
-            "imgserv-mirror",
-            &site,
-            &[
-                "add",
-                "far",
-                "http://mirror.invalid/c",
-                "--list",
-                list.to_str().unwrap()
-            ]
-        )
-        .status
-        .success()
+    tool_ok(
+        "imgserv-mirror",
+        &site,
+        &[
+            "add",
+            "far",
+            "http://mirror.invalid/c",
+            "--list",
+            list.to_str().unwrap(),
+        ],
     );
     std::thread::sleep(std::time::Duration::from_millis(1200));
     let location = get(&url).header("location").unwrap().to_string();
@@ -378,11 +360,7 @@ fn a_long_lived_server_notices_a_changed_map() {
         location.starts_with("http://mirror.invalid/c/r/"),
         "{location}"
     );
-    assert!(
-        tool("imgserv-mirror", &site, &["remove", "far"])
-            .status
-            .success()
-    );
+    tool_ok("imgserv-mirror", &site, &["remove", "far"]);
     std::thread::sleep(std::time::Duration::from_millis(1200));
     assert!(get(&url).header("location").unwrap().starts_with("/cache/"));
 }
