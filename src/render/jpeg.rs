@@ -137,9 +137,10 @@ pub fn dct_shrink(stored: Size, target: Size) -> u32 {
         .unwrap_or(1)
 }
 
-/// Decodes, shrunk in the DCT domain as far as [`dct_shrink`] allows for `target`.
+/// Decodes bytes that [`parse_header`] accepted (through `render::probe`, which found `stored`),
+/// shrunk in the DCT domain as far as [`dct_shrink`] allows for `target`. The header is read
+/// again only for a CMYK file, whose Adobe marker says how its inks are stored.
 pub fn decode(bytes: &[u8], stored: Size, target: Size) -> Result<Pixels, RenderError> {
-    let header = parse_header(bytes)?;
     let shrink = dct_shrink(stored, target);
     let result = panic::catch_unwind(AssertUnwindSafe(|| -> std::io::Result<Pixels> {
         let mut d = mozjpeg::Decompress::new_mem(bytes)?;
@@ -168,6 +169,7 @@ pub fn decode(bytes: &[u8], stored: Size, target: Size) -> Result<Pixels, Render
                 let cmyk: Vec<u8> = s.read_scanlines()?;
                 let (w, h) = (s.width(), s.height());
                 s.finish()?;
+                let header = parse_header(bytes).map_err(std::io::Error::other)?;
                 (Layout::Rgb8, w, h, cmyk_to_rgb(&cmyk, header.adobe))
             }
         };
