@@ -360,9 +360,14 @@ impl Cache {
         budget: u64,
         keep: Option<&str>,
     ) -> Result<Vec<(String, u64)>, CacheError> {
+        // Under budget (every store's case but a few): a read, no write lock taken.
+        if totals(&self.conn)?.bytes <= budget {
+            return Ok(Vec::new());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Read again under the write lock: another process may have evicted meanwhile.
         let total = totals(&tx)?.bytes;
         if total <= budget {
             return Ok(Vec::new());
