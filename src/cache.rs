@@ -7,11 +7,17 @@
 //! another or reach outside the cache. Files are written to a temporary name in the same
 //! directory and renamed, so a half-written file is never visible; rows and files go together.
 //!
+//! Beside its variants, a source's version directory holds a symbolic link, [`SOURCE_FACTS`],
+//! whose target records what the index records of the source (format and displayed size), and
+//! each variant file's status-change time records when its last access was: together they let
+//! a hit be answered without opening the index (`variant::quick`), while the index's access
+//! times stay as fresh as [`Cache::touch`] keeps them.
+//!
 //! This module stores and evicts; it does not decode, render or fetch.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, FileTimes, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -132,6 +138,34 @@ pub fn variant_path(dir: &str, size: Size, format: Format) -> String {
     format!("{dir}/{}x{}.{}", size.width, size.height, format.ext())
 }
 
+/// The name, in a source's version directory, of the symbolic link whose target records the
+/// source's format and displayed size as the index has them (`jpg-4032x3024`): one `readlink`
+/// reads it, one `symlink` writes it whole. Eviction, mirror lists and the web server ignore it
+/// (a dot name, and not a regular file).
+pub const SOURCE_FACTS: &str = ".source";
+
+/// The source's format and displayed size, as the [`SOURCE_FACTS`] link in the version
+/// directory `dir` (relative to `cache_dir`) records them; `None` when there is no such link or
+/// it says something else.
+pub fn source_facts(cache_dir: &Path, dir: &str) -> Option<(Format, Size)> {
+    let target = fs::read_link(cache_dir.join(dir).join(SOURCE_FACTS)).ok()?;
+    let (format, size) = target.to_str()?.split_once('-')?;
+    let (w, h) = size.split_once('x')?;
+    let size = Size::new(w.parse().ok()?, h.parse().ok()?);
+    if size.width == 0 || size.height == 0 {
+        return None;
+    }
+    Some((Format::from_ext(format)?, size))
+}
+
+/// Whether a variant's file was written, or had an access recorded by [`Cache::hit`], less than
+/// `interval` ago: both set its status-change time (`ctime`), which serving it never does.
+pub fn recently_stamped(meta: &fs::Metadata, interval: Duration) -> bool {
+    let ctime = meta.ctime() * 1000 + meta.ctime_nsec() / 1_000_000;
+    let interval = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+    now().saturating_sub(ctime) < interval
+}
+
 /// Totals of the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Totals {
@@ -234,6 +268,44 @@ impl Cache {
         Ok(true)
     }
 
+    /// Records a hit on an indexed variant whose file is there (`meta`): [`Cache::touch`]es its
+    /// row and, when the file's last stamp is older than the access interval, stamps it again
+    /// (sets its access time, and so its status-change time) and makes sure its directory has
+    /// the [`SOURCE_FACTS`] link, so that hits within the next interval need no index
+    /// (`variant::quick`). Neither is an error: both only save later hits work.
+    pub fn hit(
+        &self,
+        known: &Known,
+        variant: &KnownVariant,
+        meta: &fs::Metadata,
+    ) -> Result<(), CacheError> {
+        self.touch(variant)?;
+        if !recently_stamped(meta, self.access_interval) {
+            let path = self.file(&variant.path);
+            let stamped = File::open(&path)
+                .and_then(|f| f.set_times(FileTimes::new().set_accessed(SystemTime::now())));
+            if let Err(e) = stamped {
+                // Not the file's owner (say, precached by another user): hits of this
+                // variant then keep taking the index path.
+                log::debug!("stamp {}: {e}", path.display());
+            }
+            self.link_source_facts(&known.dir, known.format, known.size);
+        }
+        Ok(())
+    }
+
+    /// Writes the [`SOURCE_FACTS`] link of the version directory `dir`, unless it is there.
+    fn link_source_facts(&self, dir: &str, format: Format, size: Size) {
+        let link = self.dir.join(dir).join(SOURCE_FACTS);
+        let target = format!("{}-{}x{}", format.ext(), size.width, size.height);
+        match std::os::unix::fs::symlink(target, &link) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                log::warn!("{}: {e}", link.display());
+            }
+            _ => {}
+        }
+    }
+
     /// Takes the lock that serialises rendering of one variant (`rel`) across processes and
     /// threads, so concurrent misses for it render it once while other variants of the same
     /// source render in parallel (one of 256 striped lock files in the state directory, so
@@ -267,6 +339,7 @@ impl Cache {
         }
         let path = self.dir.join(rel);
         write_atomically(&path, bytes)?;
+        let dir = key.dir();
         let now = now();
         let indexed = (|| -> Result<(), CacheError> {
             let tx = self
@@ -278,7 +351,7 @@ impl Cache {
                 params![
                     key.ident,
                     key.version,
-                    key.dir(),
+                    dir,
                     source.0.ext(),
                     source.1.width,
                     source.1.height,
@@ -303,6 +376,7 @@ impl Cache {
             let _ = fs::remove_file(&path);
             return Err(e);
         }
+        self.link_source_facts(&dir, source.0, source.1);
         self.evict_to(self.max_bytes, Some(rel))?;
         Ok(())
     }
@@ -642,9 +716,61 @@ mod tests {
         assert!(c.touch(&old).unwrap());
         assert_eq!(c.variant_row(&rel).unwrap().unwrap().2, 1);
         assert_eq!(c.totals().unwrap(), Totals { bytes: 3, count: 1 });
-        // No temporary file is left next to it.
+        // No temporary file is left next to it: only the source's facts.
         let dir = c.file(&k.dir());
-        assert_eq!(fs::read_dir(dir).unwrap().count(), 1);
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, [SOURCE_FACTS, "10x5.jpg"]);
+    }
+
+    #[test]
+    fn source_facts_and_stamps_let_hits_skip_the_index() {
+        let t = tempfile::tempdir().unwrap();
+        let mut c = open(&t, 1 << 20);
+        let k = key(1);
+        let rel = variant_path(&k.dir(), Size::new(10, 5), Format::Jpeg);
+        let source = (Format::Gif, Size::new(100, 50));
+        c.store(&k, source, &rel, Size::new(10, 5), b"abc").unwrap();
+        // The store records the source as the index does.
+        assert_eq!(source_facts(c.dir(), &k.dir()), Some(source));
+        assert_eq!(source_facts(c.dir(), &key(2).dir()), None);
+        // A file just written is freshly stamped: for the access interval, not for zero.
+        let meta = fs::metadata(c.file(&rel)).unwrap();
+        assert!(recently_stamped(&meta, Duration::from_secs(60)));
+        assert!(!recently_stamped(&meta, Duration::ZERO));
+
+        // A link that says anything else is no facts.
+        let link = c.file(&k.dir()).join(SOURCE_FACTS);
+        for bad in ["jpg-0x5", "bmp-10x5", "jpg-10", "jpg-10x5x2", "-", "jpg-x5"] {
+            fs::remove_file(&link).unwrap();
+            std::os::unix::fs::symlink(bad, &link).unwrap();
+            assert_eq!(source_facts(c.dir(), &k.dir()), None, "{bad:?}");
+        }
+
+        // A hit whose stamp is older than the interval stamps the file again (its access
+        // time, so its status-change time too) and puts the facts back.
+        fs::remove_file(&link).unwrap();
+        let long_ago = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        File::open(c.file(&rel))
+            .unwrap()
+            .set_times(FileTimes::new().set_accessed(long_ago))
+            .unwrap();
+        let stale = Cache {
+            access_interval: Duration::ZERO,
+            ..open(&t, 1 << 20)
+        };
+        let known = stale.lookup(&k).unwrap().unwrap();
+        let meta = fs::metadata(stale.file(&rel)).unwrap();
+        stale.hit(&known, &known.variants[0], &meta).unwrap();
+        let after = fs::metadata(stale.file(&rel)).unwrap();
+        assert!(after.atime() > 1_000_000, "stamped: {}", after.atime());
+        assert_eq!(source_facts(c.dir(), &k.dir()), Some(source));
+        // The row was touched too (the interval is zero), and the file's bytes are unchanged.
+        assert_eq!(stale.variant_row(&rel).unwrap().unwrap().2, 1);
+        assert_eq!(fs::read(c.file(&rel)).unwrap(), b"abc");
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The redirector's core: the variant of a source for a bounding box — found in the cache with
-//! one indexed read, or rendered, stored and indexed under a per-variant lock so that concurrent
-//! requests for the same missing variant render it once.
+//! The redirector's core: the variant of a source for a bounding box — found in the cache (by
+//! [`quick`] without the index, else with one indexed read), or rendered, stored and indexed
+//! under a per-variant lock so that concurrent requests for the same missing variant render it
+//! once.
 //!
 //! Shared by the HTTP handler and the tools; knows nothing of HTTP.
 
@@ -72,6 +73,11 @@ fn resolve(config: &Config, src: &str) -> Result<Resolved, Error> {
         let msg = "src: only http:// and https:// URLs are supported";
         return Err(SourceError::Invalid(msg.into()).into());
     }
+    resolve_local(config, src)
+}
+
+/// An original below `[originals] root`.
+fn resolve_local(config: &Config, src: &str) -> Result<Resolved, Error> {
     let local = local::resolve(&config.originals.root, src, config.limits.max_source_bytes)?;
     Ok(Resolved {
         key: SourceKey {
@@ -79,6 +85,37 @@ fn resolve(config: &Config, src: &str) -> Result<Resolved, Error> {
             version: local.version,
         },
         origin: Origin::File(local.path),
+    })
+}
+
+/// The variant of a local `src` fitted into `bbox`, when the cache has it and it can be found
+/// without the index: the source is resolved as always (so a changed original is a new
+/// version), its version directory's [`cache::SOURCE_FACTS`] link gives what the index would
+/// (format and displayed size), and the variant's file is there and was written or stamped
+/// within the access interval — so the index's access time stays at most one interval stale,
+/// as [`Cache::touch`] keeps it anyway. A CGI hit then opens no database at all.
+///
+/// `None` sends the request down the full path ([`plan`] and [`realize`]), which reports
+/// errors, renders misses, forgets missing files and stamps hits.
+pub fn quick(config: &Config, src: &str, bbox: BoundingBox) -> Option<Variant> {
+    if remote::is_remote(src) || src.contains("://") {
+        return None;
+    }
+    let dir = resolve_local(config, src).ok()?.key.dir();
+    let (format, original) = cache::source_facts(&config.cache.dir, &dir)?;
+    let size = geometry::fit(original, bbox, config.cache.raster);
+    let format = format.output();
+    let rel = cache::variant_path(&dir, size, format);
+    let meta = std::fs::metadata(config.cache.dir.join(&rel)).ok()?;
+    if !meta.is_file() || !cache::recently_stamped(&meta, config.cache.access_interval) {
+        return None;
+    }
+    Some(Variant {
+        rel,
+        size,
+        format,
+        rendered: false,
+        bytes: None,
     })
 }
 
@@ -143,22 +180,25 @@ fn plan_resolved(
         let size = geometry::fit(known.size, bbox, config.cache.raster);
         let format = known.format.output();
         let rel = cache::variant_path(&known.dir, size, format);
-        let indexed = match known.variants.iter().find(|v| v.path == rel) {
-            Some(v) if cache.file(&rel).is_file() => {
-                if let Err(e) = cache.touch(v) {
+        let file = std::fs::metadata(cache.file(&rel))
+            .ok()
+            .filter(|m| m.is_file());
+        let indexed = match (known.variants.iter().find(|v| v.path == rel), file) {
+            (Some(v), Some(meta)) => {
+                if let Err(e) = cache.hit(&known, v, &meta) {
                     // A busy index must not fail a hit: the access time only guides eviction.
                     log::warn!("touch {rel}: {e}");
                 }
                 true
             }
-            Some(_) => {
+            (Some(_), None) => {
                 // The file went missing behind the index's back: forget the row, render again.
                 if let Err(e) = cache.forget(&rel) {
                     log::warn!("forget {rel}: {e}");
                 }
                 false
             }
-            None => false,
+            (None, _) => false,
         };
         return Ok(Plan {
             source,

@@ -37,12 +37,21 @@ impl App {
                 q.bbox
             );
         };
-        // A long-lived server answers a variant it served within the last second from
-        // memory (see `recent`); with mirrors, every request asks the mirror map.
+        // Without mirrors, a hit is answered without the index when it can be: a long-lived
+        // server's variant served within the last second from memory (see `recent`), else one
+        // whose version directory and file say enough (`variant::quick`). With mirrors, every
+        // request asks the mirror map.
         let remember = self.mirrors.is_none();
-        if remember && let Some(v) = self.recent.get(&q.src, q.bbox, &self.config.cache.dir) {
-            log("hit", &v.rel);
-            return self.local(v);
+        if remember {
+            if let Some(v) = self.recent.get(&q.src, q.bbox, &self.config.cache.dir) {
+                log("hit", &v.rel);
+                return self.local(v);
+            }
+            if let Some(v) = variant::quick(&self.config, &q.src, q.bbox) {
+                log("hit", &v.rel);
+                self.recent.remember(&q.src, q.bbox, &v);
+                return self.local(v);
+            }
         }
         enum Served {
             Mirror { url: String, rel: String },

@@ -115,3 +115,106 @@ fn eviction_keeps_the_cache_under_its_limit_least_recently_used_first() {
     assert_eq!(r.status, 302);
     assert!(r.stderr.contains(" rendered "), "{}", &*r.stderr);
 }
+
+/// A hit as the web server's CGI makes it, logging at debug (where hits are logged).
+fn hit(site: &Site, src: &str, w: u32, h: u32) -> CgiResponse {
+    Cgi::new(site)
+        .query(&format!("src={src}&width={w}&height={h}"))
+        .env("IMGSERV_LOG", "debug")
+        .run()
+}
+
+/// The index row of the variant a redirect points at: (last_access, hits).
+fn access_row(site: &Site, location: &str) -> (i64, i64) {
+    let rel = location
+        .strip_prefix(&format!("{}/", site.cache_url()))
+        .unwrap();
+    let conn = rusqlite::Connection::open(site.state().join("cache.sqlite")).unwrap();
+    conn.query_row(
+        "SELECT last_access, hits FROM variants WHERE path = ?1",
+        [rel],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_hit_within_the_access_interval_opens_no_index() {
+    let site = Site::with_config("[cache]\naccess_interval = \"1h\"\n");
+    let src = "photo-rocket-640x427.jpg";
+    let original = site.add_original(src);
+    let first = resize(&site, src, 300, 300);
+    assert_eq!(first.status, 302, "{first:?}");
+    let location = first.header("location").unwrap().to_string();
+
+    // Without its index the cache still answers the hit: no database is opened (or created).
+    let index = site.state().join("cache.sqlite");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = fs::remove_file(format!("{}{suffix}", index.display()));
+    }
+    let again = hit(&site, src, 300, 300);
+    assert_eq!(again.status, 302, "{again:?}");
+    assert_eq!(again.header("location"), Some(location.as_str()));
+    assert!(again.stderr.contains(" hit "), "{}", &*again.stderr);
+    assert!(!index.exists(), "the hit opened the index");
+
+    // A changed original is a new version: rendered again, not served from the old directory.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    fs::File::options()
+        .write(true)
+        .open(&original)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let changed = hit(&site, src, 300, 300);
+    assert_eq!(changed.status, 302, "{changed:?}");
+    assert!(
+        changed.stderr.contains(" rendered "),
+        "{}",
+        &*changed.stderr
+    );
+    assert_ne!(changed.header("location"), Some(location.as_str()));
+    assert_eq!(variant_rows(&site), 1);
+
+    // A variant file removed behind the cache's back is rendered again, not redirected to.
+    let now_at = changed.header("location").unwrap().to_string();
+    fs::remove_file(variant_file(&site, &now_at)).unwrap();
+    let gone = hit(&site, src, 300, 300);
+    assert!(gone.stderr.contains(" rendered "), "{}", &*gone.stderr);
+    assert!(variant_file(&site, &now_at).is_file());
+}
+
+#[test]
+fn hits_record_their_access_once_per_interval() {
+    let site = Site::with_config("[cache]\naccess_interval = \"1s\"\n");
+    let src = "photo-rocket-640x427.jpg";
+    site.add_original(src);
+    let first = resize(&site, src, 300, 300);
+    assert_eq!(first.status, 302, "{first:?}");
+    let location = first.header("location").unwrap().to_string();
+    let created = access_row(&site, &location);
+    assert_eq!(created.1, 0);
+
+    // Within the interval a hit writes nothing.
+    assert!(hit(&site, src, 300, 300).stderr.contains(" hit "));
+    assert_eq!(access_row(&site, &location), created);
+
+    // After it, the next hit records the access once, in the index and on the file…
+    thread::sleep(std::time::Duration::from_millis(1100));
+    let atime_before = fs::metadata(variant_file(&site, &location))
+        .unwrap()
+        .accessed()
+        .unwrap();
+    assert!(hit(&site, src, 300, 300).stderr.contains(" hit "));
+    let touched = access_row(&site, &location);
+    assert_eq!(touched.1, 1, "one recorded access");
+    assert!(touched.0 > created.0, "{touched:?} after {created:?}");
+    let atime_after = fs::metadata(variant_file(&site, &location))
+        .unwrap()
+        .accessed()
+        .unwrap();
+    assert!(atime_after > atime_before);
+    // …and the hits right after it write nothing again.
+    assert!(hit(&site, src, 300, 300).stderr.contains(" hit "));
+    assert_eq!(access_row(&site, &location), touched);
+}

@@ -15,7 +15,8 @@ pub fn dims(bytes: &[u8]) -> (Format, Size) {
     (p.format, p.size())
 }
 
-/// Every file below `dir` (recursively), relative to it.
+/// Every regular file below `dir` (recursively), relative to it: temporaries (dot names)
+/// included, symbolic links (a version directory's `.source`) not.
 pub fn files_below(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -25,9 +26,10 @@ pub fn files_below(dir: &Path) -> Vec<String> {
         };
         for e in entries.flatten() {
             let p = e.path();
-            if p.is_dir() {
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() {
                 stack.push(p);
-            } else {
+            } else if !kind.is_symlink() {
                 out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
             }
         }
