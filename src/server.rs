@@ -10,6 +10,7 @@ use crate::api::App;
 use crate::config::{self, Config, ConfigErrors};
 use crate::error::exit;
 use crate::http::{self, Handler, Request, Response, fastcgi, standalone};
+use crate::malloc;
 
 /// How the process was asked to serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,9 +83,16 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
         ..fastcgi::Options::default()
     };
     let app = App::new(config);
+    // A server keeps the memory renders free (see `malloc`); a CGI request does not need to.
+    let keep_memory = || {
+        if !malloc::keep_freed_memory() {
+            log::debug!("malloc: freed memory is returned to the system");
+        }
+    };
     let result = match mode {
         Mode::Auto => match fastcgi::Listener::from_stdin() {
             Ok(Some(listener)) => {
+                keep_memory();
                 let opts = fastcgi_opts(app.config());
                 fastcgi::serve(listener, Arc::new(app), &opts)
             }
@@ -100,6 +108,7 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
         Mode::FastCgi(addr) => match fastcgi::Listener::bind(&addr) {
             Ok(listener) => {
                 log::info!("FastCGI on {addr}");
+                keep_memory();
                 let opts = fastcgi_opts(app.config());
                 fastcgi::serve(listener, Arc::new(app), &opts)
             }
@@ -109,6 +118,7 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
             }
         },
         Mode::Listen(addr) => {
+            keep_memory();
             let config = app.config();
             let max_body = fastcgi::Options::default().max_body;
             let opts = standalone::Options {
