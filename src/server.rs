@@ -85,6 +85,7 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
     let result = match mode {
         Mode::Auto => match fastcgi::Listener::from_stdin() {
             Ok(Some(listener)) => {
+                long_lived();
                 let opts = fastcgi_opts(app.config());
                 fastcgi::serve(listener, Arc::new(app), &opts)
             }
@@ -100,6 +101,7 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
         Mode::FastCgi(addr) => match fastcgi::Listener::bind(&addr) {
             Ok(listener) => {
                 log::info!("FastCGI on {addr}");
+                long_lived();
                 let opts = fastcgi_opts(app.config());
                 fastcgi::serve(listener, Arc::new(app), &opts)
             }
@@ -109,6 +111,7 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
             }
         },
         Mode::Listen(addr) => {
+            long_lived();
             let config = app.config();
             let max_body = fastcgi::Options::default().max_body;
             let opts = standalone::Options {
@@ -135,6 +138,14 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
             exit::UNAVAILABLE
         }
     }
+}
+
+/// What only a long-lived server (FastCGI, standalone) does: decode a large JPEG on two threads
+/// when a core is idle (`render::enable_split_decode`). `IMGSERV_SPLIT_DECODE=0` turns that
+/// off (for comparisons).
+fn long_lived() {
+    let off = std::env::var_os("IMGSERV_SPLIT_DECODE").is_some_and(|v| v == "0");
+    crate::render::enable_split_decode(!off);
 }
 
 /// What must be escaped in a query value (and in the HTML attribute around it).

@@ -8,7 +8,9 @@
 
 use std::panic::{self, AssertUnwindSafe};
 
-use super::{Layout, Pixels, RenderError};
+use super::jpeg_rows::{self, Params};
+use super::pixels::band_source_rows;
+use super::{Filter, Layout, Pixels, RenderError};
 use crate::geometry::Size;
 
 /// What the JPEG header says.
@@ -18,6 +20,9 @@ pub struct Header {
     pub orientation: u8,
     /// The Adobe APP14 marker's presence (its CMYK data is stored inverted).
     pub adobe: bool,
+    /// A progressive frame (SOF2, SOF6, SOF10, SOF14): all scans are entropy-decoded before
+    /// the first row comes out.
+    pub progressive: bool,
 }
 
 /// Walks the marker segments up to the first scan, then checks that an end-of-image marker
@@ -30,6 +35,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header, RenderError> {
     let mut size = None;
     let mut orientation = 1;
     let mut adobe = false;
+    let mut progressive = false;
     loop {
         // Markers may be preceded by any number of 0xFF fill bytes.
         while bytes.get(pos) == Some(&0xFF) && bytes.get(pos + 1) == Some(&0xFF) {
@@ -85,6 +91,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header, RenderError> {
                     )));
                 }
                 size = Some(Size::new(w, h));
+                progressive = matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE);
             }
             0xDA => {
                 let size =
@@ -96,6 +103,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header, RenderError> {
                     size,
                     orientation,
                     adobe,
+                    progressive,
                 });
             }
             _ => {}
@@ -137,19 +145,117 @@ pub fn dct_shrink(stored: Size, target: Size) -> u32 {
         .unwrap_or(1)
 }
 
+/// The decoding parameters for `stored` fitted into `target`: the DCT scale of [`dct_shrink`],
+/// and whether chroma is interpolated.
+fn params(stored: Size, target: Size) -> Params {
+    let shrink = dct_shrink(stored, target);
+    // Chroma replicated (libjpeg's merged upsampler, which also converts the colours in the
+    // same pass) instead of interpolated, when the resampling filter that follows shrinks
+    // by 1.5 or more and so averages the difference away; faster (BENCHMARKS.md).
+    Params {
+        scale_num: (8 / shrink) as u8,
+        fancy: shrink_factor(stored, target) / f64::from(shrink) < 1.5,
+    }
+}
+
+/// Decoded (DCT-scaled) pictures from this many pixels are decoded and resized on two threads
+/// by [`decode_resized_split`]; below, the second thread's start and the second header parse
+/// are not worth it.
+pub const SPLIT_MIN_PIXELS: u64 = 1_000_000;
+
+/// The share of the output rows decoded by the instance that starts at the top, for a baseline
+/// file: the other instance entropy-decodes the rows it skips, so it gets fewer.
+const BASELINE_TOP_SHARE: f64 = 0.6;
+
+/// Decodes and resizes a colour JPEG to `target` on two threads: two libjpeg instances on the
+/// same bytes, one producing the upper output rows and stopping, the other skipping to the
+/// lower ones (`jpeg_rows`), each resizing its own band of source rows (with the filter's
+/// support either side) into its rows of the result. The same pixels as [`decode`] and
+/// [`Pixels::resize`], to rounding (tests below). Wall time is the entropy decoding, which is
+/// serial, plus half of the rest (IDCT, colour conversion, resize). `Ok(None)` for what stays on
+/// the single-thread path: gray and CMYK files, small pictures, and a thread that cannot start.
+pub fn decode_resized_split(
+    bytes: &[u8],
+    stored: Size,
+    target: Size,
+    filter: Filter,
+) -> Result<Option<Pixels>, RenderError> {
+    let params = params(stored, target);
+    let Some(geometry) = jpeg_rows::open(bytes, params).map_err(RenderError::Corrupt)? else {
+        return Ok(None);
+    };
+    let full = Size::new(geometry.width, geometry.height);
+    if full.pixels() < SPLIT_MIN_PIXELS || target.height < 2 || full.height < target.height {
+        return Ok(None);
+    }
+    let top_share = if parse_header(bytes)?.progressive {
+        0.5
+    } else {
+        BASELINE_TOP_SHARE
+    };
+    let split = ((f64::from(target.height) * top_share).round() as u32).clamp(1, target.height - 1);
+    let upper_out = 0..split;
+    let lower_out = split..target.height;
+    let upper_src = 0..band_source_rows(full.height, target.height, upper_out.clone()).end;
+    // The lower instance starts on an iMCU row boundary, one iMCU row early: the rows right
+    // after a skip may lack the context rows of interpolated (fancy) upsampling.
+    let lower_first = band_source_rows(full.height, target.height, lower_out.clone()).start;
+    let imcu = geometry.imcu_rows.max(1);
+    let lower_first = (lower_first / imcu * imcu).saturating_sub(imcu);
+    let lower_src = lower_first..full.height;
+
+    let line = target.width as usize * 3;
+    let mut data = vec![0u8; line * target.height as usize];
+    let (upper_dst, lower_dst) = data.split_at_mut(line * split as usize);
+    let band = |src: std::ops::Range<u32>, out: std::ops::Range<u32>, dst: &mut [u8]| {
+        let band = jpeg_rows::decode_rows(bytes, params, src)
+            .map_err(RenderError::Corrupt)?
+            .ok_or(RenderError::Truncated)?;
+        let pixels = Pixels {
+            width: full.width,
+            height: (band.data.len() / (full.width as usize * 3)) as u32,
+            layout: Layout::Rgb8,
+            data: band.data,
+        };
+        pixels.resize_band_into(band.first, full, target, out, filter, dst)
+    };
+    let done = std::thread::scope(|s| {
+        let lower = std::thread::Builder::new()
+            .name("jpeg-lower".into())
+            .spawn_scoped(s, || band(lower_src, lower_out, lower_dst));
+        let Ok(lower) = lower else {
+            return None;
+        };
+        let upper = band(upper_src, upper_out, upper_dst);
+        let lower = lower.join().unwrap_or_else(|_| {
+            Err(RenderError::Corrupt(
+                "jpeg: decoding thread panicked".into(),
+            ))
+        });
+        Some(upper.and(lower))
+    });
+    match done {
+        None => Ok(None),
+        Some(Err(e)) => Err(e),
+        Some(Ok(())) => Ok(Some(Pixels {
+            width: target.width,
+            height: target.height,
+            layout: Layout::Rgb8,
+            data,
+        })),
+    }
+}
+
 /// Decodes bytes that [`parse_header`] accepted (through `render::probe`, which found `stored`),
 /// shrunk in the DCT domain as far as [`dct_shrink`] allows for `target`. The header is read
 /// again only for a CMYK file, whose Adobe marker says how its inks are stored.
 pub fn decode(bytes: &[u8], stored: Size, target: Size) -> Result<Pixels, RenderError> {
-    let shrink = dct_shrink(stored, target);
+    let params = params(stored, target);
     let result = panic::catch_unwind(AssertUnwindSafe(|| -> std::io::Result<Pixels> {
         let mut d = mozjpeg::Decompress::new_mem(bytes)?;
         // `scale` takes a numerator over 8.
-        d.scale((8 / shrink) as u8);
-        // Chroma replicated (libjpeg's merged upsampler, which also converts the colours in the
-        // same pass) instead of interpolated, when the resampling filter that follows shrinks
-        // by 1.5 or more and so averages the difference away; faster (BENCHMARKS.md).
-        if shrink_factor(stored, target) / f64::from(shrink) >= 1.5 {
+        d.scale(params.scale_num);
+        if !params.fancy {
             d.do_fancy_upsampling(false);
         }
         let (layout, width, height, data) = match d.image()? {
@@ -291,6 +397,106 @@ mod tests {
         ] {
             assert!(parse_header(bad).is_err(), "{bad:?}");
         }
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// The split decode and resize against the single-thread path: same size, every channel
+    /// within ±1 (the bands' filter positions are computed from a different origin, which can
+    /// round a fixed-point weight the other way).
+    fn assert_split_matches(name: &str, target: Size) {
+        let bytes = fixture(name);
+        let stored = parse_header(&bytes).unwrap().size;
+        let single = decode(&bytes, stored, target)
+            .unwrap()
+            .resize(target, Filter::Lanczos3)
+            .unwrap();
+        let split = decode_resized_split(&bytes, stored, target, Filter::Lanczos3)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name} at {target} was not split"));
+        assert_eq!(split.size(), single.size(), "{name} at {target}");
+        assert_eq!(split.layout, single.layout);
+        let off = split
+            .data
+            .iter()
+            .zip(&single.data)
+            .filter(|(a, b)| a.abs_diff(**b) > 1)
+            .count();
+        let max = split
+            .data
+            .iter()
+            .zip(&single.data)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max();
+        assert_eq!(off, 0, "{name} at {target}: largest difference {max:?}");
+    }
+
+    #[test]
+    fn split_decode_matches_single_thread_baseline() {
+        // Half-scale decode, merged upsampling.
+        assert_split_matches("photo-nexus6p-exif-4032x3024.jpg", Size::new(800, 600));
+        assert_split_matches("photo-analogpattern-2880x2160.jpg", Size::new(800, 600));
+        // Full-scale decode with interpolated (fancy) upsampling: the rows after the skip.
+        assert_split_matches("photo-nexus6p-exif-4032x3024.jpg", Size::new(3000, 2250));
+    }
+
+    #[test]
+    fn split_decode_matches_single_thread_progressive() {
+        assert_split_matches(
+            "photo-bridge-4352x2448-progressive.jpg",
+            Size::new(800, 450),
+        );
+        assert_split_matches(
+            "photo-friends-portrait-2056x3088-progressive.jpg",
+            Size::new(400, 600),
+        );
+        assert_split_matches(
+            "photo-aitzgorri-3088x2056-progressive.jpg",
+            Size::new(2500, 1665),
+        );
+    }
+
+    #[test]
+    fn split_decode_rejects_damage_without_crashing() {
+        let params = Params {
+            scale_num: 4,
+            fancy: false,
+        };
+        for name in [
+            "bad-jpeg-corrupt-huffman-table.jpg",
+            "bad-jpeg-fuzz-bad-sof.jpg",
+            "bad-truncated-before-scan.jpg",
+            "bad-zero-bytes.jpg",
+        ] {
+            let bytes = fixture(name);
+            let decoded = jpeg_rows::open(&bytes, params)
+                .and_then(|_| jpeg_rows::decode_rows(&bytes, params, 0..10));
+            assert!(!matches!(decoded, Ok(Some(_))), "{name}");
+        }
+        // Truncated mid-scan: libjpeg only warns (grey rows), parse_header is what rejects it.
+        let half = fixture("bad-truncated-half-640x427.jpg");
+        assert!(matches!(parse_header(&half), Err(RenderError::Truncated)));
+        // A large photo with its frame header damaged after the probe: an error, not a crash.
+        let mut bytes = fixture("photo-nexus6p-exif-4032x3024.jpg");
+        let stored = parse_header(&bytes).unwrap().size;
+        // The frame's SOF0 (4032×3024), not the EXIF thumbnail's.
+        let sof = bytes
+            .windows(9)
+            .position(|w| w == [0xFF, 0xC0, 0x00, 0x11, 0x08, 0x0B, 0xD0, 0x0F, 0xC0])
+            .unwrap();
+        bytes[sof + 4] = 0; // sample precision 0
+        assert!(
+            decode_resized_split(&bytes, stored, Size::new(800, 600), Filter::Lanczos3).is_err()
+        );
+        // Entropy data overwritten with garbage: libjpeg warns and decodes on, like `decode`.
+        let mut bytes = fixture("photo-nexus6p-exif-4032x3024.jpg");
+        let mid = bytes.len() / 2;
+        bytes[mid..mid + 4096].fill(0xA5);
+        let split = decode_resized_split(&bytes, stored, Size::new(800, 600), Filter::Lanczos3);
+        assert!(matches!(split, Ok(Some(_))), "{split:?}");
     }
 
     #[test]
