@@ -167,6 +167,15 @@ pub const SPLIT_MIN_PIXELS: u64 = 1_000_000;
 /// file: the other instance entropy-decodes the rows it skips, so it gets fewer.
 const BASELINE_TOP_SHARE: f64 = 0.6;
 
+/// Whether [`decode_resized_split`] is worth it for these bytes: for a baseline file. A
+/// progressive file's scans are all entropy-decoded by `jpeg_start_decompress`, 85–90 % of its
+/// decode at half scale with the page faults of the coefficient buffers, and both instances
+/// would do that in full: decoding the upper half of bridge (4352×2448) alone took 99 ms of the
+/// whole decode's 103.
+pub fn split_pays(bytes: &[u8]) -> bool {
+    parse_header(bytes).is_ok_and(|h| !h.progressive)
+}
+
 /// Decodes and resizes a colour JPEG to `target` on two threads: two libjpeg instances on the
 /// same bytes, one producing the upper output rows and stopping, the other skipping to the
 /// lower ones (`jpeg_rows`), each resizing its own band of source rows (with the filter's
@@ -188,11 +197,8 @@ pub fn decode_resized_split(
     if full.pixels() < SPLIT_MIN_PIXELS || target.height < 2 || full.height < target.height {
         return Ok(None);
     }
-    let top_share = if parse_header(bytes)?.progressive {
-        0.5
-    } else {
-        BASELINE_TOP_SHARE
-    };
+    let progressive = parse_header(bytes)?.progressive;
+    let top_share = if progressive { 0.5 } else { BASELINE_TOP_SHARE };
     let split = ((f64::from(target.height) * top_share).round() as u32).clamp(1, target.height - 1);
     let upper_out = 0..split;
     let lower_out = split..target.height;
@@ -506,5 +512,98 @@ mod tests {
         assert_eq!(cmyk_to_rgb(&[255, 255, 255, 0], true), [0, 0, 0]);
         assert_eq!(cmyk_to_rgb(&[0, 255, 255, 255], true), [0, 255, 255]);
         assert_eq!(cmyk_to_rgb(&[0, 0, 0, 0], false), [255, 255, 255]);
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use std::time::Instant;
+
+    /// `cargo test --release --lib timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn split_timing() {
+        for name in [
+            "photo-nexus6p-exif-4032x3024.jpg",
+            "photo-bridge-4352x2448-progressive.jpg",
+            "photo-friends-portrait-2056x3088-progressive.jpg",
+            "photo-aitzgorri-3088x2056-progressive.jpg",
+        ] {
+            let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+            let bytes = std::fs::read(path).unwrap();
+            let stored = parse_header(&bytes).unwrap().size;
+            let target = {
+                let r = f64::min(
+                    800.0 / f64::from(stored.width),
+                    600.0 / f64::from(stored.height),
+                );
+                Size::new(
+                    (f64::from(stored.width) * r).round() as u32,
+                    (f64::from(stored.height) * r).round() as u32,
+                )
+            };
+            let params = params(stored, target);
+            let (mut single, mut split, mut dec, mut rows_top, mut rows_bot) =
+                (vec![], vec![], vec![], vec![], vec![]);
+            let geometry = jpeg_rows::open(&bytes, params).unwrap().unwrap();
+            for _ in 0..15 {
+                let t = Instant::now();
+                let d = decode(&bytes, stored, target).unwrap();
+                dec.push(t.elapsed().as_secs_f64() * 1e3);
+                let _ = d.resize(target, Filter::Lanczos3).unwrap();
+                single.push(t.elapsed().as_secs_f64() * 1e3);
+                let t = Instant::now();
+                let _ = decode_resized_split(&bytes, stored, target, Filter::Lanczos3).unwrap();
+                split.push(t.elapsed().as_secs_f64() * 1e3);
+                let t = Instant::now();
+                let _ = jpeg_rows::decode_rows(&bytes, params, 0..geometry.height / 2).unwrap();
+                rows_top.push(t.elapsed().as_secs_f64() * 1e3);
+                let t = Instant::now();
+                let _ =
+                    jpeg_rows::decode_rows(&bytes, params, geometry.height / 2..geometry.height)
+                        .unwrap();
+                rows_bot.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            let med = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            println!(
+                "{name:50} decode {:6.1} decode+resize {:6.1} split {:6.1} | serial: top half {:6.1} bottom half {:6.1}",
+                med(&mut dec),
+                med(&mut single),
+                med(&mut split),
+                med(&mut rows_top),
+                med(&mut rows_bot)
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod profile_one {
+    use super::*;
+
+    /// `PHOTO=... cargo test --release --lib profile_one -- --ignored`
+    #[test]
+    #[ignore]
+    fn single_decode_loop() {
+        let name = std::env::var("PHOTO").unwrap();
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        let bytes = std::fs::read(path).unwrap();
+        let stored = parse_header(&bytes).unwrap().size;
+        let r = f64::min(
+            800.0 / f64::from(stored.width),
+            600.0 / f64::from(stored.height),
+        );
+        let target = Size::new(
+            (f64::from(stored.width) * r).round() as u32,
+            (f64::from(stored.height) * r).round() as u32,
+        );
+        for _ in 0..30 {
+            let d = decode(&bytes, stored, target).unwrap();
+            let _ = d.resize(target, Filter::Lanczos3).unwrap();
+        }
     }
 }

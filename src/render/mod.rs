@@ -327,7 +327,8 @@ pub fn render(
     let rendering = Rendering::start();
     let split = probe.format == Format::Jpeg
         && SPLIT_DECODE.load(Ordering::Relaxed)
-        && rendering.0 < cores();
+        && rendering.0 < cores()
+        && jpeg::split_pays(bytes);
     let split = if split {
         jpeg::decode_resized_split(bytes, probe.stored, stored_target, opts.filter)?
     } else {
