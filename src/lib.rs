@@ -16,6 +16,7 @@ pub mod evict;
 pub mod geometry;
 pub mod http;
 pub mod ingest;
+pub mod malloc;
 pub mod mirror;
 pub mod original;
 pub mod precache;
