@@ -1,9 +1,11 @@
 //! JPEG through libjpeg-turbo's code (the `mozjpeg` crate, SIMD): header parsing of our own
 //! (size, EXIF orientation, Adobe transform, and the check that the data is complete), decoding
-//! at a reduced DCT scale, and encoding with libjpeg-turbo's defaults.
+//! at a reduced DCT scale (a progressive file then without its final AC refinement scans), on
+//! two threads for a large baseline file in the long-lived servers (`jpeg_rows`), and encoding
+//! with libjpeg-turbo's defaults.
 //!
 //! libjpeg reports errors by unwinding (the crate's error manager); every call into it is
-//! wrapped in `catch_unwind` here and nowhere else. libjpeg only *warns* about a file that ends
+//! wrapped in `catch_unwind`, here and in `jpeg_rows`. libjpeg only *warns* about a file that ends
 //! mid-scan and fills the rest with grey, so completeness is checked before decoding.
 
 use std::panic::{self, AssertUnwindSafe};
@@ -183,7 +185,9 @@ pub fn split_pays(bytes: &[u8]) -> bool {
 /// same bytes, one producing the upper output rows and stopping, the other skipping to the
 /// lower ones (`jpeg_rows`), each resizing its own band of source rows (with the filter's
 /// support either side) into its rows of the result. The same pixels as [`decode`] and
-/// [`Pixels::resize`], to rounding (tests below). Wall time is the entropy decoding, which is
+/// [`Pixels::resize`], to rounding (tests below), except for a progressive file at half scale
+/// or smaller, from which `decode` leaves out the final AC refinement (the split is only used
+/// for baseline files, [`split_pays`]). Wall time is the entropy decoding, which is
 /// serial, plus half of the rest (IDCT, colour conversion, resize). `Ok(None)` for what stays on
 /// the single-thread path: gray and CMYK files, small pictures, and a thread that cannot start.
 pub fn decode_resized_split(
