@@ -10,7 +10,6 @@ use crate::api::App;
 use crate::config::{self, Config, ConfigErrors};
 use crate::error::exit;
 use crate::http::{self, Handler, Request, Response, fastcgi, standalone};
-use crate::malloc;
 
 /// How the process was asked to serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,16 +82,10 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
         ..fastcgi::Options::default()
     };
     let app = App::new(config);
-    // A server keeps the memory renders free (see `malloc`); a CGI request does not need to.
-    let keep_memory = || {
-        if !malloc::keep_freed_memory() {
-            log::debug!("malloc: freed memory is returned to the system");
-        }
-    };
     let result = match mode {
         Mode::Auto => match fastcgi::Listener::from_stdin() {
             Ok(Some(listener)) => {
-                keep_memory();
+                long_lived();
                 let opts = fastcgi_opts(app.config());
                 fastcgi::serve(listener, Arc::new(app), &opts)
             }
@@ -108,7 +101,7 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
         Mode::FastCgi(addr) => match fastcgi::Listener::bind(&addr) {
             Ok(listener) => {
                 log::info!("FastCGI on {addr}");
-                keep_memory();
+                long_lived();
                 let opts = fastcgi_opts(app.config());
                 fastcgi::serve(listener, Arc::new(app), &opts)
             }
@@ -118,7 +111,7 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
             }
         },
         Mode::Listen(addr) => {
-            keep_memory();
+            long_lived();
             let config = app.config();
             let max_body = fastcgi::Options::default().max_body;
             let opts = standalone::Options {
@@ -145,6 +138,18 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
             exit::UNAVAILABLE
         }
     }
+}
+
+/// What only a long-lived server (FastCGI, standalone) does: keep the memory of freed large
+/// buffers (`malloc::keep_freed_memory`), and decode a large baseline JPEG on two threads when
+/// a core is idle (`render::enable_split_decode`). For comparisons, `IMGSERV_SPLIT_DECODE=0`
+/// and `IMGSERV_KEEP_FREED=0` turn them off.
+fn long_lived() {
+    let off = |name: &str| std::env::var_os(name).is_some_and(|v| v == "0");
+    if !off("IMGSERV_KEEP_FREED") && !crate::malloc::keep_freed_memory() {
+        log::debug!("mallopt refused the thresholds; freed buffers are returned as before");
+    }
+    crate::render::enable_split_decode(!off("IMGSERV_SPLIT_DECODE"));
 }
 
 /// What must be escaped in a query value (and in the HTML attribute around it).

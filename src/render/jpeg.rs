@@ -1,14 +1,18 @@
 //! JPEG through libjpeg-turbo's code (the `mozjpeg` crate, SIMD): header parsing of our own
 //! (size, EXIF orientation, Adobe transform, and the check that the data is complete), decoding
-//! at a reduced DCT scale, and encoding with libjpeg-turbo's defaults.
+//! at a reduced DCT scale (a progressive file then without its final AC refinement scans), on
+//! two threads for a large baseline file in the long-lived servers (`jpeg_rows`), and encoding
+//! with libjpeg-turbo's defaults.
 //!
 //! libjpeg reports errors by unwinding (the crate's error manager); every call into it is
-//! wrapped in `catch_unwind` here and nowhere else. libjpeg only *warns* about a file that ends
+//! wrapped in `catch_unwind`, here and in `jpeg_rows`. libjpeg only *warns* about a file that ends
 //! mid-scan and fills the rest with grey, so completeness is checked before decoding.
 
 use std::panic::{self, AssertUnwindSafe};
 
-use super::{Layout, Pixels, RenderError};
+use super::jpeg_rows::{self, Params};
+use super::pixels::band_source_rows;
+use super::{Filter, Layout, Pixels, RenderError};
 use crate::geometry::Size;
 
 /// What the JPEG header says.
@@ -18,6 +22,9 @@ pub struct Header {
     pub orientation: u8,
     /// The Adobe APP14 marker's presence (its CMYK data is stored inverted).
     pub adobe: bool,
+    /// A progressive frame (SOF2, SOF6, SOF10, SOF14): all scans are entropy-decoded before
+    /// the first row comes out.
+    pub progressive: bool,
 }
 
 /// Walks the marker segments up to the first scan, then checks that an end-of-image marker
@@ -30,6 +37,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header, RenderError> {
     let mut size = None;
     let mut orientation = 1;
     let mut adobe = false;
+    let mut progressive = false;
     loop {
         // Markers may be preceded by any number of 0xFF fill bytes.
         while bytes.get(pos) == Some(&0xFF) && bytes.get(pos + 1) == Some(&0xFF) {
@@ -85,6 +93,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header, RenderError> {
                     )));
                 }
                 size = Some(Size::new(w, h));
+                progressive = matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE);
             }
             0xDA => {
                 let size =
@@ -96,6 +105,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header, RenderError> {
                     size,
                     orientation,
                     adobe,
+                    progressive,
                 });
             }
             _ => {}
@@ -137,20 +147,209 @@ pub fn dct_shrink(stored: Size, target: Size) -> u32 {
         .unwrap_or(1)
 }
 
+/// The decoding parameters for `stored` fitted into `target`: the DCT scale of [`dct_shrink`],
+/// and whether chroma is interpolated.
+fn params(stored: Size, target: Size) -> Params {
+    let shrink = dct_shrink(stored, target);
+    // Chroma replicated (libjpeg's merged upsampler, which also converts the colours in the
+    // same pass) instead of interpolated, when the resampling filter that follows shrinks
+    // by 1.5 or more and so averages the difference away; faster (BENCHMARKS.md).
+    Params {
+        scale_num: (8 / shrink) as u8,
+        fancy: shrink_factor(stored, target) / f64::from(shrink) < 1.5,
+    }
+}
+
+/// Decoded (DCT-scaled) pictures from this many pixels are decoded and resized on two threads
+/// by [`decode_resized_split`]; below, the second thread's start and the second header parse
+/// are not worth it.
+pub const SPLIT_MIN_PIXELS: u64 = 1_000_000;
+
+/// The share of the output rows decoded by the instance that starts at the top, for a baseline
+/// file: the other instance entropy-decodes the rows it skips, so it gets fewer. 0.6 and 0.7
+/// measured alike in the server (nexus6p 47.8 and 50.0 ms, noise ±3); in one process 0.7–0.8
+/// looked better (36 against 44 ms single-threaded; the lower instance's skip of half the rows
+/// alone takes ~13 ms of entropy decoding).
+const BASELINE_TOP_SHARE: f64 = 0.6;
+
+/// Whether [`decode_resized_split`] is worth it for these bytes: for a baseline file. A
+/// progressive file's scans are all entropy-decoded by `jpeg_start_decompress`, 85–90 % of its
+/// decode at half scale with the page faults of the coefficient buffers, and both instances
+/// would do that in full: decoding the upper half of bridge (4352×2448) alone took 99 ms of the
+/// whole decode's 103.
+pub fn split_pays(bytes: &[u8]) -> bool {
+    parse_header(bytes).is_ok_and(|h| !h.progressive)
+}
+
+/// Decodes and resizes a colour JPEG to `target` on two threads: two libjpeg instances on the
+/// same bytes, one producing the upper output rows and stopping, the other skipping to the
+/// lower ones (`jpeg_rows`), each resizing its own band of source rows (with the filter's
+/// support either side) into its rows of the result. The same pixels as [`decode`] and
+/// [`Pixels::resize`], to rounding (tests below), except for a progressive file at half scale
+/// or smaller, from which `decode` leaves out the final AC refinement (the split is only used
+/// for baseline files, [`split_pays`]). Wall time is the entropy decoding, which is
+/// serial, plus half of the rest (IDCT, colour conversion, resize). `Ok(None)` for what stays on
+/// the single-thread path: gray and CMYK files, small pictures, and a thread that cannot start.
+pub fn decode_resized_split(
+    bytes: &[u8],
+    stored: Size,
+    target: Size,
+    filter: Filter,
+) -> Result<Option<Pixels>, RenderError> {
+    let params = params(stored, target);
+    let Some(geometry) = jpeg_rows::open(bytes, params).map_err(RenderError::Corrupt)? else {
+        return Ok(None);
+    };
+    let full = Size::new(geometry.width, geometry.height);
+    if full.pixels() < SPLIT_MIN_PIXELS || target.height < 2 || full.height < target.height {
+        return Ok(None);
+    }
+    let progressive = parse_header(bytes)?.progressive;
+    let top_share = if progressive { 0.5 } else { BASELINE_TOP_SHARE };
+    let split = ((f64::from(target.height) * top_share).round() as u32).clamp(1, target.height - 1);
+    let upper_out = 0..split;
+    let lower_out = split..target.height;
+    let upper_src = 0..band_source_rows(full.height, target.height, upper_out.clone()).end;
+    // The lower instance starts on an iMCU row boundary, one iMCU row early: the rows right
+    // after a skip may lack the context rows of interpolated (fancy) upsampling.
+    let lower_first = band_source_rows(full.height, target.height, lower_out.clone()).start;
+    let imcu = geometry.imcu_rows.max(1);
+    let lower_first = (lower_first / imcu * imcu).saturating_sub(imcu);
+    let lower_src = lower_first..full.height;
+
+    let line = target.width as usize * 3;
+    let mut data = vec![0u8; line * target.height as usize];
+    let (upper_dst, lower_dst) = data.split_at_mut(line * split as usize);
+    let band = |src: std::ops::Range<u32>, out: std::ops::Range<u32>, dst: &mut [u8]| {
+        let band = jpeg_rows::decode_rows(bytes, params, src)
+            .map_err(RenderError::Corrupt)?
+            .ok_or(RenderError::Truncated)?;
+        let pixels = Pixels {
+            width: full.width,
+            height: (band.data.len() / (full.width as usize * 3)) as u32,
+            layout: Layout::Rgb8,
+            data: band.data,
+        };
+        pixels.resize_band_into(band.first, full, target, out, filter, dst)
+    };
+    let done = std::thread::scope(|s| {
+        let lower = std::thread::Builder::new()
+            .name("jpeg-lower".into())
+            .spawn_scoped(s, || band(lower_src, lower_out, lower_dst));
+        let Ok(lower) = lower else {
+            return None;
+        };
+        let upper = band(upper_src, upper_out, upper_dst);
+        let lower = lower.join().unwrap_or_else(|_| {
+            Err(RenderError::Corrupt(
+                "jpeg: decoding thread panicked".into(),
+            ))
+        });
+        Some(upper.and(lower))
+    });
+    match done {
+        None => Ok(None),
+        Some(Err(e)) => Err(e),
+        Some(Ok(())) => Ok(Some(Pixels {
+            width: target.width,
+            height: target.height,
+            layout: Layout::Rgb8,
+            data,
+        })),
+    }
+}
+
+/// A progressive file without its final AC refinement scans (`Ah=1, Al=0`, `Ss>0`: the lowest
+/// bit of the AC coefficients), for a decode at half scale or smaller; `None` when there are
+/// none, or when the structure is not as [`parse_header`] left it (then the file is decoded as
+/// it is). Those scans are a third to a half of a progressive photo's bytes and about half of
+/// its entropy decoding (bridge 81 → 43 ms decode and resize, aitzgorri 75 → 40, friends
+/// 41 → 24); the picture fitted into 800×600 differs from the exact one by 45–52 dB PSNR
+/// (aitzgorri 44.8, friends 47.2, bridge 51.7), within the quality guard against
+/// vipsthumbnail (tests/it/quality.rs). Scans are found by their markers: inside entropy-coded
+/// data a 0xFF is followed by 0x00 (stuffing) or a restart marker.
+fn without_final_ac_refinement(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut kept: Vec<&[u8]> = Vec::new();
+    let mut dropped = false;
+    let mut start = 0; // start of the run of bytes kept since the last dropped scan
+    let mut pos = 2;
+    loop {
+        if *bytes.get(pos)? != 0xFF {
+            return None;
+        }
+        let marker = *bytes.get(pos + 1)?;
+        match marker {
+            0xFF => {
+                pos += 1;
+                continue;
+            }
+            0xD9 => break,
+            0x01 | 0xD0..=0xD8 => return None,
+            _ => {}
+        }
+        let len = usize::from(u16::from_be_bytes([
+            *bytes.get(pos + 2)?,
+            *bytes.get(pos + 3)?,
+        ]));
+        let segment = bytes.get(pos + 4..pos + 2 + len)?;
+        let mut end = pos + 2 + len;
+        // A sequential frame has no refinement scans: stop before walking its data.
+        if matches!(
+            marker,
+            0xC0 | 0xC1 | 0xC3 | 0xC5 | 0xC7 | 0xC9 | 0xCB | 0xCD | 0xCF
+        ) {
+            return None;
+        }
+        if marker == 0xDA {
+            let n = usize::from(*segment.first()?);
+            let ss = *segment.get(1 + 2 * n)?;
+            let ah_al = *segment.get(3 + 2 * n)?;
+            // The entropy-coded data runs to the next marker.
+            loop {
+                let ff = end + bytes.get(end..)?.iter().position(|&b| b == 0xFF)?;
+                match *bytes.get(ff + 1)? {
+                    0x00 | 0xD0..=0xD7 => end = ff + 2,
+                    _ => {
+                        end = ff;
+                        break;
+                    }
+                }
+            }
+            if ss > 0 && ah_al == 0x10 {
+                kept.push(&bytes[start..pos]);
+                start = end;
+                dropped = true;
+            }
+        }
+        pos = end;
+    }
+    if !dropped {
+        return None;
+    }
+    kept.push(&bytes[start..]);
+    Some(kept.concat())
+}
+
 /// Decodes bytes that [`parse_header`] accepted (through `render::probe`, which found `stored`),
 /// shrunk in the DCT domain as far as [`dct_shrink`] allows for `target`. The header is read
 /// again only for a CMYK file, whose Adobe marker says how its inks are stored.
 pub fn decode(bytes: &[u8], stored: Size, target: Size) -> Result<Pixels, RenderError> {
-    let shrink = dct_shrink(stored, target);
+    let params = params(stored, target);
+    let stripped = if params.scale_num <= 4 {
+        without_final_ac_refinement(bytes)
+    } else {
+        None
+    };
     let result = panic::catch_unwind(AssertUnwindSafe(|| -> std::io::Result<Pixels> {
-        let mut d = mozjpeg::Decompress::new_mem(bytes)?;
+        let mut d = mozjpeg::Decompress::new_mem(stripped.as_deref().unwrap_or(bytes))?;
         // `scale` takes a numerator over 8.
-        d.scale((8 / shrink) as u8);
-        // Chroma replicated (libjpeg's merged upsampler, which also converts the colours in the
-        // same pass) instead of interpolated, when the resampling filter that follows shrinks
-        // by 1.5 or more and so averages the difference away; faster (BENCHMARKS.md).
-        if shrink_factor(stored, target) / f64::from(shrink) >= 1.5 {
+        d.scale(params.scale_num);
+        if !params.fancy {
             d.do_fancy_upsampling(false);
+        }
+        if stripped.is_some() {
+            // Block smoothing would take the missing bit for an unfinished picture and blur it.
+            d.do_block_smoothing(false);
         }
         let (layout, width, height, data) = match d.image()? {
             mozjpeg::decompress::Format::RGB(mut s) => {
@@ -293,6 +492,138 @@ mod tests {
         }
     }
 
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// The split decode and resize against the single-thread path: same size, every channel
+    /// within ±1 (the bands' filter positions are computed from a different origin, which can
+    /// round a fixed-point weight the other way).
+    fn assert_split_matches(name: &str, target: Size) {
+        let bytes = fixture(name);
+        let stored = parse_header(&bytes).unwrap().size;
+        let single = decode(&bytes, stored, target)
+            .unwrap()
+            .resize(target, Filter::Lanczos3)
+            .unwrap();
+        let split = decode_resized_split(&bytes, stored, target, Filter::Lanczos3)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name} at {target} was not split"));
+        assert_eq!(split.size(), single.size(), "{name} at {target}");
+        assert_eq!(split.layout, single.layout);
+        let off = split
+            .data
+            .iter()
+            .zip(&single.data)
+            .filter(|(a, b)| a.abs_diff(**b) > 1)
+            .count();
+        let max = split
+            .data
+            .iter()
+            .zip(&single.data)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max();
+        assert_eq!(off, 0, "{name} at {target}: largest difference {max:?}");
+    }
+
+    #[test]
+    fn split_decode_matches_single_thread_baseline() {
+        // Half-scale decode, merged upsampling.
+        assert_split_matches("photo-nexus6p-exif-4032x3024.jpg", Size::new(800, 600));
+        assert_split_matches("photo-analogpattern-2880x2160.jpg", Size::new(800, 600));
+        // Full-scale decode with interpolated (fancy) upsampling: the rows after the skip.
+        assert_split_matches("photo-nexus6p-exif-4032x3024.jpg", Size::new(3000, 2250));
+    }
+
+    #[test]
+    fn split_decode_matches_single_thread_progressive() {
+        // Full-scale decodes: at half scale and below `decode` leaves out the final AC
+        // refinement, which the split does not.
+        assert_split_matches(
+            "photo-bridge-4352x2448-progressive.jpg",
+            Size::new(3000, 1688),
+        );
+        assert_split_matches(
+            "photo-friends-portrait-2056x3088-progressive.jpg",
+            Size::new(1500, 2253),
+        );
+        assert_split_matches(
+            "photo-aitzgorri-3088x2056-progressive.jpg",
+            Size::new(2500, 1665),
+        );
+    }
+
+    #[test]
+    fn split_decode_rejects_damage_without_crashing() {
+        let params = Params {
+            scale_num: 4,
+            fancy: false,
+        };
+        for name in [
+            "bad-jpeg-corrupt-huffman-table.jpg",
+            "bad-jpeg-fuzz-bad-sof.jpg",
+            "bad-truncated-before-scan.jpg",
+            "bad-zero-bytes.jpg",
+        ] {
+            let bytes = fixture(name);
+            let decoded = jpeg_rows::open(&bytes, params)
+                .and_then(|_| jpeg_rows::decode_rows(&bytes, params, 0..10));
+            assert!(!matches!(decoded, Ok(Some(_))), "{name}");
+        }
+        // Truncated mid-scan: libjpeg only warns (grey rows), parse_header is what rejects it.
+        let half = fixture("bad-truncated-half-640x427.jpg");
+        assert!(matches!(parse_header(&half), Err(RenderError::Truncated)));
+        // A large photo with its frame header damaged after the probe: an error, not a crash.
+        let mut bytes = fixture("photo-nexus6p-exif-4032x3024.jpg");
+        let stored = parse_header(&bytes).unwrap().size;
+        // The frame's SOF0 (4032×3024), not the EXIF thumbnail's.
+        let sof = bytes
+            .windows(9)
+            .position(|w| w == [0xFF, 0xC0, 0x00, 0x11, 0x08, 0x0B, 0xD0, 0x0F, 0xC0])
+            .unwrap();
+        bytes[sof + 4] = 0; // sample precision 0
+        assert!(
+            decode_resized_split(&bytes, stored, Size::new(800, 600), Filter::Lanczos3).is_err()
+        );
+        // Entropy data overwritten with garbage: libjpeg warns and decodes on, like `decode`.
+        let mut bytes = fixture("photo-nexus6p-exif-4032x3024.jpg");
+        let mid = bytes.len() / 2;
+        bytes[mid..mid + 4096].fill(0xA5);
+        let split = decode_resized_split(&bytes, stored, Size::new(800, 600), Filter::Lanczos3);
+        assert!(matches!(split, Ok(Some(_))), "{split:?}");
+    }
+
+    #[test]
+    fn final_ac_refinement_is_left_out_of_progressive_files_only() {
+        let bridge = fixture("photo-bridge-4352x2448-progressive.jpg");
+        let stripped = without_final_ac_refinement(&bridge).unwrap();
+        // The Y and chroma final refinements: 450,714 + 31,552 + 28,569 bytes of data.
+        assert!(
+            stripped.len() < bridge.len() - 500_000,
+            "{}",
+            stripped.len()
+        );
+        assert!(parse_header(&stripped).unwrap().progressive);
+        assert!(without_final_ac_refinement(&stripped).is_none());
+        assert!(
+            without_final_ac_refinement(&fixture("photo-nexus6p-exif-4032x3024.jpg")).is_none()
+        );
+        // Cut anywhere: no panic, and never a stream that lost its end.
+        for cut in (0..bridge.len()).step_by(9973) {
+            assert!(without_final_ac_refinement(&bridge[..cut]).is_none());
+        }
+        for name in [
+            "bad-jpeg-corrupt-huffman-table.jpg",
+            "bad-jpeg-fuzz-bad-sof.jpg",
+            "bad-truncated-before-scan.jpg",
+            "bad-truncated-half-640x427.jpg",
+            "jpeg-progressive-cat-320x240.jpg",
+        ] {
+            let _ = without_final_ac_refinement(&fixture(name));
+        }
+    }
+
     #[test]
     fn cmyk_conversion() {
         // Adobe-inverted: 255 means no ink.
@@ -300,5 +631,183 @@ mod tests {
         assert_eq!(cmyk_to_rgb(&[255, 255, 255, 0], true), [0, 0, 0]);
         assert_eq!(cmyk_to_rgb(&[0, 255, 255, 255], true), [0, 255, 255]);
         assert_eq!(cmyk_to_rgb(&[0, 0, 0, 0], false), [255, 255, 255]);
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use std::time::Instant;
+
+    /// `cargo test --release --lib timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn split_timing() {
+        if std::env::var_os("KEEP").is_some() {
+            assert!(crate::malloc::keep_freed_memory());
+        }
+        for name in [
+            "photo-nexus6p-exif-4032x3024.jpg",
+            "photo-bridge-4352x2448-progressive.jpg",
+            "photo-friends-portrait-2056x3088-progressive.jpg",
+            "photo-aitzgorri-3088x2056-progressive.jpg",
+        ] {
+            let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+            let bytes = std::fs::read(path).unwrap();
+            let stored = parse_header(&bytes).unwrap().size;
+            let target = {
+                let r = f64::min(
+                    800.0 / f64::from(stored.width),
+                    600.0 / f64::from(stored.height),
+                );
+                Size::new(
+                    (f64::from(stored.width) * r).round() as u32,
+                    (f64::from(stored.height) * r).round() as u32,
+                )
+            };
+            let params = params(stored, target);
+            let (mut single, mut split, mut dec, mut rows_top, mut rows_bot) =
+                (vec![], vec![], vec![], vec![], vec![]);
+            let geometry = jpeg_rows::open(&bytes, params).unwrap().unwrap();
+            for _ in 0..15 {
+                let t = Instant::now();
+                let d = decode(&bytes, stored, target).unwrap();
+                dec.push(t.elapsed().as_secs_f64() * 1e3);
+                let _ = d.resize(target, Filter::Lanczos3).unwrap();
+                single.push(t.elapsed().as_secs_f64() * 1e3);
+                let t = Instant::now();
+                let _ = decode_resized_split(&bytes, stored, target, Filter::Lanczos3).unwrap();
+                split.push(t.elapsed().as_secs_f64() * 1e3);
+                let t = Instant::now();
+                let _ = jpeg_rows::decode_rows(&bytes, params, 0..geometry.height / 2).unwrap();
+                rows_top.push(t.elapsed().as_secs_f64() * 1e3);
+                let t = Instant::now();
+                let _ =
+                    jpeg_rows::decode_rows(&bytes, params, geometry.height / 2..geometry.height)
+                        .unwrap();
+                rows_bot.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            let med = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            println!(
+                "{name:50} decode {:6.1} decode+resize {:6.1} split {:6.1} | serial: top half {:6.1} bottom half {:6.1}",
+                med(&mut dec),
+                med(&mut single),
+                med(&mut split),
+                med(&mut rows_top),
+                med(&mut rows_bot)
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod profile_one {
+    use super::*;
+
+    /// `PHOTO=... cargo test --release --lib profile_one -- --ignored`
+    #[test]
+    #[ignore]
+    fn single_decode_loop() {
+        let name = std::env::var("PHOTO").unwrap();
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        let bytes = std::fs::read(path).unwrap();
+        let stored = parse_header(&bytes).unwrap().size;
+        let r = f64::min(
+            800.0 / f64::from(stored.width),
+            600.0 / f64::from(stored.height),
+        );
+        let target = Size::new(
+            (f64::from(stored.width) * r).round() as u32,
+            (f64::from(stored.height) * r).round() as u32,
+        );
+        for _ in 0..30 {
+            let d = decode(&bytes, stored, target).unwrap();
+            let _ = d.resize(target, Filter::Lanczos3).unwrap();
+        }
+    }
+}
+
+#[cfg(test)]
+mod drop_refinement {
+    //! The figures of `without_final_ac_refinement`: time and PSNR with and without the final
+    //! AC refinement scans (Ah=1, Al=0: the lowest bit of the AC coefficients).
+    use super::*;
+    use std::time::Instant;
+
+    fn render(bytes: &[u8], stored: Size, target: Size, smoothing: bool) -> Pixels {
+        let params = params(stored, target);
+        let mut d = mozjpeg::Decompress::new_mem(bytes).unwrap();
+        d.scale(params.scale_num);
+        d.do_fancy_upsampling(params.fancy);
+        d.do_block_smoothing(smoothing);
+        let mut s = d.rgb().unwrap();
+        let data: Vec<u8> = s.read_scanlines().unwrap();
+        let (w, h) = (s.width() as u32, s.height() as u32);
+        Pixels {
+            width: w,
+            height: h,
+            layout: Layout::Rgb8,
+            data,
+        }
+        .resize(target, Filter::Lanczos3)
+        .unwrap()
+    }
+
+    fn psnr(a: &Pixels, b: &Pixels) -> f64 {
+        let mse = a
+            .data
+            .iter()
+            .zip(&b.data)
+            .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+            .sum::<f64>()
+            / a.data.len() as f64;
+        10.0 * (255.0 * 255.0 / mse).log10()
+    }
+
+    /// `cargo test --release --lib drop_refinement -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn timing_and_psnr() {
+        assert!(crate::malloc::keep_freed_memory());
+        for name in [
+            "photo-bridge-4352x2448-progressive.jpg",
+            "photo-friends-portrait-2056x3088-progressive.jpg",
+            "photo-aitzgorri-3088x2056-progressive.jpg",
+        ] {
+            let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+            let bytes = std::fs::read(path).unwrap();
+            let stored = parse_header(&bytes).unwrap().size;
+            let r = f64::min(
+                800.0 / f64::from(stored.width),
+                600.0 / f64::from(stored.height),
+            );
+            let target = Size::new(
+                (f64::from(stored.width) * r).round() as u32,
+                (f64::from(stored.height) * r).round() as u32,
+            );
+            let (mut full_t, mut cut_t) = (vec![], vec![]);
+            let (mut full, mut cut) = (None, None);
+            for _ in 0..9 {
+                let t = Instant::now();
+                full = Some(render(&bytes, stored, target, true));
+                full_t.push(t.elapsed().as_secs_f64() * 1e3);
+                let t = Instant::now();
+                let stripped = without_final_ac_refinement(&bytes).unwrap();
+                cut = Some(render(&stripped, stored, target, false));
+                cut_t.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            full_t.sort_by(f64::total_cmp);
+            cut_t.sort_by(f64::total_cmp);
+            let (full, cut) = (full.unwrap(), cut.unwrap());
+            println!(
+                "{name:50} full {:6.1} ms  without last AC refinement {:6.1} ms  PSNR between them {:5.2} dB",
+                full_t[4],
+                cut_t[4],
+                psnr(&full, &cut)
+            );
+        }
     }
 }

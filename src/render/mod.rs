@@ -7,10 +7,13 @@
 //! touches no files (see `cache` and `source`).
 
 mod jpeg;
+mod jpeg_rows;
 mod pixels;
 mod webp;
 
 use std::io::Cursor;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use image::{ImageDecoder, ImageFormat};
 
@@ -270,6 +273,44 @@ pub fn probe(bytes: &[u8], max_pixels: u64) -> Result<Probe, RenderError> {
     })
 }
 
+/// Whether a large colour JPEG may be decoded and resized on two threads when a core is idle
+/// (see [`enable_split_decode`]).
+static SPLIT_DECODE: AtomicBool = AtomicBool::new(false);
+
+/// Renders in progress in this process.
+static RENDERING: AtomicUsize = AtomicUsize::new(0);
+
+/// Lets [`render`] decode and resize a large colour JPEG on two threads
+/// (`jpeg::decode_resized_split`) when fewer renders are in progress in this process than
+/// there are cores, so that the second thread takes an idle core. For the long-lived servers
+/// (FastCGI, standalone), whose requests are all counted in one process; not for CGI, whose
+/// processes cannot see each other's renders, and where the split, which duplicates part of
+/// the entropy decoding, would take cores from the other requests under load.
+pub fn enable_split_decode(on: bool) {
+    SPLIT_DECODE.store(on, Ordering::Relaxed);
+}
+
+/// Counts a render in progress while it lives.
+struct Rendering(usize);
+
+impl Rendering {
+    fn start() -> Rendering {
+        Rendering(RENDERING.fetch_add(1, Ordering::AcqRel) + 1)
+    }
+}
+
+impl Drop for Rendering {
+    fn drop(&mut self) {
+        RENDERING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The cores this process may use, read once.
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Renders `bytes` (already probed) at `target`, a size as displayed (after orientation).
 pub fn render(
     bytes: &[u8],
@@ -283,8 +324,20 @@ pub fn render(
     } else {
         target
     };
-    let decoded = decode(bytes, probe, stored_target)?;
-    let resized = decoded.resize(stored_target, opts.filter)?;
+    let rendering = Rendering::start();
+    let split = probe.format == Format::Jpeg
+        && SPLIT_DECODE.load(Ordering::Relaxed)
+        && rendering.0 < cores()
+        && jpeg::split_pays(bytes);
+    let split = if split {
+        jpeg::decode_resized_split(bytes, probe.stored, stored_target, opts.filter)?
+    } else {
+        None
+    };
+    let resized = match split {
+        Some(pixels) => pixels,
+        None => decode(bytes, probe, stored_target)?.resize(stored_target, opts.filter)?,
+    };
     let oriented = resized.orient(probe.orientation);
     let format = probe.format.output();
     let lossless = probe.format == Format::Webp && webp_is_lossless(bytes);

@@ -127,6 +127,42 @@ impl Pixels {
         })
     }
 
+    /// Resizes the rows `band_first..` of a picture `full` in size (the rows this band holds:
+    /// `self`, `full.width` wide) into rows `out_rows` of its resize to `target`, written to
+    /// `dst` (`out_rows.len()` rows of `target.width` pixels). The filter sees the same source
+    /// positions as in [`Pixels::resize`] of the whole picture, so bands resized apart and
+    /// stacked give its result (to rounding), provided each band holds [`band_source_rows`].
+    pub fn resize_band_into(
+        &self,
+        band_first: u32,
+        full: Size,
+        target: Size,
+        out_rows: std::ops::Range<u32>,
+        filter: Filter,
+        dst: &mut [u8],
+    ) -> Result<(), RenderError> {
+        let pt = self.layout.pixel_type();
+        let err = |e: &dyn std::fmt::Display| RenderError::Corrupt(format!("resize band: {e}"));
+        let src = fr::images::ImageRef::new(self.width, self.height, &self.data, pt)
+            .map_err(|e| err(&e))?;
+        let out_height = out_rows.end - out_rows.start;
+        let mut out = fr::images::Image::from_slice_u8(target.width, out_height, dst, pt)
+            .map_err(|e| err(&e))?;
+        let scale = f64::from(full.height) / f64::from(target.height);
+        let top = f64::from(out_rows.start) * scale - f64::from(band_first);
+        let bottom = f64::from(out_rows.end) * scale - f64::from(band_first);
+        let (top, bottom) = (top.max(0.0), bottom.min(f64::from(self.height)));
+        let options = fr::ResizeOptions::new().resize_alg(filter.alg()).crop(
+            0.0,
+            top,
+            f64::from(full.width),
+            bottom - top,
+        );
+        fr::Resizer::new()
+            .resize(&src, &mut out, &options)
+            .map_err(|e| err(&e))
+    }
+
     /// Applies an EXIF orientation (1–8; anything else counts as 1) so that the result is
     /// upright.
     pub fn orient(self, orientation: u8) -> Pixels {
@@ -162,6 +198,23 @@ impl Pixels {
             data: out,
         }
     }
+}
+
+/// The source rows (of `full_height`) that output rows `out_rows` of a resize to
+/// `target_height` read: the filter's support (3 output pixels for Lanczos3, the widest filter,
+/// scaled when shrinking) either side of their centres, and a row more for rounding.
+pub fn band_source_rows(
+    full_height: u32,
+    target_height: u32,
+    out_rows: std::ops::Range<u32>,
+) -> std::ops::Range<u32> {
+    let scale = f64::from(full_height) / f64::from(target_height.max(1));
+    let radius = 3.0 * scale.max(1.0);
+    let first = (f64::from(out_rows.start) + 0.5) * scale - radius;
+    let last = (f64::from(out_rows.end) - 0.5) * scale + radius;
+    let first = (first.floor() - 1.0).max(0.0) as u32;
+    let last = ((last.ceil() + 1.0).max(0.0) as u32).min(full_height);
+    first.min(last)..last
 }
 
 #[cfg(test)]
