@@ -2,8 +2,8 @@
 //! `jpeg::decode_resized_split`: two instances on the same bytes, on two threads, each producing
 //! half of the output rows.
 //!
-//! The crate denies `unsafe_code`; this module is the second reviewed exception (after
-//! `webp.rs`). The safe `mozjpeg` crate does not expose `jpeg_skip_scanlines`, with which the
+//! The crate denies `unsafe_code`; this module is one of its three reviewed exceptions (with
+//! `webp.rs` and `src/malloc.rs`). The safe `mozjpeg` crate does not expose `jpeg_skip_scanlines`, with which the
 //! instance decoding the lower band skips the upper one (for a baseline file the skipped rows
 //! are still entropy-decoded, but not inverse-transformed, upsampled or colour-converted; for a
 //! progressive one the coefficients are all decoded by `jpeg_start_decompress` anyway and the
