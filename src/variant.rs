@@ -31,6 +31,19 @@ pub struct Variant {
     pub bytes: Option<Vec<u8>>,
 }
 
+impl Variant {
+    /// A variant found in the cache (a hit: nothing rendered, no bytes in hand).
+    pub fn found(rel: String, size: Size, format: Format) -> Variant {
+        Variant {
+            rel,
+            size,
+            format,
+            rendered: false,
+            bytes: None,
+        }
+    }
+}
+
 /// A source, resolved: who it is and where its bytes are.
 struct Resolved {
     key: SourceKey,
@@ -107,16 +120,8 @@ pub fn quick(config: &Config, src: &str, bbox: BoundingBox) -> Option<Variant> {
     let format = format.output();
     let rel = cache::variant_path(&dir, size, format);
     let meta = std::fs::metadata(config.cache.dir.join(&rel)).ok()?;
-    if !meta.is_file() || !cache::recently_stamped(&meta, config.cache.access_interval) {
-        return None;
-    }
-    Some(Variant {
-        rel,
-        size,
-        format,
-        rendered: false,
-        bytes: None,
-    })
+    let fresh = meta.is_file() && cache::recently_stamped(&meta, config.cache.access_interval);
+    fresh.then(|| Variant::found(rel, size, format))
 }
 
 /// Where the variant of a source for a box is (or will be), worked out without rendering:
@@ -236,15 +241,9 @@ fn read(config: &Config, source: &Resolved) -> Result<(Vec<u8>, Probe), Error> {
 /// under its own lock, so concurrent requests for it render it once (and other variants of
 /// the same source render in parallel).
 pub fn realize(config: &Config, cache: &mut Cache, plan: Plan) -> Result<Variant, Error> {
-    let found = |rendered| Variant {
-        rel: plan.rel.clone(),
-        size: plan.size,
-        format: plan.format,
-        rendered,
-        bytes: None,
-    };
+    let found = || Variant::found(plan.rel.clone(), plan.size, plan.format);
     if plan.indexed {
-        return Ok(found(false));
+        return Ok(found());
     }
     let _lock = cache.lock(&plan.rel)?;
     // Someone may have rendered it while we waited for the lock.
@@ -252,7 +251,7 @@ pub fn realize(config: &Config, cache: &mut Cache, plan: Plan) -> Result<Variant
     if known.is_some_and(|k| k.variants.iter().any(|v| v.path == plan.rel))
         && cache.file(&plan.rel).is_file()
     {
-        return Ok(found(false));
+        return Ok(found());
     }
     let (bytes, probe) = match plan.read {
         Some(read) => read,

@@ -70,13 +70,7 @@ impl Recent {
             self.forget(src, bbox);
             return None;
         }
-        Some(Variant {
-            rel,
-            size,
-            format,
-            rendered: false,
-            bytes: None,
-        })
+        Some(Variant::found(rel, size, format))
     }
 
     /// Remembers that `v` is the variant of `src` in `bbox`, as of now.

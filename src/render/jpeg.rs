@@ -703,6 +703,23 @@ mod timing {
     }
 }
 
+/// A fixture's bytes, stored size and its fit into 800×600, for the timing tests below.
+#[cfg(test)]
+fn photo_into_800x600(name: &str) -> (Vec<u8>, Size, Size) {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(path).unwrap();
+    let stored = parse_header(&bytes).unwrap().size;
+    let r = f64::min(
+        800.0 / f64::from(stored.width),
+        600.0 / f64::from(stored.height),
+    );
+    let target = Size::new(
+        (f64::from(stored.width) * r).round() as u32,
+        (f64::from(stored.height) * r).round() as u32,
+    );
+    (bytes, stored, target)
+}
+
 #[cfg(test)]
 mod profile_one {
     use super::*;
@@ -711,18 +728,7 @@ mod profile_one {
     #[test]
     #[ignore]
     fn single_decode_loop() {
-        let name = std::env::var("PHOTO").unwrap();
-        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-        let bytes = std::fs::read(path).unwrap();
-        let stored = parse_header(&bytes).unwrap().size;
-        let r = f64::min(
-            800.0 / f64::from(stored.width),
-            600.0 / f64::from(stored.height),
-        );
-        let target = Size::new(
-            (f64::from(stored.width) * r).round() as u32,
-            (f64::from(stored.height) * r).round() as u32,
-        );
+        let (bytes, stored, target) = photo_into_800x600(&std::env::var("PHOTO").unwrap());
         for _ in 0..30 {
             let d = decode(&bytes, stored, target).unwrap();
             let _ = d.resize(target, Filter::Lanczos3).unwrap();
@@ -777,17 +783,7 @@ mod drop_refinement {
             "photo-friends-portrait-2056x3088-progressive.jpg",
             "photo-aitzgorri-3088x2056-progressive.jpg",
         ] {
-            let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-            let bytes = std::fs::read(path).unwrap();
-            let stored = parse_header(&bytes).unwrap().size;
-            let r = f64::min(
-                800.0 / f64::from(stored.width),
-                600.0 / f64::from(stored.height),
-            );
-            let target = Size::new(
-                (f64::from(stored.width) * r).round() as u32,
-                (f64::from(stored.height) * r).round() as u32,
-            );
+            let (bytes, stored, target) = super::photo_into_800x600(name);
             let (mut full_t, mut cut_t) = (vec![], vec![]);
             let (mut full, mut cut) = (None, None);
             for _ in 0..9 {
