@@ -172,29 +172,22 @@ pub const SPLIT_MIN_PIXELS: u64 = 1_000_000;
 /// alone takes ~13 ms of entropy decoding).
 const BASELINE_TOP_SHARE: f64 = 0.6;
 
-/// Whether [`decode_resized_split`] is worth it for these bytes: for a baseline file. A
-/// progressive file's scans are all entropy-decoded by `jpeg_start_decompress`, 85–90 % of its
-/// decode at half scale with the page faults of the coefficient buffers, and both instances
-/// would do that in full: decoding the upper half of bridge (4352×2448) alone took 99 ms of the
-/// whole decode's 103.
-pub fn split_pays(bytes: &[u8]) -> bool {
-    parse_header(bytes).is_ok_and(|h| !h.progressive)
-}
-
 /// Decodes and resizes a colour JPEG to `target` on two threads: two libjpeg instances on the
 /// same bytes, one producing the upper output rows and stopping, the other skipping to the
 /// lower ones (`jpeg_rows`), each resizing its own band of source rows (with the filter's
 /// support either side) into its rows of the result. The same pixels as [`decode`] and
 /// [`Pixels::resize`], to rounding (tests below), except for a progressive file at half scale
-/// or smaller, from which `decode` leaves out the final AC refinement (the split is only used
-/// for baseline files, [`split_pays`]). Wall time is the entropy decoding, which is
-/// serial, plus half of the rest (IDCT, colour conversion, resize). `Ok(None)` for what stays on
-/// the single-thread path: gray and CMYK files, small pictures, and a thread that cannot start.
+/// or smaller, from which `decode` leaves out the final AC refinement (`render` splits only
+/// baseline files). `progressive` (the probe's) gives the upper band half the rows instead of
+/// [`BASELINE_TOP_SHARE`]. Wall time is the entropy decoding, which is serial, plus half of the
+/// rest (IDCT, colour conversion, resize). `Ok(None)` for what stays on the single-thread path:
+/// gray and CMYK files, small pictures, and a thread that cannot start.
 pub fn decode_resized_split(
     bytes: &[u8],
     stored: Size,
     target: Size,
     filter: Filter,
+    progressive: bool,
 ) -> Result<Option<Pixels>, RenderError> {
     let params = params(stored, target);
     let Some(geometry) = jpeg_rows::open(bytes, params).map_err(RenderError::Corrupt)? else {
@@ -204,7 +197,6 @@ pub fn decode_resized_split(
     if full.pixels() < SPLIT_MIN_PIXELS || target.height < 2 || full.height < target.height {
         return Ok(None);
     }
-    let progressive = parse_header(bytes)?.progressive;
     let top_share = if progressive { 0.5 } else { BASELINE_TOP_SHARE };
     let split = ((f64::from(target.height) * top_share).round() as u32).clamp(1, target.height - 1);
     let upper_out = 0..split;
@@ -502,14 +494,16 @@ mod tests {
     /// round a fixed-point weight the other way).
     fn assert_split_matches(name: &str, target: Size) {
         let bytes = fixture(name);
-        let stored = parse_header(&bytes).unwrap().size;
+        let header = parse_header(&bytes).unwrap();
+        let stored = header.size;
         let single = decode(&bytes, stored, target)
             .unwrap()
             .resize(target, Filter::Lanczos3)
             .unwrap();
-        let split = decode_resized_split(&bytes, stored, target, Filter::Lanczos3)
-            .unwrap()
-            .unwrap_or_else(|| panic!("{name} at {target} was not split"));
+        let split =
+            decode_resized_split(&bytes, stored, target, Filter::Lanczos3, header.progressive)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{name} at {target} was not split"));
         assert_eq!(split.size(), single.size(), "{name} at {target}");
         assert_eq!(split.layout, single.layout);
         let off = split
@@ -584,13 +578,15 @@ mod tests {
             .unwrap();
         bytes[sof + 4] = 0; // sample precision 0
         assert!(
-            decode_resized_split(&bytes, stored, Size::new(800, 600), Filter::Lanczos3).is_err()
+            decode_resized_split(&bytes, stored, Size::new(800, 600), Filter::Lanczos3, false)
+                .is_err()
         );
         // Entropy data overwritten with garbage: libjpeg warns and decodes on, like `decode`.
         let mut bytes = fixture("photo-nexus6p-exif-4032x3024.jpg");
         let mid = bytes.len() / 2;
         bytes[mid..mid + 4096].fill(0xA5);
-        let split = decode_resized_split(&bytes, stored, Size::new(800, 600), Filter::Lanczos3);
+        let split =
+            decode_resized_split(&bytes, stored, Size::new(800, 600), Filter::Lanczos3, false);
         assert!(matches!(split, Ok(Some(_))), "{split:?}");
     }
 
@@ -676,7 +672,9 @@ mod timing {
                 let _ = d.resize(target, Filter::Lanczos3).unwrap();
                 single.push(t.elapsed().as_secs_f64() * 1e3);
                 let t = Instant::now();
-                let _ = decode_resized_split(&bytes, stored, target, Filter::Lanczos3).unwrap();
+                let progressive = parse_header(&bytes).unwrap().progressive;
+                let _ = decode_resized_split(&bytes, stored, target, Filter::Lanczos3, progressive)
+                    .unwrap();
                 split.push(t.elapsed().as_secs_f64() * 1e3);
                 let t = Instant::now();
                 let _ = jpeg_rows::decode_rows(&bytes, params, 0..geometry.height / 2).unwrap();
