@@ -43,6 +43,18 @@ pub fn keep_freed_memory() -> bool {
     }
 }
 
+/// What a long-lived process (the servers, `imgserv-precache`) calls at start, before its
+/// worker threads exist: [`keep_freed_memory`], unless `IMGSERV_KEEP_FREED=0` (for
+/// comparisons).
+pub fn for_long_lived_process() {
+    if std::env::var_os("IMGSERV_KEEP_FREED").is_some_and(|v| v == "0") {
+        return;
+    }
+    if !keep_freed_memory() {
+        log::debug!("mallopt refused the thresholds; freed buffers are returned as before");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -177,7 +177,7 @@ fn jobs<'a>(root: &Path, srcs: &'a [String], boxes: &[Size]) -> Vec<Job<'a>> {
 pub fn run(config: &Config, srcs: &[String], opts: &Options) -> Summary {
     let started = Instant::now();
     // Renders one after another: keep the memory each frees for the next (see `malloc`).
-    crate::malloc::keep_freed_memory();
+    crate::malloc::for_long_lived_process();
     let total = srcs.len() * opts.boxes.len();
     let bar = progress_bar(total as u64);
     let jobs = jobs(&config.originals.root, srcs, &opts.boxes);

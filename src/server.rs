@@ -141,15 +141,13 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
 }
 
 /// What only a long-lived server (FastCGI, standalone) does: keep the memory of freed large
-/// buffers (`malloc::keep_freed_memory`), and decode a large baseline JPEG on two threads when
-/// a core is idle (`render::enable_split_decode`). For comparisons, `IMGSERV_SPLIT_DECODE=0`
-/// and `IMGSERV_KEEP_FREED=0` turn them off.
+/// buffers (`malloc::for_long_lived_process`), and decode a large baseline JPEG on two threads
+/// when a core is idle (`render::enable_split_decode`; `IMGSERV_SPLIT_DECODE=0` turns that off,
+/// for comparisons).
 fn long_lived() {
-    let off = |name: &str| std::env::var_os(name).is_some_and(|v| v == "0");
-    if !off("IMGSERV_KEEP_FREED") && !crate::malloc::keep_freed_memory() {
-        log::debug!("mallopt refused the thresholds; freed buffers are returned as before");
-    }
-    crate::render::enable_split_decode(!off("IMGSERV_SPLIT_DECODE"));
+    crate::malloc::for_long_lived_process();
+    let split_off = std::env::var_os("IMGSERV_SPLIT_DECODE").is_some_and(|v| v == "0");
+    crate::render::enable_split_decode(!split_off);
 }
 
 /// What must be escaped in a query value (and in the HTML attribute around it).
