@@ -413,7 +413,7 @@ impl Cache {
                 if let Some(previous) = unlinking.take() {
                     let _ = previous.join();
                 }
-                if paths.len() < 4 * UNLINK_THREADS {
+                if paths.len() < UNLINKS_INLINE {
                     unlink(paths);
                 } else {
                     unlinking = Some(s.spawn(|| unlink(paths)));
@@ -552,6 +552,9 @@ fn totals(conn: &Connection) -> Result<Totals, CacheError> {
 /// large eviction fast; a handful of files is removed on the calling thread.
 const UNLINK_THREADS: usize = 16;
 
+/// Fewer files than this are removed on the calling thread: threads would cost more.
+const UNLINKS_INLINE: usize = 4 * UNLINK_THREADS;
+
 /// Removes the files `rels` (relative to `dir`), in parallel when there are many. A file
 /// already gone is fine; returns the other failures, by index into `rels`.
 pub fn remove_files<S: AsRef<str> + Sync>(dir: &Path, rels: &[S]) -> Vec<(usize, io::Error)> {
@@ -559,7 +562,7 @@ pub fn remove_files<S: AsRef<str> + Sync>(dir: &Path, rels: &[S]) -> Vec<(usize,
         Err(e) if e.kind() != io::ErrorKind::NotFound => Some((i, e)),
         _ => None,
     };
-    if rels.len() < 4 * UNLINK_THREADS {
+    if rels.len() < UNLINKS_INLINE {
         return (0..rels.len()).filter_map(remove).collect();
     }
     let next = AtomicUsize::new(0);
