@@ -1,6 +1,7 @@
 """Helpers shared by the side-by-side benchmarks in bench/: statistics, verdicts, a private
 imgserv site, ports, processes. Standard library only (python3 >= 3.9)."""
 
+import json
 import math
 import os
 import shutil
@@ -25,6 +26,18 @@ def geomean(xs):
 
 def verdict(ok):
     return "PASS" if ok else "FAIL"
+
+
+def report(checks):
+    """Prints one PASS/FAIL line per (what, ok, detail) check; returns them for the JSON."""
+    for what, ok, detail in checks:
+        print(f"{verdict(ok)}  {what}  ({detail})" if detail else f"{verdict(ok)}  {what}")
+    return [{"what": w, "ok": ok, "detail": d} for w, ok, d in checks]
+
+
+def write_json(path, obj):
+    """Writes a harness's figures (--json)."""
+    Path(path).write_text(json.dumps(obj, indent=1))
 
 
 def loadavg():

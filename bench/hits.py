@@ -23,7 +23,6 @@ per [cache] access_interval).
 """
 
 import argparse
-import json
 import os
 import re
 import signal
@@ -33,7 +32,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from benchlib import REPO, Site, free_port, loadavg, median, verdict, wait_port, wait_unix
+from benchlib import (REPO, Site, free_port, loadavg, median, report, wait_port, wait_unix,
+                      write_json)
 
 PHOTO = "photo-nexus6p-exif-4032x3024.jpg"
 QUERY = f"src={PHOTO}&width=400&height=300"
@@ -228,32 +228,31 @@ http {{
         print(f"  {k:<9} {m[k]:9.0f} req/s   runs: {', '.join(f'{r:.0f}' for r in rps[k])}")
     hits404 = sum(rps["404-2nd"]) * args.duration
     served = sum(sum(v) * args.duration for k, v in rps.items() if k in ("fastcgi", "cgi"))
-    checks = [
+    ratios = [
         ("hit: FastCGI ≥ 0.8× do-nothing FastCGI responder", m["fastcgi"] / m["fcgi-nop"], 0.8),
         ("hit: FastCGI ≥ 0.35× nginx serving a small static JPEG", m["fastcgi"] / m["static"], 0.35),
         ("hit: CGI ≥ 0.6× do-nothing CGI", m["cgi"] / m["cgi-nop"], 0.6),
         ("404 handler, second hit ≥ 0.9× static (nginx serving a file: 1.0× by construction)",
          m["404-2nd"] / m["static"], 0.9),
     ]
-    print()
-    for what, ratio, target in checks:
-        print(f"{verdict(ratio >= target)}  {what}  ({ratio:.2f}×)")
     untouched = calls_after == calls_first and same_file
-    print(f"{verdict(untouched)}  404 handler, second hit: imgserv not invoked during "
-          f"~{hits404:.0f} requests (404 handler log lines {calls_first} before the runs, "
-          f"{calls_after} after; file {'unchanged' if same_file else 'REWRITTEN'})")
+    checks = [(what, ratio >= target, f"{ratio:.2f}×") for what, ratio, target in ratios]
+    checks.append((f"404 handler, second hit: imgserv not invoked during ~{hits404:.0f} requests",
+                   untouched,
+                   f"404 handler log lines {calls_first} before the runs, {calls_after} after; "
+                   f"file {'unchanged' if same_file else 'REWRITTEN'}"))
+    print()
+    checked = report(checks)
     print(f"       index writes during ~{served:.0f} hits: {writes} (last_access refreshes, "
           f"at most one a variant per access_interval)")
     print(f"load average before {load_before}, after {loadavg()}")
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "rps": rps, "median": m, "p50": p50, "index_writes": writes,
-            "checks": [{"what": w, "ratio": r, "target": t, "ok": r >= t} for w, r, t in checks],
+        write_json(args.json, {
+            "rps": rps, "median": m, "p50": p50, "index_writes": writes, "checks": checked,
             "handler404": {"url_path": f"/cache/{rel404}", "bytes": len(body404),
                            "static_bytes": len(body), "calls_before_runs": calls_first,
-                           "calls_after_runs": calls_after, "file_unchanged": same_file,
-                           "ok": untouched},
-        }, indent=1))
+                           "calls_after_runs": calls_after, "file_unchanged": same_file},
+        })
 
 
 if __name__ == "__main__":

@@ -9,14 +9,14 @@ order rotated each round, so machine load hits every tool alike; medians per ima
 """
 
 import argparse
-import json
 import re
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from benchlib import FIXTURES, Site, cgi_env, geomean, loadavg, median, timed, verdict
+from benchlib import (FIXTURES, Site, cgi_env, geomean, loadavg, median, report, timed,
+                      verdict, write_json)
 
 CONVERT = "/usr/bin/convert"  # /usr/local/bin/convert may be a stand-in
 BOX = (800, 600)
@@ -90,7 +90,7 @@ def main():
         site.remove()
         shutil.rmtree(out, ignore_errors=True)
 
-    rows, results = [], {"load_before": load_before, "load_after": loadavg(), "images": []}
+    results = {"load_before": load_before, "load_after": loadavg(), "images": []}
     hdr = (f"{'image':<44} {'imgserv':>8} {'vips':>8} {'convert':>8} {'i/vips':>7} "
            f"{'conv/i':>7} {'RSS i':>7} {'RSS v':>7} {'RSS c':>7}  RSS≤vips")
     print(f"\nMisses, medians of {args.rounds} interleaved runs (ms; RSS in MiB, max over runs)")
@@ -144,12 +144,10 @@ def main():
     for name, r in other_ratios:
         checks.append((f"miss: {name} ≤ 1.0× vipsthumbnail", r <= 1.0, f"{r:.2f}"))
     print()
-    for what, ok, detail in checks:
-        print(f"{verdict(ok)}  {what}  ({detail})" if detail else f"{verdict(ok)}  {what}")
+    results["checks"] = report(checks)
     print(f"load average before {results['load_before']}, after {results['load_after']}")
-    results["checks"] = [{"what": w, "ok": ok, "detail": d} for w, ok, d in checks]
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        write_json(args.json, results)
 
 
 def run_imgserv(imgserv, site, name, w, h):

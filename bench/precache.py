@@ -19,7 +19,6 @@ the ratio on 2 idle cores; it is printed, the verdict is on the measured ratio.
 """
 
 import argparse
-import json
 import os
 import re
 import resource
@@ -30,7 +29,7 @@ from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
 
-from benchlib import Site, loadavg, median, verdict
+from benchlib import Site, loadavg, median, report, write_json
 from miss import large_photos
 
 BOXES = ["2048x1536", "1600x1200", "1280x960", "1024x768", "800x600", "640x480", "400x300",
@@ -129,9 +128,8 @@ def main():
         print(f"  --jobs {j}  {rate[j]:6.2f} renders/s  {busy[j]:.2f} cores busy  "
               f"CPU {cpu[j]:.2f} s   runs: {runs}")
     print()
-    what = f"precache: --jobs 2 ≥ {TARGET}× --jobs 1 on {cores} cores"
-    print(f"{verdict(ratio >= TARGET)}  {what}  ({ratio:.2f}×; median of paired rounds "
-          f"{paired:.2f}×)")
+    checked = report([(f"precache: --jobs 2 ≥ {TARGET}× --jobs 1 on {cores} cores",
+                       ratio >= TARGET, f"{ratio:.2f}×; median of paired rounds {paired:.2f}×")])
     print(f"       balance of the --jobs 2 split: {balance:.2f}× (CPU of both workers ÷ the "
           f"busiest's: the speed-up it allows on 2 idle cores); CPU --jobs 2 ÷ --jobs 1 "
           f"{cpu[2] / cpu[1]:.2f}; estimate on 2 idle cores {idle:.2f}×")
@@ -140,15 +138,15 @@ def main():
               f"--jobs 2 {busy[2]:.2f} cores; the wall ratio is capped by that share")
     print(f"load average before {load_before}, after {loadavg()}")
     if args.json:
-        Path(args.json).write_text(json.dumps({
+        write_json(args.json, {
             "photos": photos, "boxes": boxes, "renders": expected, "cores": cores,
             "runs": {str(j): v for j, v in samples.items()},
             "median_renders_per_s": {str(j): r for j, r in rate.items()},
             "median_cores_busy": {str(j): b for j, b in busy.items()},
             "median_cpu_s": {str(j): c for j, c in cpu.items()}, "idle_estimate": idle,
             "paired_ratio": paired, "balance_jobs2": balance, "load_before": load_before, "load_after": loadavg(),
-            "checks": [{"what": what, "ratio": ratio, "target": TARGET, "ok": ratio >= TARGET}],
-        }, indent=1))
+            "checks": checked,
+        })
 
 
 if __name__ == "__main__":

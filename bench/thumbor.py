@@ -13,7 +13,6 @@ result storage, loopback) and imgserv's standalone server, on the large photos f
 
 import argparse
 import http.client
-import json
 import os
 import re
 import signal
@@ -22,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import REPO, Site, free_port, loadavg, median, verdict, wait_port
+from benchlib import REPO, Site, free_port, loadavg, median, report, wait_port, write_json
 from miss import large_photos
 
 BIG = "photo-nexus6p-exif-4032x3024.jpg"
@@ -161,14 +160,12 @@ MAX_AGE = 0
          f"{mri / mrt:.2f}×"),
     ]
     print()
-    for what, ok, detail in checks:
-        print(f"{verdict(ok)}  {what}  ({detail})")
+    checked = report(checks)
     print(f"load average before {load_before}, after {loadavg()}")
     if args.json:
-        Path(args.json).write_text(json.dumps({
+        write_json(args.json, {
             "latency_ms": {f"{s}|{p}": median(v) * 1e3 for (s, p), v in lat.items()},
-            "ratios": ratios, "rps": rps,
-            "checks": [{"what": w, "ok": ok, "detail": d} for w, ok, d in checks]}, indent=1))
+            "ratios": ratios, "rps": rps, "checks": checked})
 
 
 if __name__ == "__main__":
