@@ -103,7 +103,7 @@ bench: bench-deps
 	python3 bench/hits.py --bin $(RELEASE_DIR) --rounds 3 --json $(BENCH_OUT)/hits.json
 	python3 bench/precache.py --bin $(RELEASE_DIR) --rounds 5 --json $(BENCH_OUT)/precache.json
 	python3 bench/thumbor.py --imgserv $(RELEASE_DIR)/imgserv-cgi \
-		--thumbor $(BENCH_VENV)/bin/thumbor --rounds 3 --json $(BENCH_OUT)/thumbor.json
+		--thumbor $(BENCH_VENV)/bin/thumbor --rounds 5 --json $(BENCH_OUT)/thumbor.json
 
 install:
 	@for f in $(addprefix $(RELEASE_DIR)/,$(BINARIES)) cgi-bin/imgserv.cgi; do \

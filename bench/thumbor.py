@@ -6,7 +6,9 @@ result storage, loopback) and imgserv's standalone server, on the large photos f
   latency     sequential requests on kept-alive connections, interleaved imgserv, thumbor,
               imgserv, …; medians per photo
   throughput  wrk -t2 -c4 on the 12 MP photo, every request a distinct box (bench/boxes.lua),
-              imgserv (2 workers) against thumbor --processes 2; medians of interleaved runs
+              imgserv (2 workers) against thumbor --processes 2; medians of interleaved runs,
+              and the CPU a request of each server's processes, which does not depend on how
+              thumbor's two processes happen to share wrk's four connections
 
     bench/thumbor.py --imgserv target/release/imgserv-cgi --thumbor VENV/bin/thumbor
 """
@@ -39,16 +41,39 @@ class Client:
         return time.perf_counter() - start, r.status, body
 
 
+def cpu_seconds(pid):
+    """User + system CPU of `pid` and of its children (thumbor serves from forked processes)."""
+    pids = [pid] + [int(d) for d in os.listdir("/proc") if d.isdigit() and parent(int(d)) == pid]
+    total = 0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def parent(pid):
+    """The parent process of `pid`, None when it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        return None
+
+
 def wrk(port, path_fmt, peer, duration):
+    """Requests/s and the number of requests of one wrk run."""
     p = subprocess.run(
         ["wrk", "-t2", "-c4", f"-d{duration}s", "-s", str(REPO / "bench" / "boxes.lua"),
          f"http://127.0.0.1:{port}/", "--", path_fmt],
         capture_output=True, text=True, check=True)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", p.stdout)[1])
+    requests = int(re.search(r"(\d+) requests in", p.stdout)[1])
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", p.stdout)
     if bad:
         sys.exit(f"thumbor.py: {peer}: {bad[1]} responses were not 2xx/3xx\n{p.stdout}")
-    return rps
+    return rps, requests
 
 
 def main():
@@ -120,6 +145,9 @@ MAX_AGE = 0
         print(f"latency rounds done (load {loadavg()})", file=sys.stderr)
 
         rps = {"imgserv": [], "thumbor": []}
+        # CPU per request: what each render costs, whatever share of the cores a round got
+        # (thumbor's two processes do not always share wrk's four connections evenly).
+        cpu_ms = {"imgserv": [], "thumbor": []}
         ports = {"imgserv": ip, "thumbor": tp}
         for rnd in range(args.rounds):
             for peer in (["imgserv", "thumbor"] if rnd % 2 == 0 else ["thumbor", "imgserv"]):
@@ -127,8 +155,13 @@ MAX_AGE = 0
                 if peer == "imgserv":
                     start_imgserv()
                     Client(ip).get(paths[peer].format(src=BIG, w=100, h=100))
-                rps[peer].append(wrk(ports[peer], fmt, peer, args.duration))
-                print(f"round {rnd + 1} {peer} {rps[peer][-1]:.1f} req/s", file=sys.stderr)
+                server = procs[0] if peer == "imgserv" else procs[1]
+                before = cpu_seconds(server.pid)
+                r, n = wrk(ports[peer], fmt, peer, args.duration)
+                rps[peer].append(r)
+                cpu_ms[peer].append((cpu_seconds(server.pid) - before) / n * 1e3)
+                print(f"round {rnd + 1} {peer} {r:.1f} req/s, {cpu_ms[peer][-1]:.1f} ms CPU a "
+                      "request", file=sys.stderr)
     finally:
         for p in procs:
             if p is not None:
@@ -152,6 +185,10 @@ MAX_AGE = 0
     print(f"\nthroughput, wrk -t2 -c4 -d{args.duration}s, {BIG}, distinct boxes: "
           f"imgserv {mri:.1f} req/s, thumbor --processes 2 {mrt:.1f} req/s "
           f"(runs {rps['imgserv']} / {rps['thumbor']})")
+    ci, ct = median(cpu_ms["imgserv"]), median(cpu_ms["thumbor"])
+    print(f"CPU a request (user + system of the server's processes over the wrk runs): "
+          f"imgserv {ci:.1f} ms, thumbor {ct:.1f} ms: {ct / ci:.2f}×, the throughput ratio when "
+          "both keep both cores busy")
     worst = max(ratios.values())
     checks = [
         ("peer: imgserv latency ≤ 0.7× thumbor's on every photo", worst <= 0.7,
@@ -165,7 +202,8 @@ MAX_AGE = 0
     if args.json:
         write_json(args.json, {
             "latency_ms": {f"{s}|{p}": median(v) * 1e3 for (s, p), v in lat.items()},
-            "ratios": ratios, "rps": rps, "checks": checked})
+            "ratios": ratios, "rps": rps, "cpu_ms": cpu_ms,
+            "checks": checked})
 
 
 if __name__ == "__main__":
