@@ -1,6 +1,7 @@
 //! JPEG through libjpeg-turbo's code (the `mozjpeg` crate, SIMD): header parsing of our own
 //! (size, EXIF orientation, Adobe transform, and the check that the data is complete), decoding
-//! at a reduced DCT scale (a progressive file then without its final AC refinement scans), on
+//! at a reduced DCT scale (a progressive file then without its final AC refinement scans), a
+//! baseline file's entropy decoding done by our own `jpeg_entropy` (through `jpeg_rows`), on
 //! two threads for a large baseline file in the long-lived servers (`jpeg_rows`), and encoding
 //! with libjpeg-turbo's defaults.
 //!
@@ -332,6 +333,20 @@ pub fn decode(bytes: &[u8], stored: Size, target: Size) -> Result<Pixels, Render
     } else {
         None
     };
+    if stripped.is_none() {
+        // A colour file, through `jpeg_rows`, whose libjpeg takes our entropy decoder for a
+        // baseline scan (`jpeg_entropy`); gray and CMYK go on below.
+        if let Some((geometry, data)) =
+            jpeg_rows::decode_all(bytes, params).map_err(RenderError::Corrupt)?
+        {
+            return checked(Pixels {
+                width: geometry.width,
+                height: geometry.height,
+                layout: Layout::Rgb8,
+                data,
+            });
+        }
+    }
     let result = panic::catch_unwind(AssertUnwindSafe(|| -> std::io::Result<Pixels> {
         let mut d = mozjpeg::Decompress::new_mem(stripped.as_deref().unwrap_or(bytes))?;
         // `scale` takes a numerator over 8.
@@ -371,11 +386,15 @@ pub fn decode(bytes: &[u8], stored: Size, target: Size) -> Result<Pixels, Render
             data,
         })
     }));
-    let pixels = match result {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => return Err(RenderError::Corrupt(format!("jpeg: {e}"))),
-        Err(payload) => return Err(RenderError::Corrupt(panic_message(payload))),
-    };
+    match result {
+        Ok(Ok(pixels)) => checked(pixels),
+        Ok(Err(e)) => Err(RenderError::Corrupt(format!("jpeg: {e}"))),
+        Err(payload) => Err(RenderError::Corrupt(panic_message(payload))),
+    }
+}
+
+/// `pixels`, if libjpeg delivered every row it announced.
+fn checked(pixels: Pixels) -> Result<Pixels, RenderError> {
     let expected = pixels.width as usize * pixels.height as usize * pixels.layout.channels();
     if pixels.width == 0 || pixels.data.len() != expected {
         return Err(RenderError::Truncated);

@@ -7,6 +7,7 @@
 //! touches no files (see `cache` and `source`).
 
 mod jpeg;
+mod jpeg_entropy;
 mod jpeg_rows;
 mod pixels;
 mod webp;
