@@ -6,10 +6,12 @@
 //! apart. Here one 10-bit lookup gives the code and the coefficient's value together for the
 //! short codes that make up most of a photo (end-of-block and runs of zeros included), and the
 //! bit buffer lives in registers for a whole block. The coefficients are the same as
-//! libjpeg's, so are the pixels (tests in `jpeg_rows`); only what happens after a file's data
-//! goes wrong (a marker or the end of the data in the middle of a scan, a code no table has)
-//! follows libjpeg's rules without copying each of its choices: the picture is still decoded
-//! to the end, with zeros where libjpeg would also have put none.
+//! libjpeg's, so are the pixels (tests in `jpeg_rows`), also where a file's data goes wrong as
+//! libjpeg's rules have it: blocks left zero from the MCU in which the data runs out (a marker
+//! or the end of the file in the middle of a scan) up to the next restart, and restart markers
+//! missing or out of order resynchronised as its default `jpeg_resync_to_restart` does (tested
+//! on damaged files); only for a code no table has (libjpeg warns and takes a zero) may the bits
+//! it skips differ.
 //!
 //! What it covers: one interleaved Huffman scan with every component (baseline or extended
 //! sequential, 8-bit), with or without restart intervals. [`Layout::parse`] says `None` for
