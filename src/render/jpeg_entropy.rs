@@ -10,8 +10,8 @@
 //! libjpeg's rules have it: blocks left zero from the MCU in which the data runs out (a marker
 //! or the end of the file in the middle of a scan) up to the next restart, and restart markers
 //! missing or out of order resynchronised as its default `jpeg_resync_to_restart` does (tested
-//! on damaged files); only for a code no table has (libjpeg warns and takes a zero) may the bits
-//! it skips differ.
+//! on damaged files), and a code the table does not have read as libjpeg reads it (17 bits
+//! and a zero).
 //!
 //! What it covers: one interleaved Huffman scan with every component (baseline or extended
 //! sequential, 8-bit), with or without restart intervals. [`Layout::parse`] says `None` for
@@ -367,7 +367,9 @@ impl Decoder {
                 let value = (bits >> (64 - size)) as i32;
                 bits <<= size;
                 count -= size;
-                self.predictions[component & 3] += extend(value, size);
+                // Wrapping, as the 16-bit coefficient it becomes: corrupt data may add up.
+                let p = &mut self.predictions[component & 3];
+                *p = p.wrapping_add(extend(value, size));
             }
             block[0] = self.predictions[component & 3] as i16;
             let mut k = 1usize;
@@ -471,7 +473,7 @@ fn next_marker(data: &[u8], mut from: usize) -> Option<(usize, u8)> {
     }
 }
 
-/// Decodes one symbol of `table` from `bits` (at least 16 valid bits).
+/// Decodes one symbol of `table` from `bits` (at least 17 valid bits).
 #[inline(always)]
 fn symbol(table: &Table, bits: &mut u64, count: &mut u32) -> u8 {
     let entry = table.lookup[(*bits >> (64 - FAST_BITS)) as usize];
@@ -489,9 +491,10 @@ fn symbol(table: &Table, bits: &mut u64, count: &mut u32) -> u8 {
             return table.symbols[(code + table.offset[length as usize]) as usize & 255];
         }
     }
-    // No table has this code (corrupt data): libjpeg also goes on with a zero.
-    *bits <<= 16;
-    *count -= 16;
+    // No code this long has these bits (corrupt data): like libjpeg, take 17 bits (it reads
+    // one more before it gives up) and go on with a zero.
+    *bits <<= 17;
+    *count -= 17;
     0
 }
 

@@ -554,14 +554,20 @@ mod tests {
                 state ^= state << 17;
                 (state % n as u64) as usize
             };
-            for round in 0..80 {
+            for round in 0..100 {
                 let mut damaged = bytes.clone();
                 let at = start + next(bytes.len() - start - 2);
-                match round % 4 {
-                    // A flipped byte, a marker in the middle, a run of 0xFF, the end cut off.
+                match round % 5 {
+                    // A flipped byte, a marker in the middle, a run of 0xFF, noise, the end cut
+                    // off.
                     0 => damaged[at] ^= 1 << next(8),
                     1 => damaged[at..at + 2].copy_from_slice(&[0xFF, 0xD0 + next(8) as u8]),
                     2 => damaged[at..(at + 16).min(bytes.len())].fill(0xFF),
+                    3 => {
+                        for b in &mut damaged[at..(at + 4096).min(bytes.len())] {
+                            *b = next(256) as u8;
+                        }
+                    }
                     _ => damaged.truncate(at),
                 }
                 // Never a panic, a crash or a hang, and libjpeg's own verdict and pixels: the
