@@ -273,12 +273,7 @@ pub struct Decoder {
     /// Unread bits, the next one the highest.
     bits: u64,
     count: u32,
-    /// Zero bits in `bits` that are not the file's (after a marker or the end of the data).
-    padding: u32,
-    /// Next byte of the file to read.
-    pos: usize,
-    /// A marker or the end of the data was reached: only zeros follow.
-    stopped: bool,
+    source: Source,
     /// The data ran out inside an MCU: from then on, up to the next restart, blocks stay zero
     /// (libjpeg's `insufficient_data`).
     pub insufficient: bool,
@@ -316,9 +311,11 @@ impl Decoder {
             predictions: [0; 4],
             bits: 0,
             count: 0,
-            padding: 0,
-            pos: layout.data_start,
-            stopped: false,
+            source: Source {
+                pos: layout.data_start,
+                stopped: false,
+                padding: 0,
+            },
             insufficient: false,
             restart_interval: layout.restart_interval,
             restarts_to_go: layout.restart_interval,
@@ -329,7 +326,7 @@ impl Decoder {
 
     /// The first byte of `data` not yet read: where libjpeg's marker reader goes on.
     pub fn position(&self) -> usize {
-        self.pos
+        self.source.pos
     }
 
     /// Decodes the next MCU of the scan in `data` (the whole file) into `blocks`, one a block
@@ -353,36 +350,19 @@ impl Decoder {
             let (dc, ac) = (&self.tables[dc], &self.tables[ac]);
             let (mut bits, mut count) = (self.bits, self.count);
             if count < 32 {
-                (bits, count) = refill(
-                    data,
-                    &mut self.pos,
-                    &mut self.stopped,
-                    &mut self.padding,
-                    bits,
-                    count,
-                );
+                (bits, count) = self.source.refill(data, bits, count);
             }
             let size = u32::from(symbol(dc, &mut bits, &mut count) & 15);
             if size != 0 {
-                let value = (bits >> (64 - size)) as i32;
-                bits <<= size;
-                count -= size;
                 // Wrapping, as the 16-bit coefficient it becomes: corrupt data may add up.
                 let p = &mut self.predictions[component & 3];
-                *p = p.wrapping_add(extend(value, size));
+                *p = p.wrapping_add(value(&mut bits, &mut count, size));
             }
             block[0] = self.predictions[component & 3] as i16;
             let mut k = 1usize;
             while k < 64 {
                 if count < 32 {
-                    (bits, count) = refill(
-                        data,
-                        &mut self.pos,
-                        &mut self.stopped,
-                        &mut self.padding,
-                        bits,
-                        count,
-                    );
+                    (bits, count) = self.source.refill(data, bits, count);
                 }
                 let entry = ac.coefficient[(bits >> (64 - FAST_BITS)) as usize];
                 if entry != 0 {
@@ -398,10 +378,8 @@ impl Decoder {
                 let (run, size) = (usize::from(rs >> 4), u32::from(rs & 15));
                 if size != 0 {
                     k += run;
-                    let value = (bits >> (64 - size)) as i32;
-                    bits <<= size;
-                    count -= size;
-                    block[usize::from(NATURAL[k & 127]) & 63] = extend(value, size) as i16;
+                    block[usize::from(NATURAL[k & 127]) & 63] =
+                        value(&mut bits, &mut count, size) as i16;
                     k += 1;
                 } else if run == 15 {
                     k += 16;
@@ -412,7 +390,7 @@ impl Decoder {
             self.bits = bits;
             self.count = count;
         }
-        if self.count < self.padding {
+        if self.count < self.source.padding {
             // Bits that were never in the file went into this MCU.
             self.insufficient = true;
         }
@@ -424,13 +402,13 @@ impl Decoder {
     fn restart(&mut self, data: &[u8]) {
         self.bits = 0;
         self.count = 0;
-        self.padding = 0;
+        self.source.padding = 0;
         self.predictions = [0; 4];
         self.restarts_to_go = self.restart_interval;
         let desired = self.next_restart;
         self.next_restart = (desired + 1) & 7;
         let restart = |n: u8| 0xD0 + (n & 7);
-        let mut from = self.pos;
+        let mut from = self.source.pos;
         loop {
             // Past the end, libjpeg's memory source supplies an end-of-image marker.
             let (at, marker) = next_marker(data, from).unwrap_or((data.len(), 0xD9));
@@ -443,13 +421,13 @@ impl Decoder {
             {
                 // Another marker, or one of the next two restarts: left for later; this
                 // interval has no data (its first MCU is decoded from zeros, as libjpeg does).
-                self.pos = at;
-                self.stopped = true;
+                self.source.pos = at;
+                self.source.stopped = true;
                 return;
             } else {
                 // The restart expected (or one too far off to resynchronise with): taken.
-                self.pos = at + 2;
-                self.stopped = false;
+                self.source.pos = at + 2;
+                self.source.stopped = false;
                 self.insufficient = false;
                 return;
             }
@@ -498,19 +476,34 @@ fn symbol(table: &Table, bits: &mut u64, count: &mut u32) -> u8 {
     0
 }
 
-/// Tops `bits` up to at least 57 valid bits from `data` at `pos`, undoing the 0xFF 0x00 byte
-/// stuffing. At a marker, or past the end, it adds zero bits (counted in `padding`) and reads
-/// no further (`stopped`): the marker is left for libjpeg's marker reader.
+/// A coefficient's `size` bits, taken from `bits`, as its value.
 #[inline(always)]
-fn refill(
-    data: &[u8],
-    pos: &mut usize,
-    stopped: &mut bool,
-    padding: &mut u32,
-    mut bits: u64,
-    mut count: u32,
-) -> (u64, u32) {
-    if !*stopped && let Some(next) = data.get(*pos..*pos + 8) {
+fn value(bits: &mut u64, count: &mut u32, size: u32) -> i32 {
+    let raw = (*bits >> (64 - size)) as i32;
+    *bits <<= size;
+    *count -= size;
+    extend(raw, size)
+}
+
+/// Where the bits come from: the file, from `pos` on.
+struct Source {
+    /// Next byte of the file to read.
+    pos: usize,
+    /// A marker or the end of the data was reached: only zeros follow.
+    stopped: bool,
+    /// Zero bits in the decoder's `bits` that are not the file's (after `stopped`).
+    padding: u32,
+}
+
+impl Source {
+    /// Tops `bits` (`count` valid) up to at least 57 valid bits from `data`, undoing the
+    /// 0xFF 0x00 byte stuffing. At a marker, or past the end, it adds zero bits (counted in
+    /// `padding`) and reads no further (`stopped`): the marker is left for libjpeg's marker
+    /// reader.
+    #[inline(always)]
+    fn refill(&mut self, data: &[u8], mut bits: u64, mut count: u32) -> (u64, u32) {
+        if !self.stopped
+            && let Some(next) = data.get(self.pos..self.pos + 8)
         {
             let word = u64::from_be_bytes(next.try_into().unwrap_or_default());
             // No 0xFF byte among the eight: take as many whole bytes as fit.
@@ -519,39 +512,39 @@ fn refill(
             {
                 let n = (63 - count) >> 3;
                 bits |= (word >> (64 - 8 * n)) << (64 - count - 8 * n);
-                *pos += n as usize;
+                self.pos += n as usize;
                 return (bits, count + 8 * n);
             }
         }
-    }
-    while count <= 56 {
-        let mut byte = 0;
-        if !*stopped {
-            match data.get(*pos) {
-                Some(&0xFF) => {
-                    let mut next = *pos + 1;
-                    while data.get(next) == Some(&0xFF) {
-                        next += 1;
+        while count <= 56 {
+            let mut byte = 0;
+            if !self.stopped {
+                match data.get(self.pos) {
+                    Some(&0xFF) => {
+                        let mut next = self.pos + 1;
+                        while data.get(next) == Some(&0xFF) {
+                            next += 1;
+                        }
+                        if data.get(next) == Some(&0) {
+                            byte = 0xFF;
+                            self.pos = next + 1;
+                        } else {
+                            self.stopped = true;
+                        }
                     }
-                    if data.get(next) == Some(&0) {
-                        byte = 0xFF;
-                        *pos = next + 1;
-                    } else {
-                        *stopped = true;
+                    Some(&b) => {
+                        byte = b;
+                        self.pos += 1;
                     }
+                    None => self.stopped = true,
                 }
-                Some(&b) => {
-                    byte = b;
-                    *pos += 1;
-                }
-                None => *stopped = true,
             }
+            if self.stopped {
+                self.padding += 8;
+            }
+            bits |= u64::from(byte) << (56 - count);
+            count += 8;
         }
-        if *stopped {
-            *padding += 8;
-        }
-        bits |= u64::from(byte) << (56 - count);
-        count += 8;
+        (bits, count)
     }
-    (bits, count)
 }
