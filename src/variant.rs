@@ -44,6 +44,15 @@ impl Variant {
     }
 }
 
+/// A source, resolved once ([`resolve_source`]) for [`quick`] and [`plan`].
+pub struct Source(Resolved);
+
+/// Resolves `src`: a local original (its version from its metadata), or a remote one
+/// (fetched or revalidated).
+pub fn resolve_source(config: &Config, src: &str) -> Result<Source, Error> {
+    resolve(config, src).map(Source)
+}
+
 /// A source, resolved: who it is and where its bytes are.
 struct Resolved {
     key: SourceKey,
@@ -86,11 +95,6 @@ fn resolve(config: &Config, src: &str) -> Result<Resolved, Error> {
         let msg = "src: only http:// and https:// URLs are supported";
         return Err(SourceError::Invalid(msg.into()).into());
     }
-    resolve_local(config, src)
-}
-
-/// An original below `[originals] root`.
-fn resolve_local(config: &Config, src: &str) -> Result<Resolved, Error> {
     let local = local::resolve(&config.originals.root, src, config.limits.max_source_bytes)?;
     Ok(Resolved {
         key: SourceKey {
@@ -101,20 +105,17 @@ fn resolve_local(config: &Config, src: &str) -> Result<Resolved, Error> {
     })
 }
 
-/// The variant of a local `src` fitted into `bbox`, when the cache has it and it can be found
-/// without the index: the source is resolved as always (so a changed original is a new
-/// version), its version directory's [`cache::SOURCE_FACTS`] link gives what the index would
-/// (format and displayed size), and the variant's file is there and was written or stamped
-/// within the access interval — so the index's access time stays at most one interval stale,
-/// as [`Cache::touch`] keeps it anyway. A CGI hit then opens no database at all.
+/// The variant of `source` fitted into `bbox`, when the cache has it and it can be found
+/// without the index: the source's version (a changed original is a new one) names its
+/// version directory, whose [`cache::SOURCE_FACTS`] link gives what the index would (format
+/// and displayed size), and the variant's file is there and was written or stamped within the
+/// access interval — so the index's access time stays at most one interval stale, as
+/// [`Cache::touch`] keeps it anyway. A CGI hit then opens no database at all.
 ///
-/// `None` sends the request down the full path ([`plan`] and [`realize`]), which reports
-/// errors, renders misses, forgets missing files and stamps hits.
-pub fn quick(config: &Config, src: &str, bbox: BoundingBox) -> Option<Variant> {
-    if remote::is_remote(src) || src.contains("://") {
-        return None;
-    }
-    let dir = resolve_local(config, src).ok()?.key.dir();
+/// `None` sends the request down the full path ([`plan`] and [`realize`], with the same
+/// `source`), which renders misses, forgets missing files and stamps hits.
+pub fn quick(config: &Config, source: &Source, bbox: BoundingBox) -> Option<Variant> {
+    let dir = source.0.key.dir();
     let (format, original) = cache::source_facts(&config.cache.dir, &dir)?;
     let size = geometry::fit(original, bbox, config.cache.raster);
     let format = format.output();
@@ -138,10 +139,14 @@ pub struct Plan {
     read: Option<(Vec<u8>, Probe)>,
 }
 
-/// Plans the variant of `src` fitted into `bbox`.
-pub fn plan(config: &Config, cache: &Cache, src: &str, bbox: BoundingBox) -> Result<Plan, Error> {
-    let source = resolve(config, src)?;
-    plan_resolved(config, cache, source, bbox, |source| {
+/// Plans the variant of `source` fitted into `bbox`.
+pub fn plan(
+    config: &Config,
+    cache: &Cache,
+    source: Source,
+    bbox: BoundingBox,
+) -> Result<Plan, Error> {
+    plan_resolved(config, cache, source.0, bbox, |source| {
         let (bytes, probe) = read(config, source)?;
         Ok((probe.size(), probe.format, Some((bytes, probe))))
     })
@@ -306,6 +311,6 @@ pub fn get(
     src: &str,
     bbox: BoundingBox,
 ) -> Result<Variant, Error> {
-    let plan = plan(config, cache, src, bbox)?;
+    let plan = plan(config, cache, resolve_source(config, src)?, bbox)?;
     realize(config, cache, plan)
 }

@@ -40,25 +40,24 @@ impl App {
         // Without mirrors, a hit is answered without the index when it can be: a long-lived
         // server's variant served within the last second from memory (see `recent`), else one
         // whose version directory and file say enough (`variant::quick`). With mirrors, every
-        // request asks the mirror map.
+        // request asks the mirror map. The source is resolved once, for both paths.
         let remember = self.mirrors.is_none();
-        if remember {
-            if let Some(v) = self.recent.get(&q.src, q.bbox, &self.config.cache.dir) {
-                log("hit", &v.rel);
-                return self.local(v);
-            }
-            if let Some(v) = variant::quick(&self.config, &q.src, q.bbox) {
-                log("hit", &v.rel);
-                self.recent.remember(&q.src, q.bbox, &v);
-                return self.local(v);
-            }
+        if remember && let Some(v) = self.recent.get(&q.src, q.bbox, &self.config.cache.dir) {
+            log("hit", &v.rel);
+            return self.local(v);
+        }
+        let source = variant::resolve_source(&self.config, &q.src)?;
+        if remember && let Some(v) = variant::quick(&self.config, &source, q.bbox) {
+            log("hit", &v.rel);
+            self.recent.remember(&q.src, q.bbox, &v);
+            return self.local(v);
         }
         enum Served {
             Mirror { url: String, rel: String },
             Local(Variant),
         }
         let served = self.with_cache(|cache| {
-            let plan = variant::plan(&self.config, cache, &q.src, q.bbox)?;
+            let plan = variant::plan(&self.config, cache, source, q.bbox)?;
             if let Some(url) = self.on_mirror(&plan.rel) {
                 return Ok(Served::Mirror { url, rel: plan.rel });
             }

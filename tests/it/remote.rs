@@ -55,6 +55,15 @@ fn allowed_remote_sources_are_fetched_once_and_resized() {
     let again = resize(&site, &url);
     assert_eq!(again.header("location"), r.header("location"));
     assert_eq!(count.load(Ordering::SeqCst), 1);
+    // Resolved once, a kept remote source takes the hit path without the index as a local
+    // one does: with the index gone, the same redirect and no database opened.
+    let index = site.state().join("cache.sqlite");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", index.display()));
+    }
+    let third = resize(&site, &url);
+    assert_eq!(third.header("location"), r.header("location"), "{third:?}");
+    assert!(!index.exists(), "the hit opened the index");
     // The remote copy lives in the state directory, never in the web-served cache.
     assert!(
         files_below(&site.cache())
