@@ -179,16 +179,14 @@ const BASELINE_TOP_SHARE: f64 = 0.6;
 /// support either side) into its rows of the result. The same pixels as [`decode`] and
 /// [`Pixels::resize`], to rounding (tests below), except for a progressive file at half scale
 /// or smaller, from which `decode` leaves out the final AC refinement (`render` splits only
-/// baseline files). `progressive` (the probe's) gives the upper band half the rows instead of
-/// [`BASELINE_TOP_SHARE`]. Wall time is the entropy decoding, which is serial, plus half of the
-/// rest (IDCT, colour conversion, resize). `Ok(None)` for what stays on the single-thread path:
+/// baseline files; the upper band gets [`BASELINE_TOP_SHARE`] of the rows). Wall time is the
+/// entropy decoding, which is serial, plus half of the rest (IDCT, colour conversion, resize). `Ok(None)` for what stays on the single-thread path:
 /// gray and CMYK files, small pictures, and a thread that cannot start.
 pub fn decode_resized_split(
     bytes: &[u8],
     stored: Size,
     target: Size,
     filter: Filter,
-    progressive: bool,
 ) -> Result<Option<Pixels>, RenderError> {
     let params = params(stored, target);
     let Some(geometry) = jpeg_rows::open(bytes, params).map_err(RenderError::Corrupt)? else {
@@ -198,8 +196,8 @@ pub fn decode_resized_split(
     if full.pixels() < SPLIT_MIN_PIXELS || target.height < 2 || full.height < target.height {
         return Ok(None);
     }
-    let top_share = if progressive { 0.5 } else { BASELINE_TOP_SHARE };
-    let split = ((f64::from(target.height) * top_share).round() as u32).clamp(1, target.height - 1);
+    let split = ((f64::from(target.height) * BASELINE_TOP_SHARE).round() as u32)
+        .clamp(1, target.height - 1);
     let upper_out = 0..split;
     let lower_out = split..target.height;
     let upper_src = 0..band_source_rows(full.height, target.height, upper_out.clone()).end;
@@ -519,10 +517,9 @@ mod tests {
             .unwrap()
             .resize(target, Filter::Lanczos3)
             .unwrap();
-        let split =
-            decode_resized_split(&bytes, stored, target, Filter::Lanczos3, header.progressive)
-                .unwrap()
-                .unwrap_or_else(|| panic!("{name} at {target} was not split"));
+        let split = decode_resized_split(&bytes, stored, target, Filter::Lanczos3)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name} at {target} was not split"));
         assert_eq!(split.size(), single.size(), "{name} at {target}");
         assert_eq!(split.layout, single.layout);
         let off = split
@@ -597,15 +594,13 @@ mod tests {
             .unwrap();
         bytes[sof + 4] = 0; // sample precision 0
         assert!(
-            decode_resized_split(&bytes, stored, Size::new(800, 600), Filter::Lanczos3, false)
-                .is_err()
+            decode_resized_split(&bytes, stored, Size::new(800, 600), Filter::Lanczos3).is_err()
         );
         // Entropy data overwritten with garbage: libjpeg warns and decodes on, like `decode`.
         let mut bytes = fixture("photo-nexus6p-exif-4032x3024.jpg");
         let mid = bytes.len() / 2;
         bytes[mid..mid + 4096].fill(0xA5);
-        let split =
-            decode_resized_split(&bytes, stored, Size::new(800, 600), Filter::Lanczos3, false);
+        let split = decode_resized_split(&bytes, stored, Size::new(800, 600), Filter::Lanczos3);
         assert!(matches!(split, Ok(Some(_))), "{split:?}");
     }
 

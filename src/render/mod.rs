@@ -338,13 +338,7 @@ pub fn render(
         && SPLIT_DECODE.load(Ordering::Relaxed)
         && rendering.0 < cores();
     let split = if split {
-        jpeg::decode_resized_split(
-            bytes,
-            probe.stored,
-            stored_target,
-            opts.filter,
-            probe.progressive,
-        )?
+        jpeg::decode_resized_split(bytes, probe.stored, stored_target, opts.filter)?
     } else {
         None
     };
