@@ -41,25 +41,20 @@ class Client:
         return time.perf_counter() - start, r.status, body
 
 
+def stat(pid):
+    """The fields of /proc/PID/stat after the command name (state, ppid, …), None when gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
 def cpu_seconds(pid):
     """User + system CPU of `pid` and of its children (thumbor serves from forked processes)."""
-    pids = [pid] + [int(d) for d in os.listdir("/proc") if d.isdigit() and parent(int(d)) == pid]
-    total = 0
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def parent(pid):
-    """The parent process of `pid`, None when it is gone."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (FileNotFoundError, ProcessLookupError, ValueError):
-        return None
+    stats = [stat(pid)] + [s for s in map(stat, filter(str.isdigit, os.listdir("/proc")))
+                           if s is not None and int(s[1]) == pid]
+    ticks = sum(int(s[11]) + int(s[12]) for s in stats if s is not None)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def wrk(port, path_fmt, peer, duration):
