@@ -841,7 +841,14 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
     let allow_hosts = raw.remote.allow_hosts.unwrap_or_default();
     for host in &allow_hosts {
         let bare = host.strip_prefix("*.").unwrap_or(host);
-        if bare.is_empty() || bare.contains(['/', ':', '*', ' ', '@']) {
+        // An IPv6 address is an entry too, bare or in brackets as in a URL ("[2001:db8::5]").
+        let ipv6 = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok();
+        if !ipv6 && (bare.is_empty() || bare.contains(['/', ':', '*', ' ', '@'])) {
             p.add("remote.allow_hosts", format!("expected host names like \"images.example.com\" or \"*.example.com\", got {host:?}"));
         }
     }
@@ -1264,6 +1271,27 @@ mod tests {
         assert_eq!(c.limits.max_pixels, 50_000_000);
         assert_eq!(c.render.quality, 85);
         assert!(c.remote.allow_hosts.is_empty());
+    }
+
+    #[test]
+    fn allow_hosts_take_names_wildcards_and_ip_addresses() {
+        let d = dirs();
+        let ok = format!(
+            "{}[remote]\nallow_hosts = [\"img.example.org\", \"*.cdn.example.net\", \"192.0.2.7\", \"2001:db8::5\", \"[2001:db8::6]\"]\n",
+            minimal()
+        );
+        assert_eq!(from_str(&ok, d.path()).unwrap().remote.allow_hosts.len(), 5);
+        for bad in [
+            "[2001:db8::5",
+            "2001:db8::5]",
+            "*.2001:db8::5",
+            "host:80",
+            "a b",
+        ] {
+            let text = format!("{}[remote]\nallow_hosts = [{bad:?}]\n", minimal());
+            let err = from_str(&text, d.path()).unwrap_err().to_string();
+            assert!(err.contains("remote.allow_hosts"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -106,6 +106,10 @@ pub fn dimension(name: &'static str, value: Option<&str>, max: u32) -> Result<u3
     }
 }
 
+/// The longest `src` taken, decoded: Linux's PATH_MAX, and longer than any URL an image host
+/// hands out. Longer values are refused before they reach the file system or the network.
+pub const MAX_SRC_BYTES: usize = 4096;
+
 /// Parses `src` and either `width` and `height` (capped) or `preset`, a name from `presets`
 /// whose first box is used.
 pub fn parse_resize(
@@ -122,6 +126,12 @@ pub fn parse_resize(
         return Err(QueryError::Invalid {
             name: "src",
             reason: "contains a NUL byte".into(),
+        });
+    }
+    if src.len() > MAX_SRC_BYTES {
+        return Err(QueryError::Invalid {
+            name: "src",
+            reason: format!("longer than {MAX_SRC_BYTES} bytes"),
         });
     }
     let (width, height) = (single(&pairs, "width")?, single(&pairs, "height")?);
@@ -226,5 +236,14 @@ mod tests {
             let got = parse(q).unwrap_err().to_string();
             assert!(got.starts_with(want), "{q}: got {got:?}, want {want:?}");
         }
+        let longest = "a".repeat(MAX_SRC_BYTES);
+        assert_eq!(
+            parse(&format!("src={longest}&width=1&height=1"))
+                .unwrap()
+                .src,
+            longest
+        );
+        let got = parse(&format!("src={longest}b&width=1&height=1")).unwrap_err();
+        assert_eq!(got.to_string(), "parameter 'src': longer than 4096 bytes");
     }
 }

@@ -47,7 +47,10 @@ pub fn resolve(root: &Path, src: &str, max_bytes: u64) -> Result<LocalSource, So
         Err(e)
             if matches!(
                 e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                // InvalidFilename: a name longer than the file system takes (ENAMETOOLONG).
+                io::ErrorKind::NotFound
+                    | io::ErrorKind::NotADirectory
+                    | io::ErrorKind::InvalidFilename
             ) =>
         {
             return Err(not_found());
@@ -162,6 +165,8 @@ mod tests {
             "images",
             "images/1.jpg/x",
             "%2e%2e/secret.jpg",
+            &"a".repeat(300),
+            &format!("images/{}.jpg", "b".repeat(256)),
         ] {
             assert!(
                 matches!(resolve(&root, src, 100), Err(SourceError::NotFound(_))),
