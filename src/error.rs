@@ -53,10 +53,33 @@ pub mod exit {
     pub const CONFIG: i32 = 78;
 }
 
+/// ENOSPC or EDQUOT.
+fn no_space(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
+/// SQLite could not grow its file or journal (SQLITE_FULL).
+fn sqlite_full(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+}
+
 impl Error {
     /// (HTTP status, stable code, exit code) in one table.
     fn class(&self) -> (u16, &'static str, i32) {
         match self {
+            // A full file system under the cache or state directory (the store has its own
+            // `store-full`): the request may succeed once space is freed.
+            Error::Source(SourceError::Io(e)) | Error::Cache(CacheError::Io(e)) if no_space(e) => {
+                (507, "disk-full", exit::CANTCREAT)
+            }
+            Error::Cache(CacheError::Index(e)) | Error::Catalog(CatalogError::Db(e))
+                if sqlite_full(e) =>
+            {
+                (507, "disk-full", exit::CANTCREAT)
+            }
             Error::Query(_) => (400, "bad-request", exit::USAGE),
             Error::Source(e) => match e {
                 SourceError::Invalid(_) => (400, "bad-source", exit::USAGE),
