@@ -157,6 +157,11 @@ impl StateConfig {
     pub fn catalog_path(&self) -> PathBuf {
         self.dir.join("catalog.sqlite")
     }
+
+    /// The signatures of accepted signed writes, against replays.
+    pub fn replay_path(&self) -> PathBuf {
+        self.dir.join("replay.sqlite")
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
