@@ -545,23 +545,77 @@ fn signatures_valid_tampered_expired_wrong_key_revoked_and_missing_rights() {
     );
 }
 
+/// The API's reads, as (method, path, query).
+fn reads(id: &str) -> Vec<(&'static str, String, &'static str)> {
+    let original = format!("/api/images/{id}");
+    let meta = format!("{original}/meta");
+    vec![
+        ("GET", original.clone(), ""),
+        ("HEAD", original, ""),
+        ("GET", meta.clone(), ""),
+        ("HEAD", meta, ""),
+        ("GET", "/api/images".into(), ""),
+        ("GET", "/api/images".into(), "q=rocket"),
+        ("GET", "/api/categories".into(), ""),
+    ]
+}
+
 #[test]
-fn reads_can_require_a_key() {
-    let api = Api::new("[api]\npublic_reads = false\n");
-    let (status, image) = api.upload("tiny-1x1.gif", "");
-    assert_eq!(status, 201);
-    let path = format!("/api/images/{}", image["id"].as_str().unwrap());
-    for p in [path.as_str(), "/api/images", "/api/categories"] {
-        assert_error(
-            &api.app.handle(unsigned("GET", p, "", b"")),
-            401,
-            "unsigned",
+fn originals_and_metadata_need_a_key_by_default_and_variants_stay_public() {
+    let api = Api::new("");
+    assert!(!api.config().api.public_reads);
+    let (status, image) = api.upload("photo-rocket-640x427.jpg", "category=%2Fspace");
+    assert_eq!(status, 201, "{image}");
+    let id = image["id"].as_str().unwrap();
+    let mut catalog = api.catalog();
+    let writer = catalog.add_key("alice", Rights::WRITE).unwrap();
+    for (method, path, query) in reads(id) {
+        let resp = api.app.handle(unsigned(method, &path, query, b""));
+        assert_eq!(resp.status, 401, "{method} {path}?{query}");
+        if method == "GET" {
+            assert_error(&resp, 401, "unsigned");
+        }
+        let resp = api
+            .app
+            .handle(api.signed(&writer, method, &path, query, b""));
+        assert_eq!(
+            resp.status, 403,
+            "{method} {path}?{query}: a key without read"
         );
-        assert_eq!(api.call("GET", p, "", b"").status, 200, "{p}");
+        let resp = api.call(method, &path, query, b"");
+        assert_eq!(resp.status, 200, "{method} {path}?{query}");
     }
     assert_eq!(
-        api.call("GET", &path, "", b"").body,
-        fixture_bytes("tiny-1x1.gif")
+        api.call("GET", &format!("/api/images/{id}"), "", b"").body,
+        fixture_bytes("photo-rocket-640x427.jpg")
+    );
+    // Variants stay public: the 404 handler renders one for anybody, and serves it again.
+    for _ in 0..2 {
+        let resp = get_404(&api.app, &format!("/cache/{id}/300/300.jpg"), "");
+        assert_eq!(resp.status, 200, "{}", resp.body_text_lossy());
+        assert_eq!(dims(&resp.body).1.width, 300);
+    }
+}
+
+#[test]
+fn public_reads_true_restores_unsigned_reads_and_writes_still_need_a_key() {
+    let api = Api::new("[api]\npublic_reads = true\n");
+    let (status, image) = api.upload("photo-rocket-640x427.jpg", "category=%2Fspace");
+    assert_eq!(status, 201, "{image}");
+    let id = image["id"].as_str().unwrap();
+    for (method, path, query) in reads(id) {
+        let resp = api.app.handle(unsigned(method, &path, query, b""));
+        assert_eq!(resp.status, 200, "{method} {path}?{query}");
+    }
+    let resp = api
+        .app
+        .handle(unsigned("GET", &format!("/api/images/{id}"), "", b""));
+    assert_eq!(resp.body, fixture_bytes("photo-rocket-640x427.jpg"));
+    let body = fixture_bytes("tiny-1x1.png");
+    assert_error(
+        &api.app.handle(unsigned("POST", "/api/images", "", &body)),
+        401,
+        "unsigned",
     );
 }
 
