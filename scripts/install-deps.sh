@@ -54,6 +54,8 @@ if ! $build_only; then
   need libvips-tools vipsthumbnail
   need rsync rsync
   need curl curl
+  # The test of imgserv-signing(7) runs the page's Python client against its test vectors.
+  need python3 python3
 fi
 if $bench; then
   need nginx-light nginx

@@ -79,7 +79,8 @@ pub struct Config {
 /// The REST interface (`[api]`).
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    /// Whether reads (originals, metadata, search, categories) need no signature.
+    /// Whether API reads (originals, metadata, search, categories) need no signature; off by
+    /// default, since originals keep their EXIF (GPS included). Variants are always public.
     pub public_reads: bool,
     /// Original formats an upload may have, checked by content.
     pub types: Vec<crate::render::Format>,
@@ -156,6 +157,11 @@ impl StateConfig {
     /// The catalog of uploaded originals, users and keys.
     pub fn catalog_path(&self) -> PathBuf {
         self.dir.join("catalog.sqlite")
+    }
+
+    /// The signatures of accepted signed writes, against replays.
+    pub fn replay_path(&self) -> PathBuf {
+        self.dir.join("replay.sqlite")
     }
 }
 
@@ -1006,7 +1012,7 @@ fn validate_api(raw: RawApi, p: &mut Problems) -> ApiConfig {
         p.add("api.types", "expected at least one type");
     }
     ApiConfig {
-        public_reads: raw.public_reads.unwrap_or(true),
+        public_reads: raw.public_reads.unwrap_or(false),
         types,
     }
 }

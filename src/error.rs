@@ -8,6 +8,7 @@ use crate::config::ConfigError;
 use crate::ingest::IngestError;
 use crate::query::QueryError;
 use crate::render::RenderError;
+use crate::replay::ReplayError;
 use crate::sign::SignError;
 use crate::source::SourceError;
 use crate::store::StoreError;
@@ -29,6 +30,8 @@ pub enum Error {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Sign(#[from] SignError),
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -127,6 +130,11 @@ impl Error {
                 SignError::BodyMismatch => (400, "body-mismatch", exit::DATAERR),
                 SignError::BadSignature => (401, "bad-signature", exit::NOPERM),
                 SignError::InsufficientRights { .. } => (403, "insufficient-rights", exit::NOPERM),
+                SignError::Replayed => (401, "replayed-signature", exit::NOPERM),
+            },
+            Error::Replay(e) => match e {
+                ReplayError::Busy(_) => (503, "replay-log-busy", exit::TEMPFAIL),
+                ReplayError::Db(_) => (500, "replay-log-db", exit::SOFTWARE),
             },
             Error::Store(e) => match e {
                 StoreError::NotFound => (404, "original-not-found", exit::NOINPUT),

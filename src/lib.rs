@@ -23,6 +23,7 @@ pub mod precache;
 pub mod purge;
 pub mod query;
 pub mod render;
+pub mod replay;
 pub mod server;
 pub mod sign;
 pub mod source;

@@ -1,9 +1,11 @@
 //! Request and URL signatures: HMAC-SHA256 over a canonical form of the request, exactly as
-//! specified in imgserv-signing(7), which any client can implement.
+//! specified in imgserv-signing(7), which any client can implement. Requests are signed in one
+//! of two versions ([`Version`]); both verify.
 //!
 //! Pure: the caller passes the time and a key lookup; this module never reads the clock,
 //! the catalog or the configuration. It authenticates and reports the key's rights; which
-//! right a route needs is the route's business ([`Verified::require`]).
+//! right a route needs is the route's business ([`Verified::require`]), and remembering
+//! accepted signatures against replays is the `replay` module's.
 //!
 //! Paths are the path below imgserv's mount point, as the handler sees it (CGI `PATH_INFO`,
 //! already percent-decoded once), so a signature does not depend on where imgserv is mounted.
@@ -20,8 +22,10 @@ use crate::http::Request;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// The `Authorization` scheme and first line of a request's string to sign.
+/// The `Authorization` scheme and first line of a version 1 request's string to sign.
 pub const SCHEME: &str = "IMGSERV-HMAC-SHA256";
+/// The same for version 2, which also signs `Content-Type`.
+pub const SCHEME_V2: &str = "IMGSERV2-HMAC-SHA256";
 /// The first line of a URL's string to sign.
 pub const URL_SCHEME: &str = "IMGSERV-URL";
 /// Unix seconds when the client signed (header names are lower case, as in `Request`).
@@ -41,6 +45,36 @@ const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 /// The same for paths, which keep their slashes.
 const PATH_UNRESERVED: &AsciiSet = &UNRESERVED.remove(b'/');
+
+/// The versions of the request scheme. The `Authorization` scheme names the version and is
+/// also the first line of the string to sign, so a signature made for one version never
+/// verifies as the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// Six lines: scheme, method, path, query, date, body hash. `Content-Type` is not signed,
+    /// so whoever can change a v1 request in transit can change how its body is read (a
+    /// multipart boundary, say) without breaking the signature.
+    V1,
+    /// Seven lines: v1 with the `Content-Type` as sent before the body hash.
+    V2,
+}
+
+impl Version {
+    /// The `Authorization` scheme and first line of the string to sign.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Version::V1 => SCHEME,
+            Version::V2 => SCHEME_V2,
+        }
+    }
+
+    /// The version a scheme names (compared without regard to case).
+    fn of_scheme(name: &str) -> Option<Version> {
+        [Version::V1, Version::V2]
+            .into_iter()
+            .find(|v| v.scheme().eq_ignore_ascii_case(name))
+    }
+}
 
 /// Why a signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +104,9 @@ pub enum SignError {
     /// The key is valid but lacks a right the request needs.
     #[error("key lacks the right {needed}")]
     InsufficientRights { needed: Rights },
+    /// This signature was accepted before, for a write: a client signs every write afresh.
+    #[error("this signed request was accepted before; sign it again to repeat it")]
+    Replayed,
 }
 
 /// What the server knows of a key, for verifying.
@@ -98,6 +135,9 @@ pub struct Verified {
     pub key_id: String,
     pub user: String,
     pub rights: Rights,
+    /// The HMAC the client sent (and the server recomputed): what identifies this signed
+    /// request for the replay log.
+    pub signature: [u8; 32],
 }
 
 impl Verified {
@@ -153,19 +193,39 @@ fn decode(s: &str) -> Vec<u8> {
     percent_decode(s.replace('+', " ").as_bytes()).collect()
 }
 
-/// The string to sign for a request: six lines joined by `\n`, no trailing newline.
+/// The canonical `Content-Type` (v2): the value as sent without surrounding spaces and tabs;
+/// none is the empty string. `None` when it holds a control character, which could forge a
+/// line of the string to sign.
+pub fn canonical_content_type(value: Option<&str>) -> Option<&str> {
+    let value = value.unwrap_or("").trim_matches([' ', '\t']);
+    (!value.chars().any(char::is_control)).then_some(value)
+}
+
+/// The string to sign for a request, lines joined by `\n` without a trailing newline: six
+/// for [`Version::V1`], seven for [`Version::V2`], whose sixth is `content_type` (canonical,
+/// see [`canonical_content_type`]); v1 ignores `content_type`.
 pub fn string_to_sign(
+    version: Version,
     method: &str,
     decoded_path: &str,
     raw_query: &str,
     date: &str,
+    content_type: &str,
     content_sha256: &str,
 ) -> String {
-    format!(
-        "{SCHEME}\n{method}\n{}\n{}\n{date}\n{content_sha256}",
-        canonical_path(decoded_path),
-        canonical_query(raw_query, &[])
-    )
+    let mut lines = [
+        version.scheme(),
+        method,
+        &canonical_path(decoded_path),
+        &canonical_query(raw_query, &[]),
+        date,
+    ]
+    .join("\n");
+    if version == Version::V2 {
+        lines.push('\n');
+        lines.push_str(content_type);
+    }
+    format!("{lines}\n{content_sha256}")
 }
 
 /// The string to sign for a URL: three lines, the query without `sig`.
@@ -194,34 +254,42 @@ pub fn content_sha256(body: &[u8]) -> String {
     hex(&Sha256::digest(body))
 }
 
-/// The three headers a client adds to sign a request made at `date` (unix seconds), with
-/// lower-case names.
+/// The three headers a client adds to sign `req` (its method, path, query, body and, for v2,
+/// `Content-Type` header as it will be sent) at `date` (unix seconds), with lower-case names.
 pub fn sign_request(
+    version: Version,
     key_id: &str,
     secret: &[u8],
-    method: &str,
-    decoded_path: &str,
-    raw_query: &str,
-    body: &[u8],
+    req: &Request,
     date: u64,
 ) -> [(String, String); 3] {
     let date = date.to_string();
-    let content = content_sha256(body);
-    let sts = string_to_sign(method, decoded_path, raw_query, &date, &content);
+    let content = content_sha256(&req.body);
+    let content_type = canonical_content_type(req.header("content-type")).unwrap_or_default();
+    let sts = string_to_sign(
+        version,
+        &req.method,
+        &req.path,
+        &req.query,
+        &date,
+        content_type,
+        &content,
+    );
     let sig = signature(secret, &sts);
     [
         (DATE_HEADER.into(), date),
         (CONTENT_HEADER.into(), content),
         (
             "authorization".into(),
-            format!("{SCHEME} Credential={key_id}, Signature={sig}"),
+            format!("{} Credential={key_id}, Signature={sig}", version.scheme()),
         ),
     ]
 }
 
-/// Checks a request's signature at `now` (unix seconds), allowing `max_skew` between the
-/// client's date and `now` in either direction. `lookup` is asked for the key only after the
-/// cheap checks passed; its own errors pass through unchanged.
+/// Checks a request's signature, of either version, at `now` (unix seconds), allowing
+/// `max_skew` between the client's date and `now` in either direction. `lookup` is asked for
+/// the key only after the cheap checks passed; its own errors pass through unchanged.
+/// Replays are not this function's business: see the `replay` module.
 pub fn verify<E: From<SignError>>(
     req: &Request,
     now: u64,
@@ -232,9 +300,9 @@ pub fn verify<E: From<SignError>>(
         return Err(SignError::Unsigned.into());
     };
     let (scheme, params) = auth.trim().split_once(' ').unwrap_or((auth.trim(), ""));
-    if !scheme.eq_ignore_ascii_case(SCHEME) {
+    let Some(version) = Version::of_scheme(scheme) else {
         return Err(SignError::Unsigned.into());
-    }
+    };
     let (key_id, sig) = parse_authorization(params)?;
     let date = header(req, DATE_HEADER)?.ok_or_else(|| malformed("missing X-Imgserv-Date"))?;
     let when = unix_seconds(date).ok_or_else(|| malformed("X-Imgserv-Date is not unix seconds"))?;
@@ -250,11 +318,24 @@ pub fn verify<E: From<SignError>>(
     {
         return Err(malformed("X-Imgserv-Content-SHA256 is not 64 lower-case hex digits").into());
     }
+    let content_type = match version {
+        Version::V1 => "",
+        Version::V2 => canonical_content_type(header(req, "content-type")?)
+            .ok_or_else(|| malformed("Content-Type holds a control character"))?,
+    };
     if content != content_sha256(&req.body) {
         return Err(SignError::BodyMismatch.into());
     }
     let key = lookup(key_id)?.ok_or_else(|| SignError::UnknownKey(shorten(key_id)))?;
-    let sts = string_to_sign(&req.method, &req.path, &req.query, date, content);
+    let sts = string_to_sign(
+        version,
+        &req.method,
+        &req.path,
+        &req.query,
+        date,
+        content_type,
+        content,
+    );
     check(&key, key_id, &sts, &sig)
 }
 
@@ -263,7 +344,7 @@ fn check<E: From<SignError>>(
     key: &KeyInfo,
     key_id: &str,
     message: &str,
-    sig: &[u8],
+    sig: &[u8; 32],
 ) -> Result<Verified, E> {
     mac(&key.secret, message)
         .verify_slice(sig)
@@ -275,11 +356,12 @@ fn check<E: From<SignError>>(
         key_id: key_id.to_string(),
         user: key.user.clone(),
         rights: key.rights,
+        signature: *sig,
     })
 }
 
 /// `Credential=<key id>, Signature=<64 hex>` in either order, each exactly once.
-fn parse_authorization(params: &str) -> Result<(&str, Vec<u8>), SignError> {
+fn parse_authorization(params: &str) -> Result<(&str, [u8; 32]), SignError> {
     let (mut credential, mut signature) = (None, None);
     for part in params.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, value) = part
@@ -298,9 +380,7 @@ fn parse_authorization(params: &str) -> Result<(&str, Vec<u8>), SignError> {
         .filter(|c| !c.is_empty())
         .ok_or_else(|| malformed("Authorization lacks Credential"))?;
     let sig = signature.ok_or_else(|| malformed("Authorization lacks Signature"))?;
-    let sig = unhex(sig)
-        .filter(|s| s.len() == 32)
-        .ok_or_else(|| malformed("Signature is not 64 hex digits"))?;
+    let sig = unhex32(sig).ok_or_else(|| malformed("Signature is not 64 hex digits"))?;
     Ok((key_id, sig))
 }
 
@@ -321,6 +401,11 @@ fn unix_seconds(s: &str) -> Option<u64> {
         return None;
     }
     s.parse().ok()
+}
+
+/// Exactly 64 hex digits (either case) as 32 bytes.
+fn unhex32(s: &str) -> Option<[u8; 32]> {
+    unhex(s)?.try_into().ok()
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
@@ -395,9 +480,7 @@ pub fn verify_url<E: From<SignError>>(
         .rsplit_once('.')
         .filter(|(k, _)| !k.is_empty())
         .ok_or_else(|| malformed("sig is <key id>.<hex>"))?;
-    let hex_sig = unhex(hex_sig)
-        .filter(|s| s.len() == 32)
-        .ok_or_else(|| malformed("sig is <key id>.<64 hex digits>"))?;
+    let hex_sig = unhex32(hex_sig).ok_or_else(|| malformed("sig is <key id>.<64 hex digits>"))?;
     let key = lookup(key_id)?.ok_or_else(|| SignError::UnknownKey(shorten(key_id)))?;
     check(
         &key,
@@ -470,24 +553,45 @@ mod tests {
         Ok((id == KEY_ID).then(|| key(false)))
     }
 
-    fn signed(method: &str, path: &str, query: &str, body: &[u8]) -> Request {
-        let headers = sign_request(KEY_ID, SECRET.as_bytes(), method, path, query, body, DATE);
-        Request {
+    /// A request signed at `DATE`, its `Content-Type` (if any) last among its headers: the
+    /// date, content hash and `Authorization` are headers 0, 1 and 2.
+    fn signed_as(
+        version: Version,
+        method: &str,
+        path: &str,
+        query: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Request {
+        let mut req = Request {
             method: method.into(),
             path: path.into(),
             query: query.into(),
-            headers: headers.to_vec(),
+            headers: content_type
+                .map(|t| vec![("content-type".to_string(), t.to_string())])
+                .unwrap_or_default(),
             body: body.to_vec(),
             ..Request::default()
-        }
+        };
+        let mut headers = sign_request(version, KEY_ID, SECRET.as_bytes(), &req, DATE).to_vec();
+        headers.append(&mut req.headers);
+        req.headers = headers;
+        req
+    }
+
+    /// Signed with the current version, without `Content-Type`.
+    fn signed(method: &str, path: &str, query: &str, body: &[u8]) -> Request {
+        signed_as(Version::V2, method, path, query, None, body)
     }
 
     fn check_at(req: &Request, now: u64) -> Result<Verified, SignError> {
         verify(req, now, Duration::from_secs(300), lookup)
     }
 
-    /// (method, path, query, body, string to sign, signature).
+    /// (version, method, path, query, Content-Type, body, string to sign, signature).
     type Vector = (
+        Version,
+        &'static str,
         &'static str,
         &'static str,
         &'static str,
@@ -496,19 +600,29 @@ mod tests {
         &'static str,
     );
 
-    /// The vectors of imgserv-signing(7), computed there by an independent Python client:
-    /// (method, path, query, body, string to sign, signature). Change them only with the page.
+    /// The vectors of imgserv-signing(7), computed there by an independent Python client (a
+    /// test in tests/it/docs.rs runs it): 1 to 3 in version 1, 5 to 7 in version 2 (4 is the
+    /// URL below). Change them only with the page.
     #[rustfmt::skip]
-    const VECTORS: [Vector; 3] = [
-        ("POST", "/api/images", "category=%2Ftravel%2Fnorway", b"hello world",
+    const VECTORS: [Vector; 6] = [
+        (Version::V1, "POST", "/api/images", "category=%2Ftravel%2Fnorway", "", b"hello world",
          "IMGSERV-HMAC-SHA256\nPOST\n/api/images\ncategory=%2Ftravel%2Fnorway\n1767225600\nb94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9",
          "88f741d8565213da13310825278e0c23d0e920605d170db7583d3c517a1e6647"),
-        ("PATCH", "/api/images/2aae6c35c94fcfb415dbe95f408b9ce91ee846ed/meta", "", b"{\"title\":\"Fjord\",\"draft\":null}",
+        (Version::V1, "PATCH", "/api/images/2aae6c35c94fcfb415dbe95f408b9ce91ee846ed/meta", "", "", b"{\"title\":\"Fjord\",\"draft\":null}",
          "IMGSERV-HMAC-SHA256\nPATCH\n/api/images/2aae6c35c94fcfb415dbe95f408b9ce91ee846ed/meta\n\n1767225600\n2fda396c8fc07594dea4fca9e31a94ee46852c8a43be6ed35c3b50d0b70181be",
          "b58ab73ed66cd65a6f51c22da392eaeb296f861bbc181a7796d1bfaf5d4574a1"),
-        ("GET", "/api/images", "q=fjord+%c3%b8resund&per_page=10&page=2&category=/travel&q=sunset", b"",
+        (Version::V1, "GET", "/api/images", "q=fjord+%c3%b8resund&per_page=10&page=2&category=/travel&q=sunset", "", b"",
          "IMGSERV-HMAC-SHA256\nGET\n/api/images\ncategory=%2Ftravel&page=2&per_page=10&q=fjord%20%C3%B8resund&q=sunset\n1767225600\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
          "d4d4b14114bc5ca3b84c542b7c3c67684b45066c4b45f8744852a85c9faa607c"),
+        (Version::V2, "POST", "/api/images", "category=%2Ftravel%2Fnorway", "image/jpeg", b"hello world",
+         "IMGSERV2-HMAC-SHA256\nPOST\n/api/images\ncategory=%2Ftravel%2Fnorway\n1767225600\nimage/jpeg\nb94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9",
+         "804ecc477c8fa1c224c85651cdd6a9f15741acebd6499e85de276c8e74d76d16"),
+        (Version::V2, "PATCH", "/api/images/2aae6c35c94fcfb415dbe95f408b9ce91ee846ed/meta", "", "application/json", b"{\"title\":\"Fjord\",\"draft\":null}",
+         "IMGSERV2-HMAC-SHA256\nPATCH\n/api/images/2aae6c35c94fcfb415dbe95f408b9ce91ee846ed/meta\n\n1767225600\napplication/json\n2fda396c8fc07594dea4fca9e31a94ee46852c8a43be6ed35c3b50d0b70181be",
+         "cccb87959e72c148246f0ea189cbaf7db1f20097f77e2dd8e6a5d495d59be883"),
+        (Version::V2, "DELETE", "/api/images/2aae6c35c94fcfb415dbe95f408b9ce91ee846ed", "", "", b"",
+         "IMGSERV2-HMAC-SHA256\nDELETE\n/api/images/2aae6c35c94fcfb415dbe95f408b9ce91ee846ed\n\n1767225600\n\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+         "01cf2f75d5bbe3405138ef48193eb9a283a62bbf7f61d17fa46db12c493526b8"),
     ];
     const URL_QUERY: &str = "src=photos%2Fa+b.jpg&height=600&width=800&exp=1767229200";
     const URL_STS: &str =
@@ -518,15 +632,17 @@ mod tests {
 
     #[test]
     fn vectors() {
-        for (method, path, query, body, sts, sig) in VECTORS {
+        for (version, method, path, query, content_type, body, sts, sig) in VECTORS {
             let content = content_sha256(body);
-            let got = string_to_sign(method, path, query, &DATE.to_string(), &content);
+            let date = DATE.to_string();
+            let got = string_to_sign(version, method, path, query, &date, content_type, &content);
             assert_eq!(got, sts);
             assert_eq!(signature(SECRET.as_bytes(), &got), sig);
-            let req = signed(method, path, query, body);
+            let content_type = Some(content_type).filter(|t| !t.is_empty());
+            let req = signed_as(version, method, path, query, content_type, body);
             assert_eq!(
                 req.headers[2].1,
-                format!("IMGSERV-HMAC-SHA256 Credential={KEY_ID}, Signature={sig}")
+                format!("{} Credential={KEY_ID}, Signature={sig}", version.scheme())
             );
             assert!(check_at(&req, DATE).is_ok());
         }
@@ -540,7 +656,7 @@ mod tests {
     #[test]
     fn the_man_page_has_the_vectors() {
         let page = include_str!("../man/imgserv-signing.7");
-        for (_, _, _, _, sts, sig) in VECTORS {
+        for (_, _, _, _, _, _, sts, sig) in VECTORS {
             assert!(page.contains(sig), "man/imgserv-signing.7 lacks {sig}");
             for line in sts.lines().filter(|l| !l.is_empty()) {
                 let roff = line.replace('-', "\\-");
@@ -589,14 +705,22 @@ mod tests {
     }
 
     #[test]
-    fn tampering_is_refused() {
-        let req = signed("POST", "/api/images", "category=a", b"bytes");
+    fn tampering_is_refused_in_both_versions() {
+        for version in [Version::V1, Version::V2] {
+            tampering_is_refused(version);
+        }
+    }
+
+    fn tampering_is_refused(version: Version) {
+        let req = signed_as(version, "POST", "/api/images", "category=a", None, b"bytes");
+        let sent = req.headers[2].1.split("Signature=").nth(1).unwrap();
         assert_eq!(
             check_at(&req, DATE).unwrap(),
             Verified {
                 key_id: KEY_ID.into(),
                 user: "alice".into(),
-                rights: Rights::READ | Rights::WRITE
+                rights: Rights::READ | Rights::WRITE,
+                signature: unhex32(sent).unwrap(),
             }
         );
         let tampered: [(&str, Request); 6] = [
@@ -641,7 +765,11 @@ mod tests {
             }),
         ];
         for (what, r) in tampered {
-            assert_eq!(check_at(&r, DATE), Err(SignError::BadSignature), "{what}");
+            assert_eq!(
+                check_at(&r, DATE),
+                Err(SignError::BadSignature),
+                "{version:?}: {what}"
+            );
         }
         let body_only = Request {
             body: b"other".to_vec(),
@@ -653,6 +781,82 @@ mod tests {
         let last = if auth.ends_with('0') { "1" } else { "0" };
         auth.replace_range(auth.len() - 1.., last);
         assert_eq!(check_at(&flipped, DATE), Err(SignError::BadSignature));
+    }
+
+    /// With a `Content-Type` header set to `value` (`None`: removed).
+    fn with_type(req: &Request, value: Option<&str>) -> Request {
+        let mut r = req.clone();
+        r.headers.retain(|(n, _)| n != "content-type");
+        if let Some(v) = value {
+            r.headers.push(("content-type".into(), v.into()));
+        }
+        r
+    }
+
+    #[test]
+    fn version_2_signs_the_content_type_and_version_1_does_not() {
+        let form = "multipart/form-data; boundary=B0undary";
+        let v2 = signed_as(
+            Version::V2,
+            "POST",
+            "/api/images",
+            "",
+            Some(form),
+            b"--B0undary--",
+        );
+        assert!(check_at(&v2, DATE).is_ok());
+        // Surrounding spaces are not signed; anything else in the value is.
+        assert!(check_at(&with_type(&v2, Some(&format!(" {form}\t"))), DATE).is_ok());
+        for changed in [
+            Some("multipart/form-data; boundary=other"),
+            Some("image/jpeg"),
+            Some(""),
+            None,
+        ] {
+            assert_eq!(
+                check_at(&with_type(&v2, changed), DATE),
+                Err(SignError::BadSignature),
+                "{changed:?}"
+            );
+        }
+        // Signed without one, a Content-Type added later breaks it; empty is the same as none.
+        let bare = signed_as(Version::V2, "DELETE", "/api/images/x", "", None, b"");
+        assert!(check_at(&with_type(&bare, Some("")), DATE).is_ok());
+        assert_eq!(
+            check_at(&with_type(&bare, Some("text/plain")), DATE),
+            Err(SignError::BadSignature)
+        );
+        // A control character could forge a line of the string to sign.
+        assert!(matches!(
+            check_at(&with_type(&v2, Some("text/plain\n1767225600")), DATE),
+            Err(SignError::Malformed(_))
+        ));
+
+        // Version 1 still verifies, and (its known weakness) ignores Content-Type.
+        let v1 = signed_as(
+            Version::V1,
+            "POST",
+            "/api/images",
+            "",
+            Some(form),
+            b"--B0undary--",
+        );
+        assert!(check_at(&v1, DATE).is_ok());
+        assert!(check_at(&with_type(&v1, Some("image/jpeg")), DATE).is_ok());
+
+        // The scheme name is signed: a signature of one version does not pass as the other.
+        for (req, other) in [(&v1, SCHEME_V2), (&v2, SCHEME)] {
+            let mut r = req.clone();
+            let sig = r.headers[2].1.split_once(' ').unwrap().1.to_string();
+            r.headers[2].1 = format!("{other} {sig}");
+            assert_eq!(check_at(&r, DATE), Err(SignError::BadSignature), "{other}");
+        }
+        // Scheme names are compared without regard to case.
+        let mut lower = v2.clone();
+        lower.headers[2].1 = lower.headers[2]
+            .1
+            .replacen(SCHEME_V2, "imgserv2-hmac-sha256", 1);
+        assert!(check_at(&lower, DATE).is_ok());
     }
 
     #[test]
@@ -695,7 +899,8 @@ mod tests {
     fn unsigned_and_malformed() {
         let plain = Request::get("/api/images", "");
         assert_eq!(check_at(&plain, DATE), Err(SignError::Unsigned));
-        let req = signed("POST", "/api/images", "", b"x");
+        // The parsing below is the same for both versions.
+        let req = signed_as(Version::V1, "POST", "/api/images", "", None, b"x");
         let with = |i: usize, v: &str| {
             let mut r = req.clone();
             r.headers[i].1 = v.into();

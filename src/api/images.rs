@@ -1,7 +1,8 @@
 //! The REST interface under `/api/`: originals in (upload), out (bytes, metadata as headers),
 //! their metadata and category, deletion with every variant, search and the category tree.
-//! Writes need a signed request with the right `Rights`; reads are public or need `read`, by
-//! `[api] public_reads`.
+//! Writes need a signed request with the right `Rights`, each signature accepted once; reads
+//! need `read` unless `[api] public_reads` (variants, served by the redirector and the 404
+//! handler, never do).
 
 use std::time::{Duration, UNIX_EPOCH};
 

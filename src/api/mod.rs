@@ -20,7 +20,8 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::http::{Handler, Request, Response};
 use crate::mirror::Mirrors;
-use crate::sign::{self, KeyInfo, Verified};
+use crate::replay::ReplayLog;
+use crate::sign::{self, KeyInfo, SignError, Verified};
 use crate::store::{self, Store};
 
 /// A request the API cannot route or read; each maps to a status in `error`.
@@ -47,6 +48,9 @@ pub struct App {
     pool: Mutex<Vec<Cache>>,
     catalogs: Mutex<Vec<Catalog>>,
     store: Mutex<Option<Arc<dyn Store>>>,
+    /// Opened on the first signed write; one connection is enough, as SQLite lets one writer
+    /// at a time in anyway.
+    replays: Mutex<Option<ReplayLog>>,
     mirrors: Option<Mirrors>,
     /// Variants served in the last second (used without a mirror map only).
     recent: recent::Recent,
@@ -64,6 +68,7 @@ impl App {
             pool: Mutex::new(Vec::new()),
             catalogs: Mutex::new(Vec::new()),
             store: Mutex::new(None),
+            replays: Mutex::new(None),
             mirrors,
             recent: recent::Recent::default(),
         }
@@ -120,16 +125,41 @@ impl App {
         Ok(s)
     }
 
-    /// Checks a signed request and the key's rights.
+    /// Checks a signed request and the key's rights, and accepts a write's signature only
+    /// once (see [`App::remember`]).
     fn authorize(&self, req: &Request, needed: Rights) -> Result<Verified, Error> {
         let skew = self.config.security.max_clock_skew;
+        let now = unix_now();
         let verified = self.with_catalog(|catalog| {
-            sign::verify(req, unix_now(), skew, |id| {
+            sign::verify(req, now, skew, |id| {
                 Ok::<_, Error>(catalog.key(id)?.map(KeyInfo::from))
             })
         })?;
         verified.require(needed)?;
+        if !is_safe(&req.method) {
+            self.remember(&verified, now)?;
+        }
         Ok(verified)
+    }
+
+    /// Records an accepted write's signature in the shared replay log, refusing it when it is
+    /// there already. A signature verifies while its date is within the skew of the clock, so
+    /// until at most `now + 2 × skew` (a date `skew` ahead of `now`, `skew` more of validity):
+    /// it is remembered that long. The insert is the check, so two identical requests racing
+    /// in two processes cannot both pass.
+    fn remember(&self, verified: &Verified, now: u64) -> Result<(), Error> {
+        let mut slot = self.replays.lock().unwrap_or_else(|e| e.into_inner());
+        let log = match slot.as_mut() {
+            Some(log) => log,
+            None => slot.insert(ReplayLog::open(&self.config.state.replay_path())?),
+        };
+        let keep = 2 * self.config.security.max_clock_skew;
+        if log.remember(&verified.key_id, &verified.signature, now, keep)? {
+            Ok(())
+        } else {
+            log::warn!("replayed signature of key {}", verified.key_id);
+            Err(SignError::Replayed.into())
+        }
     }
 
     /// With `[security] require_signed_urls`, an image URL needs a valid `sig`; `path` is the
@@ -159,6 +189,12 @@ impl App {
             _ => Err(ApiError::NoRoute(req.path.clone()).into()),
         }
     }
+}
+
+/// Safe methods (RFC 9110): reads, which may be repeated, so their signatures are not
+/// remembered — a client may retry a read, and reads stay free of database writes.
+fn is_safe(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD")
 }
 
 /// Unix time in seconds.

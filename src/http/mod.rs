@@ -209,8 +209,18 @@ where
                     let header = String::from_utf8_lossy(h)
                         .to_ascii_lowercase()
                         .replace('_', "-");
-                    // A client must not pose as the web server.
-                    if [REDIRECT_URL, REDIRECT_QUERY, REQUEST_URI].contains(&header.as_str()) {
+                    // A client must not pose as the web server. The body's type and length
+                    // are CONTENT_TYPE and CONTENT_LENGTH (RFC 3875 4.1.18); nginx passes
+                    // HTTP_CONTENT_TYPE as well, which would make the header appear twice.
+                    if [
+                        REDIRECT_URL,
+                        REDIRECT_QUERY,
+                        REQUEST_URI,
+                        "content-type",
+                        "content-length",
+                    ]
+                    .contains(&header.as_str())
+                    {
                         continue;
                     }
                     // Header values may legally carry obs-text; keep them lossily rather than
@@ -256,6 +266,9 @@ mod tests {
             (b"HTTP_IF_NONE_MATCH", b"\"abc\""),
             (b"REQUEST_URI", b"/cache/a/1/2.jpg?x"),
             (b"HTTP_X_REDIRECT_URL", b"/spoofed"),
+            (b"CONTENT_TYPE", b"image/png"),
+            (b"HTTP_CONTENT_TYPE", b"image/png"),
+            (b"HTTP_CONTENT_LENGTH", b"0"),
         ];
         let req = request_from_meta_vars(vars, Vec::new()).unwrap();
         assert_eq!(req.method, "HEAD");
@@ -268,6 +281,17 @@ mod tests {
             None,
             "a client header is not the server's"
         );
+        // Once, from CONTENT_TYPE (a signature covering it refuses a header given twice).
+        let types: Vec<_> = req
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "content-type")
+            .collect();
+        assert_eq!(
+            types,
+            [&("content-type".to_string(), "image/png".to_string())]
+        );
+        assert_eq!(req.header("content-length"), None);
     }
 
     #[test]

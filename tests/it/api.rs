@@ -2,8 +2,10 @@
 //! server): every verb, signatures (valid, tampered, expired, wrong key, revoked key, missing
 //! rights), signed image URLs, the delete cascade and the sweep after a crash.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use imgserv::api::App;
@@ -56,17 +58,7 @@ impl Api {
         query: &str,
         body: &[u8],
     ) -> Request {
-        let mut req = unsigned(method, path, query, body);
-        req.headers.extend(sign::sign_request(
-            &key.id,
-            key.secret.expose().as_bytes(),
-            method,
-            path,
-            query,
-            body,
-            now(),
-        ));
-        req
+        sign_with(key, unsigned(method, path, query, body))
     }
 
     /// Signed with the all-rights key.
@@ -85,11 +77,56 @@ pub fn load(site: &Site) -> Config {
     imgserv::config::load(&site.config_path(), &[]).unwrap()
 }
 
+/// The date to sign the request described by `what` with: now, or a second after the date
+/// the same request was last signed with, whichever is later. The same write signed twice in
+/// one second has the same signature, and the second is refused as a replay: a client that
+/// repeats an identical write quickly (as these tests do) dates the copies apart like this,
+/// within the clock skew.
+pub fn fresh_date(what: &str) -> u64 {
+    static LAST: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let date = match last.get(what) {
+        Some(&before) => now().max(before + 1),
+        None => now(),
+    };
+    last.insert(what.to_string(), date);
+    date
+}
+
 pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
+}
+
+/// `req` as it is (its `Content-Type` included) signed with `key`, in the current version, at
+/// [`fresh_date`].
+pub fn sign_with(key: &ApiKey, mut req: Request) -> Request {
+    let what = format!(
+        "{}\n{}\n{}\n{}\n{:?}\n{}",
+        key.id,
+        req.method,
+        req.path,
+        req.query,
+        req.header("content-type"),
+        sign::content_sha256(&req.body)
+    );
+    let headers = sign::sign_request(
+        sign::Version::V2,
+        &key.id,
+        key.secret.expose().as_bytes(),
+        &req,
+        fresh_date(&what),
+    );
+    req.headers.extend(headers);
+    req
+}
+
+/// `req` with a header added.
+pub fn with_header(mut req: Request, name: &str, value: &str) -> Request {
+    req.headers.push((name.into(), value.into()));
+    req
 }
 
 pub fn unsigned(method: &str, path: &str, query: &str, body: &[u8]) -> Request {
@@ -177,12 +214,13 @@ fn battery(api: &Api, stored: &dyn Fn(&OriginalId, &str) -> bool) {
     let mut body = b"--B0undary\r\nContent-Disposition: form-data; name=\"meta\"\r\n\r\n{\"title\": \"a cat called Chelsea\"}\r\n--B0undary\r\nContent-Disposition: form-data; name=\"category\"\r\n\r\n/pets\r\n--B0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cat.png\"\r\nContent-Type: image/png\r\n\r\n".to_vec();
     body.extend_from_slice(&png);
     body.extend_from_slice(b"\r\n--B0undary--\r\n");
-    let mut req = api.signed(&api.key, "POST", "/api/images", "", &body);
-    req.headers.push((
-        "content-type".into(),
-        "multipart/form-data; boundary=B0undary".into(),
-    ));
-    let resp = api.app.handle(req);
+    let form = unsigned("POST", "/api/images", "", &body);
+    let form = with_header(
+        form,
+        "content-type",
+        "multipart/form-data; boundary=B0undary",
+    );
+    let resp = api.app.handle(sign_with(&api.key, form));
     let cat = json(&resp);
     assert_eq!(resp.status, 201, "{cat}");
     assert_eq!(
@@ -192,9 +230,10 @@ fn battery(api: &Api, stored: &dyn Fn(&OriginalId, &str) -> bool) {
     assert_eq!(cat["meta"]["title"], "a cat called Chelsea");
     let cat_id = cat["id"].as_str().unwrap().to_string();
 
-    // GET the original: bytes, ETag, Last-Modified; conditional requests get 304.
+    // GET the original: bytes, ETag, Last-Modified; conditional requests get 304. Reads are
+    // signed: originals and metadata need a key by default.
     let path = format!("/api/images/{id}");
-    let resp = api.app.handle(unsigned("GET", &path, "", b""));
+    let resp = api.call("GET", &path, "", b"");
     assert_eq!(resp.status, 200);
     assert_eq!(resp.body, fixture_bytes("photo-rocket-640x427.jpg"));
     assert_eq!(resp.header("content-type"), Some("image/jpeg"));
@@ -205,18 +244,19 @@ fn battery(api: &Api, stored: &dyn Fn(&OriginalId, &str) -> bool) {
         ("if-none-match", etag.as_str()),
         ("if-modified-since", modified.as_str()),
     ] {
-        let mut req = unsigned("GET", &path, "", b"");
-        req.headers.push((name.into(), value.into()));
-        let resp = api.app.handle(req);
+        let req = with_header(unsigned("GET", &path, "", b""), name, value);
+        let resp = api.app.handle(sign_with(&api.key, req));
         assert_eq!((resp.status, resp.body.len()), (304, 0), "{name}");
     }
-    let mut req = unsigned("GET", &path, "", b"");
-    req.headers
-        .push(("if-none-match".into(), "\"other\"".into()));
-    assert_eq!(api.app.handle(req).status, 200);
+    let req = with_header(
+        unsigned("GET", &path, "", b""),
+        "if-none-match",
+        "\"other\"",
+    );
+    assert_eq!(api.app.handle(sign_with(&api.key, req)).status, 200);
 
     // HEAD: the facts as headers, no body.
-    let resp = api.app.handle(unsigned("HEAD", &path, "", b""));
+    let resp = api.call("HEAD", &path, "", b"");
     assert_eq!(resp.status, 200);
     assert!(resp.body.is_empty());
     for (h, want) in [
@@ -232,7 +272,7 @@ fn battery(api: &Api, stored: &dyn Fn(&OriginalId, &str) -> bool) {
 
     // Metadata: read, replace, merge, move.
     let meta = format!("{path}/meta");
-    let resp = api.app.handle(unsigned("GET", &meta, "", b""));
+    let resp = api.call("GET", &meta, "", b"");
     assert_eq!(json(&resp)["meta"]["title"], "Falcon rocket");
     let resp = api.call(
         "POST",
@@ -262,33 +302,25 @@ fn battery(api: &Api, stored: &dyn Fn(&OriginalId, &str) -> bool) {
     );
 
     // Search and categories.
-    let resp = api
-        .app
-        .handle(unsigned("GET", "/api/images", "q=canaveral", b""));
+    let resp = api.call("GET", "/api/images", "q=canaveral", b"");
     let v = json(&resp);
     assert_eq!(
         (v["total"].as_u64(), v["items"][0]["id"].as_str()),
         (Some(1), Some(id.as_str()))
     );
-    let v = json(&api.app.handle(unsigned(
-        "GET",
-        "/api/images",
-        "category=%2Fpets&per_page=5",
-        b"",
-    )));
+    let v = json(&api.call("GET", "/api/images", "category=%2Fpets&per_page=5", b""));
     assert_eq!(
         (v["total"].as_u64(), v["items"][0]["id"].as_str()),
         (Some(1), Some(cat_id.as_str()))
     );
-    let v = json(&api.app.handle(unsigned("GET", "/api/images", "", b"")));
+    let v = json(&api.call("GET", "/api/images", "", b""));
     assert_eq!(v["total"], 2);
     assert_error(
-        &api.app
-            .handle(unsigned("GET", "/api/images", "per_page=1000", b"")),
+        &api.call("GET", "/api/images", "per_page=1000", b""),
         400,
         "bad-request",
     );
-    let v = json(&api.app.handle(unsigned("GET", "/api/categories", "", b"")));
+    let v = json(&api.call("GET", "/api/categories", "", b""));
     let count = |path: &str| {
         v.as_array()
             .unwrap()
@@ -332,11 +364,7 @@ fn battery(api: &Api, stored: &dyn Fn(&OriginalId, &str) -> bool) {
         image_files(&cache)
     );
     assert!(api.catalog().pending().unwrap().is_empty());
-    assert_error(
-        &api.app.handle(unsigned("GET", &path, "", b"")),
-        404,
-        "image-not-found",
-    );
+    assert_error(&api.call("GET", &path, "", b""), 404, "image-not-found");
     assert_error(&api.call("DELETE", &path, "", b""), 404, "image-not-found");
     let resp = get_404(&api.app, &format!("/cache/{id}/300/300.jpg"), "");
     assert!(
@@ -349,13 +377,9 @@ fn battery(api: &Api, stored: &dyn Fn(&OriginalId, &str) -> bool) {
     );
 
     // Routes and methods.
+    assert_error(&api.call("GET", "/api/nothing", "", b""), 404, "not-found");
     assert_error(
-        &api.app.handle(unsigned("GET", "/api/nothing", "", b"")),
-        404,
-        "not-found",
-    );
-    assert_error(
-        &api.app.handle(unsigned("GET", "/api/images/xyz", "", b"")),
+        &api.call("GET", "/api/images/xyz", "", b""),
         404,
         "not-found",
     );
@@ -426,7 +450,7 @@ fn an_unreachable_s3_store_is_503_with_retry_after_and_cached_variants_still_ser
     ));
     assert_error(&resp, 503, "store-unavailable");
     assert_eq!(resp.header("retry-after"), Some("30"));
-    let resp = down.handle(unsigned("GET", &format!("/api/images/{id}"), "", b""));
+    let resp = down.handle(api.signed(&api.key, "GET", &format!("/api/images/{id}"), "", b""));
     assert_error(&resp, 503, "store-unavailable");
     // A variant rendered before is served from the cache without the store.
     let resp = get_404(&down, &format!("/cache/{id}/320/320.jpg"), "");
@@ -459,15 +483,8 @@ fn signatures_valid_tampered_expired_wrong_key_revoked_and_missing_rights() {
     // A POST of `body` signed as key `id` with `secret` at `date`.
     let post_signed = |id: &str, secret: &[u8], date| {
         let mut req = unsigned("POST", "/api/images", "", &body);
-        req.headers.extend(sign::sign_request(
-            id,
-            secret,
-            "POST",
-            "/api/images",
-            "",
-            &body,
-            date,
-        ));
+        let headers = sign::sign_request(sign::Version::V2, id, secret, &req, date);
+        req.headers.extend(headers);
         post(req)
     };
 
@@ -528,23 +545,77 @@ fn signatures_valid_tampered_expired_wrong_key_revoked_and_missing_rights() {
     );
 }
 
+/// The API's reads, as (method, path, query).
+fn reads(id: &str) -> Vec<(&'static str, String, &'static str)> {
+    let original = format!("/api/images/{id}");
+    let meta = format!("{original}/meta");
+    vec![
+        ("GET", original.clone(), ""),
+        ("HEAD", original, ""),
+        ("GET", meta.clone(), ""),
+        ("HEAD", meta, ""),
+        ("GET", "/api/images".into(), ""),
+        ("GET", "/api/images".into(), "q=rocket"),
+        ("GET", "/api/categories".into(), ""),
+    ]
+}
+
 #[test]
-fn reads_can_require_a_key() {
-    let api = Api::new("[api]\npublic_reads = false\n");
-    let (status, image) = api.upload("tiny-1x1.gif", "");
-    assert_eq!(status, 201);
-    let path = format!("/api/images/{}", image["id"].as_str().unwrap());
-    for p in [path.as_str(), "/api/images", "/api/categories"] {
-        assert_error(
-            &api.app.handle(unsigned("GET", p, "", b"")),
-            401,
-            "unsigned",
+fn originals_and_metadata_need_a_key_by_default_and_variants_stay_public() {
+    let api = Api::new("");
+    assert!(!api.config().api.public_reads);
+    let (status, image) = api.upload("photo-rocket-640x427.jpg", "category=%2Fspace");
+    assert_eq!(status, 201, "{image}");
+    let id = image["id"].as_str().unwrap();
+    let mut catalog = api.catalog();
+    let writer = catalog.add_key("alice", Rights::WRITE).unwrap();
+    for (method, path, query) in reads(id) {
+        let resp = api.app.handle(unsigned(method, &path, query, b""));
+        assert_eq!(resp.status, 401, "{method} {path}?{query}");
+        if method == "GET" {
+            assert_error(&resp, 401, "unsigned");
+        }
+        let resp = api
+            .app
+            .handle(api.signed(&writer, method, &path, query, b""));
+        assert_eq!(
+            resp.status, 403,
+            "{method} {path}?{query}: a key without read"
         );
-        assert_eq!(api.call("GET", p, "", b"").status, 200, "{p}");
+        let resp = api.call(method, &path, query, b"");
+        assert_eq!(resp.status, 200, "{method} {path}?{query}");
     }
     assert_eq!(
-        api.call("GET", &path, "", b"").body,
-        fixture_bytes("tiny-1x1.gif")
+        api.call("GET", &format!("/api/images/{id}"), "", b"").body,
+        fixture_bytes("photo-rocket-640x427.jpg")
+    );
+    // Variants stay public: the 404 handler renders one for anybody, and serves it again.
+    for _ in 0..2 {
+        let resp = get_404(&api.app, &format!("/cache/{id}/300/300.jpg"), "");
+        assert_eq!(resp.status, 200, "{}", resp.body_text_lossy());
+        assert_eq!(dims(&resp.body).1.width, 300);
+    }
+}
+
+#[test]
+fn public_reads_true_restores_unsigned_reads_and_writes_still_need_a_key() {
+    let api = Api::new("[api]\npublic_reads = true\n");
+    let (status, image) = api.upload("photo-rocket-640x427.jpg", "category=%2Fspace");
+    assert_eq!(status, 201, "{image}");
+    let id = image["id"].as_str().unwrap();
+    for (method, path, query) in reads(id) {
+        let resp = api.app.handle(unsigned(method, &path, query, b""));
+        assert_eq!(resp.status, 200, "{method} {path}?{query}");
+    }
+    let resp = api
+        .app
+        .handle(unsigned("GET", &format!("/api/images/{id}"), "", b""));
+    assert_eq!(resp.body, fixture_bytes("photo-rocket-640x427.jpg"));
+    let body = fixture_bytes("tiny-1x1.png");
+    assert_error(
+        &api.app.handle(unsigned("POST", "/api/images", "", &body)),
+        401,
+        "unsigned",
     );
 }
 
@@ -578,12 +649,9 @@ fn uploads_are_checked_by_content_and_by_the_type_list() {
         413,
         "upload-too-large",
     );
-    let mut req = api.signed(&api.key, "POST", "/api/images", "", b"--x\r\n");
-    req.headers.push((
-        "content-type".into(),
-        "multipart/form-data; boundary=zz".into(),
-    ));
-    assert_error(&api.app.handle(req), 400, "bad-body");
+    let req = unsigned("POST", "/api/images", "", b"--x\r\n");
+    let req = with_header(req, "content-type", "multipart/form-data; boundary=zz");
+    assert_error(&api.app.handle(sign_with(&api.key, req)), 400, "bad-body");
     assert_error(
         &api.call(
             "POST",
@@ -748,8 +816,7 @@ fn a_crash_between_catalog_and_file_deletion_is_repaired_by_the_sweep() {
     assert!(original.is_file());
     assert!(!files_below(&api.site.cache()).is_empty());
     assert_error(
-        &api.app
-            .handle(unsigned("GET", &format!("/api/images/{id}"), "", b"")),
+        &api.call("GET", &format!("/api/images/{id}"), "", b""),
         404,
         "image-not-found",
     );

@@ -231,6 +231,73 @@ fn every_error_code_is_in_imgserv_cgi_8() {
     }
 }
 
+/// The text of a roff `.EX` block as a reader sees it: `\-`, `\e` and `\(aq` unescaped.
+fn unroff(block: &str) -> String {
+    let mut out = String::new();
+    let mut chars = block.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('-') => out.push('-'),
+            Some('e') => out.push('\\'),
+            Some('(') => {
+                let name: String = chars.by_ref().take(2).collect();
+                match name.as_str() {
+                    "aq" => out.push('\''),
+                    "dq" => out.push('"'),
+                    other => panic!("unexpected roff escape \\({other}"),
+                }
+            }
+            other => panic!("unexpected roff escape \\{other:?}"),
+        }
+    }
+    out
+}
+
+/// The Python client of imgserv-signing(7), run as the page says, prints the signatures the
+/// page gives for its test vectors, in order (and src/sign.rs checks the server computes the
+/// same ones): the page, an independent client and the server cannot drift apart.
+#[test]
+fn the_signing_pages_python_client_computes_its_test_vectors() {
+    let page = read("man/imgserv-signing.7");
+    let examples = &page[page.find(".SH EXAMPLES").expect("an EXAMPLES section")..];
+    let start = examples.find(".EX\n").expect("a first example") + 4;
+    let end = start + examples[start..].find(".EE\n").unwrap();
+    let script = unroff(&examples[start..end]);
+    assert!(script.contains("def sign_request("), "{script}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("imgserv_sign.py");
+    fs::write(&file, &script).unwrap();
+    let out = Command::new(crate::support::require_program("python3"))
+        .arg(&file)
+        .output()
+        .expect("run python3");
+    assert!(out.status.success(), "{out:?}");
+    let printed: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l[l.len().saturating_sub(64)..].to_string())
+        .collect();
+
+    // The page's signatures, in order: `.B <hex>` after "Signature:", and the URL's `sig=`.
+    let vectors = &page[page.find(".SH TEST VECTORS").unwrap()..page.find(".SH EXAMPLES").unwrap()];
+    let lines: Vec<&str> = vectors.lines().collect();
+    let mut expected = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if i > 0 && lines[i - 1] == "Signature:" {
+            expected.push(line.trim_start_matches(".B ").to_string());
+        } else if let Some((_, sig)) = line.split_once("&sig=") {
+            let hex = sig.split('.').nth(1).unwrap_or_default();
+            expected.push(hex.chars().take(64).collect());
+        }
+    }
+    assert_eq!(expected.len(), 7, "vectors 1 to 7 in the page");
+    assert_eq!(printed, expected);
+}
+
 #[test]
 fn readme_keeps_its_quick_start() {
     let readme = read("README.md");

@@ -20,6 +20,7 @@ mod mirror;
 mod quality;
 mod redirector;
 mod remote;
+mod signing;
 mod store;
 mod upload;
 mod web;
