@@ -470,6 +470,20 @@ impl Catalog {
         get_image(&self.conn, id)
     }
 
+    /// Every image's id and its original object's extension, in id order (for `fsck`).
+    pub fn originals(&self) -> Result<Vec<(OriginalId, String)>, CatalogError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, ext FROM images ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, ext) = row?;
+            out.push((id.parse().map_err(|_| bad_column(0, "id"))?, ext));
+        }
+        Ok(out)
+    }
+
     /// Records that an upload of `id` is about to place its original, so that a crash
     /// between placing and [`Catalog::insert`] leaves a row the sweep acts on.
     pub fn begin_upload(&mut self, id: &OriginalId, mime: &str) -> Result<Intent, CatalogError> {

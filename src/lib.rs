@@ -13,6 +13,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod evict;
+pub mod fsck;
 pub mod geometry;
 pub mod http;
 pub mod ingest;
