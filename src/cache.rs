@@ -422,6 +422,7 @@ impl Cache {
             if let Some(last) = unlinking {
                 let _ = last.join();
             }
+            crate::metrics::evicted(evicted.count);
             result.map(|()| evicted)
         })
     }

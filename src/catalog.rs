@@ -470,6 +470,17 @@ impl Catalog {
         get_image(&self.conn, id)
     }
 
+    /// Whether there is any image, read from the table itself (for `/status`, which must see
+    /// a damaged file, not only open it).
+    pub fn probe(&self) -> Result<bool, CatalogError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM images LIMIT 1")?
+            .query_row([], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
     /// Every image's id and its original object's extension, in id order (for `fsck`).
     pub fn originals(&self) -> Result<Vec<(OriginalId, String)>, CatalogError> {
         let mut stmt = self

@@ -1,4 +1,8 @@
-//! Running it: `imgserv-admin fsck [--repair]` on planted damage.
+//! Running it: `imgserv-admin fsck [--repair]` on planted damage, `GET /status` in CGI and the
+//! standalone server (healthy, a damaged catalog, a cache directory that cannot be written),
+//! `GET /metrics` in the standalone server and FastCGI behind nginx (counters after hits and
+//! misses, 404 when off or in CGI, 403 from an address not allowed), and the log line of each
+//! request.
 
 use std::fs::{self, File, FileTimes};
 use std::path::Path;
@@ -8,10 +12,11 @@ use std::time::{Duration, SystemTime};
 use imgserv::catalog::Catalog;
 use imgserv::original::OriginalId;
 use imgserv::render::Format;
+use serde_json::Value;
 
 use crate::api::{Api, load};
 use crate::redirector::files_below;
-use crate::support::{Cgi, Site, fixture_bytes};
+use crate::support::{Cgi, Nginx, Site, fixture_bytes, get, standalone};
 
 fn admin(site: &Site, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_imgserv-admin"))
@@ -202,4 +207,168 @@ fn fsck_reports_each_planted_problem_once_and_repair_keeps_every_original() {
     // Restored from a backup, the lost original makes the installation clean.
     fs::write(site.store().join(&lost_rel), lost_bytes).unwrap();
     assert_eq!(fsck(site, &[]), (0, vec![]));
+}
+
+fn status_json(body: &[u8]) -> Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
+}
+
+const PROBES: [&str; 5] = ["catalog", "cache_index", "store", "cache_dir", "state_dir"];
+
+#[test]
+fn status_is_200_with_every_probe_in_cgi_and_standalone() {
+    let site = Site::new();
+    let r = Cgi::new(&site).path_info("/status").run();
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let v = status_json(&r.body);
+    assert_eq!(v["status"], "ok");
+    for p in PROBES {
+        assert_eq!(v["probes"][p]["ok"], true, "{p}: {v}");
+    }
+    assert!(v["probes"]["cache_dir"]["free_bytes"].as_u64().unwrap() > 0);
+    let (_server, base) = standalone(&site);
+    let r = get(&format!("{base}/imgserv.cgi/status"));
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(status_json(&r.body)["failing"], serde_json::json!([]));
+}
+
+#[test]
+fn status_is_503_naming_a_damaged_catalog_or_an_unwritable_cache_dir() {
+    let site = Site::new();
+    let (_server, base) = standalone(&site);
+    assert_eq!(get(&format!("{base}/imgserv.cgi/status")).status, 200);
+    // Each request opens the catalog afresh: damage since the server started is seen.
+    fs::write(site.state().join("catalog.sqlite"), vec![b'x'; 8192]).unwrap();
+    let r = get(&format!("{base}/imgserv.cgi/status"));
+    assert_eq!(r.status, 503, "{}", r.body_text());
+    let v = status_json(&r.body);
+    assert_eq!(v["failing"], serde_json::json!(["catalog"]), "{v}");
+    assert_eq!(v["probes"]["catalog"]["ok"], false);
+    fs::remove_file(site.state().join("catalog.sqlite")).unwrap();
+
+    // A cache directory no one can create files in, root included.
+    site.write_config("[cache]\ndir = \"/proc\"\n");
+    let r = Cgi::new(&site).path_info("/status").run();
+    assert_eq!(r.status, 503, "{}", r.body_text());
+    let v = status_json(&r.body);
+    assert_eq!(v["failing"], serde_json::json!(["cache_dir"]), "{v}");
+    assert!(
+        v["probes"]["cache_dir"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not writable")
+    );
+}
+
+/// The value of the sample `name` (with its labels, if any) in a text-format page.
+#[track_caller]
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in\n{text}"))
+}
+
+/// Two misses (two variants of one source), a hit, an error; then the counters, checked.
+fn exercise(script_url: &str) -> String {
+    let resize = |q: &str| get(&format!("{script_url}?{q}")).status;
+    assert_eq!(
+        resize("src=photo-rocket-640x427.jpg&width=300&height=300"),
+        302
+    );
+    assert_eq!(
+        resize("src=photo-rocket-640x427.jpg&width=300&height=300"),
+        302
+    );
+    assert_eq!(
+        resize("src=photo-rocket-640x427.jpg&width=100&height=100"),
+        302
+    );
+    assert_eq!(resize("src=missing.jpg&width=100&height=100"), 404);
+    let r = get(&format!("{script_url}/metrics"));
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = r.body_text();
+    assert_eq!(sample(&text, "imgserv_cache_misses_total"), 2.0);
+    assert_eq!(sample(&text, "imgserv_cache_hits_total"), 1.0);
+    assert_eq!(sample(&text, "imgserv_renders_total"), 2.0);
+    assert_eq!(sample(&text, "imgserv_coalesced_waits_total"), 0.0);
+    assert_eq!(
+        sample(
+            &text,
+            "imgserv_rejections_total{code=\"source-not-found\",status=\"404\"}"
+        ),
+        1.0
+    );
+    assert!(sample(&text, "imgserv_bytes_served_total") > 0.0);
+    for stage in ["read", "decode", "resize", "encode"] {
+        let count = format!("imgserv_stage_seconds_count{{stage=\"{stage}\"}}");
+        assert_eq!(sample(&text, &count), 2.0, "{stage}");
+        let inf = format!("imgserv_stage_seconds_bucket{{stage=\"{stage}\",le=\"+Inf\"}}");
+        assert_eq!(sample(&text, &inf), 2.0, "{stage}");
+    }
+    text
+}
+
+#[test]
+fn metrics_in_the_standalone_server_count_hits_misses_and_stages() {
+    let site = Site::with_config("[metrics]\nenabled = true\n");
+    site.add_original("photo-rocket-640x427.jpg");
+    let (server, base) = standalone(&site);
+    exercise(&format!("{base}/imgserv.cgi"));
+    // The log line of each request, at info level.
+    let log = server.log();
+    for line in [
+        "method=GET route=resize status=302 code=- cache=miss ms=",
+        "method=GET route=resize status=302 code=- cache=hit ms=",
+        "method=GET route=resize status=404 code=source-not-found cache=- ms=",
+        "method=GET route=metrics status=200 code=- cache=- ms=",
+    ] {
+        assert!(log.contains(line), "{line} in\n{log}");
+    }
+}
+
+#[test]
+fn metrics_in_fastcgi_behind_nginx() {
+    let site = Site::with_config("[metrics]\nenabled = true\nallow = [\"127.0.0.0/8\", \"::1\"]\n");
+    site.add_original("photo-rocket-640x427.jpg");
+    let nginx = Nginx::fastcgi(&site);
+    exercise(&nginx.url("/cgi-bin/imgserv.cgi"));
+    let log = nginx.backend().unwrap().log();
+    assert!(
+        log.contains("route=resize status=302 code=- cache=hit"),
+        "{log}"
+    );
+}
+
+#[test]
+fn metrics_are_404_when_off_or_in_cgi_and_403_from_an_address_not_allowed() {
+    let site = Site::new();
+    let (_server, base) = standalone(&site);
+    assert_eq!(get(&format!("{base}/imgserv.cgi/metrics")).status, 404);
+    drop(_server);
+
+    site.write_config("[metrics]\nenabled = true\n");
+    let r = Cgi::new(&site).path_info("/metrics").run();
+    assert_eq!(r.status, 404, "a CGI process has no counters worth reading");
+    assert!(
+        r.stderr.contains("route=metrics status=404 code=not-found"),
+        "{}",
+        &*r.stderr
+    );
+
+    site.write_config("[metrics]\nenabled = true\nallow = [\"10.0.0.0/8\"]\n");
+    let (_server, base) = standalone(&site);
+    let r = get(&format!("{base}/imgserv.cgi/metrics"));
+    assert_eq!(r.status, 403, "{}", r.body_text());
+    assert!(
+        r.body_text().starts_with("metrics-forbidden:"),
+        "{}",
+        r.body_text()
+    );
 }
