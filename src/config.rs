@@ -1333,7 +1333,10 @@ mod tests {
         assert_eq!(c.metrics.allow.len(), 2);
         let text = format!("{}[metrics]\nallow = [\"10.0.0.0/33\"]\n", minimal());
         let errs = from_str(&text, d.path()).unwrap_err().to_string();
-        assert!(errs.contains("metrics.allow: expected an address"), "{errs}");
+        assert!(
+            errs.contains("metrics.allow: expected an address"),
+            "{errs}"
+        );
     }
 
     #[test]

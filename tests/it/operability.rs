@@ -372,3 +372,30 @@ fn metrics_are_404_when_off_or_in_cgi_and_403_from_an_address_not_allowed() {
         r.body_text()
     );
 }
+
+#[test]
+fn concurrent_misses_of_one_variant_render_once_and_the_rest_wait_or_hit() {
+    let site = Site::with_config("[metrics]\nenabled = true\n[server]\nworkers = 8\n");
+    site.add_original("photo-analogpattern-2880x2160.jpg");
+    let (_server, base) = standalone(&site);
+    let url =
+        format!("{base}/imgserv.cgi?src=photo-analogpattern-2880x2160.jpg&width=640&height=640");
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || get(&url).status)
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 302);
+    }
+    let text = get(&format!("{base}/imgserv.cgi/metrics")).body_text();
+    let (hits, misses) = (
+        sample(&text, "imgserv_cache_hits_total"),
+        sample(&text, "imgserv_cache_misses_total"),
+    );
+    let coalesced = sample(&text, "imgserv_coalesced_waits_total");
+    assert_eq!(sample(&text, "imgserv_renders_total"), 1.0, "{text}");
+    assert_eq!(misses, 1.0 + coalesced, "a miss renders or waits: {text}");
+    assert_eq!(hits + misses, 8.0, "{text}");
+}
