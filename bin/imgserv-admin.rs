@@ -22,6 +22,13 @@ enum Command {
         /// The file (default: --config, $IMGSERV_CONFIG, then /etc/imgserv/imgserv.toml).
         file: Option<PathBuf>,
     },
+    /// Compare the cache index with the cache directory and the catalog with the store; one
+    /// line per problem, exit 65 if any.
+    Fsck {
+        /// Fix what can be fixed without losing an original.
+        #[arg(long)]
+        repair: bool,
+    },
     /// Manage the users who may hold API keys.
     #[command(subcommand)]
     User(User),
@@ -78,6 +85,7 @@ fn main() {
     let config = args.config.as_deref();
     let code = match args.command {
         Command::CheckConfig { file } => admin::check_config(file.as_deref().or(config)),
+        Command::Fsck { repair } => admin::fsck(config, repair),
         Command::User(User::Add { name }) => admin::user_add(config, &name),
         Command::User(User::List) => admin::user_list(config),
         Command::User(User::Del { name }) => admin::user_del(config, &name),

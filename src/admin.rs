@@ -90,6 +90,38 @@ fn run(
     }
 }
 
+/// `fsck [--repair]`: one line per problem on standard output (see `fsck`), a summary on
+/// standard error; exit 0 when nothing is (left) wrong, 65 when a problem remains.
+pub fn fsck(config_file: Option<&Path>, repair: bool) -> i32 {
+    let config = match server::load_config(config_file, &[]) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            return exit::CONFIG;
+        }
+    };
+    let problems = match crate::fsck::check(&config, repair) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    for p in &problems {
+        println!("{p}");
+    }
+    let remaining = problems.iter().filter(|p| p.remains()).count();
+    eprintln!(
+        "fsck: {} problems, {} repaired, {remaining} remaining",
+        problems.len(),
+        problems.len() - remaining
+    );
+    if remaining == 0 {
+        exit::OK
+    } else {
+        exit::DATAERR
+    }
+}
+
 /// `user add NAME`.
 pub fn user_add(config_file: Option<&Path>, name: &str) -> i32 {
     run(config_file, |_, c| {

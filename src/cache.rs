@@ -422,6 +422,7 @@ impl Cache {
             if let Some(last) = unlinking {
                 let _ = last.join();
             }
+            crate::metrics::evicted(evicted.count);
             result.map(|()| evicted)
         })
     }
@@ -506,6 +507,55 @@ impl Cache {
     /// Bytes and number of variants in the index.
     pub fn totals(&self) -> Result<Totals, CacheError> {
         totals(&self.conn)
+    }
+
+    /// Every indexed variant's path and bytes, in path order (for `fsck`).
+    pub fn variants(&self) -> Result<Vec<(String, u64)>, CacheError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT path, bytes FROM variants ORDER BY path")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The running totals and the totals counted from the rows, read in one statement (so one
+    /// snapshot): they differ only when the totals went wrong.
+    pub fn audit_totals(&self) -> Result<(Totals, Totals), CacheError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT t.bytes, t.count,
+                    (SELECT coalesce(sum(bytes), 0) FROM variants), (SELECT count(*) FROM variants)
+             FROM totals t WHERE t.id = 1",
+            )?
+            .query_row([], |r| {
+                let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+                Ok((
+                    Totals {
+                        bytes: n(0)?,
+                        count: n(1)?,
+                    },
+                    Totals {
+                        bytes: n(2)?,
+                        count: n(3)?,
+                    },
+                ))
+            })?)
+    }
+
+    /// Sets the running totals to what the rows add up to, under the write lock; returns them.
+    pub fn recount_totals(&mut self) -> Result<Totals, CacheError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO totals (id, bytes, count)
+             SELECT 1, coalesce(sum(bytes), 0), count(*) FROM variants",
+            [],
+        )?;
+        let counted = totals(&tx)?;
+        tx.commit()?;
+        Ok(counted)
     }
 
     /// The index row of one variant: (bytes, last_access, hits).

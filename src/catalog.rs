@@ -470,6 +470,31 @@ impl Catalog {
         get_image(&self.conn, id)
     }
 
+    /// Whether there is any image, read from the table itself (for `/status`, which must see
+    /// a damaged file, not only open it).
+    pub fn probe(&self) -> Result<bool, CatalogError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM images LIMIT 1")?
+            .query_row([], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Every image's id and its original object's extension, in id order (for `fsck`).
+    pub fn originals(&self) -> Result<Vec<(OriginalId, String)>, CatalogError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, ext FROM images ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, ext) = row?;
+            out.push((id.parse().map_err(|_| bad_column(0, "id"))?, ext));
+        }
+        Ok(out)
+    }
+
     /// Records that an upload of `id` is about to place its original, so that a crash
     /// between placing and [`Catalog::insert`] leaves a row the sweep acts on.
     pub fn begin_upload(&mut self, id: &OriginalId, mime: &str) -> Result<Intent, CatalogError> {

@@ -74,6 +74,16 @@ pub struct Config {
     pub api: ApiConfig,
     pub security: SecurityConfig,
     pub evict: EvictConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: `GET /metrics` in the FastCGI and standalone servers.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsConfig {
+    /// Off by default.
+    pub enabled: bool,
+    /// Addresses and networks that may read them; empty: any.
+    pub allow: Vec<crate::metrics::Network>,
 }
 
 /// The REST interface (`[api]`).
@@ -298,6 +308,15 @@ struct Raw {
     security: RawSecurity,
     #[serde(default)]
     evict: RawEvict,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    enabled: Option<bool>,
+    allow: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -935,6 +954,16 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
         ),
     };
     let evict = validate_evict(&raw.evict, &mut p);
+    let metrics = MetricsConfig {
+        enabled: raw.metrics.enabled.unwrap_or(false),
+        allow: raw
+            .metrics
+            .allow
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|a| a.parse().map_err(|e| p.add("metrics.allow", e)).ok())
+            .collect(),
+    };
 
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));
@@ -981,6 +1010,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
         api,
         security,
         evict,
+        metrics,
     })
 }
 
@@ -1229,6 +1259,7 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
             "evict",
             &["max_idle", "max_age", "max_bytes", "upload_grace"][..],
         ),
+        ("metrics", &["enabled", "allow"][..]),
         // Free-form: each key names a preset.
         ("presets", &[][..]),
         (
@@ -1320,6 +1351,26 @@ mod tests {
         ] {
             assert!(errs.contains(want), "missing {want:?} in:\n{errs}");
         }
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_allow_names_bad_networks() {
+        let d = dirs();
+        let c = from_str(minimal(), d.path()).unwrap();
+        assert!(!c.metrics.enabled && c.metrics.allow.is_empty());
+        let text = format!(
+            "{}[metrics]\nenabled = true\nallow = [\"127.0.0.1\", \"10.0.0.0/8\"]\n",
+            minimal()
+        );
+        let c = from_str(&text, d.path()).unwrap();
+        assert!(c.metrics.enabled);
+        assert_eq!(c.metrics.allow.len(), 2);
+        let text = format!("{}[metrics]\nallow = [\"10.0.0.0/33\"]\n", minimal());
+        let errs = from_str(&text, d.path()).unwrap_err().to_string();
+        assert!(
+            errs.contains("metrics.allow: expected an address"),
+            "{errs}"
+        );
     }
 
     #[test]

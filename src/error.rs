@@ -6,6 +6,7 @@ use crate::cache::CacheError;
 use crate::catalog::CatalogError;
 use crate::config::ConfigError;
 use crate::ingest::IngestError;
+use crate::metrics::MetricsError;
 use crate::query::QueryError;
 use crate::render::RenderError;
 use crate::replay::ReplayError;
@@ -38,6 +39,8 @@ pub enum Error {
     Api(#[from] ApiError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 /// sysexits(3) codes used by the tools.
@@ -154,6 +157,9 @@ impl Error {
                 IngestError::TooLarge { .. } => (413, "upload-too-large", exit::DATAERR),
                 IngestError::TypeNotAccepted(_) => (415, "type-not-accepted", exit::DATAERR),
                 IngestError::Collision => (422, "sha1-collision", exit::DATAERR),
+            },
+            Error::Metrics(e) => match e {
+                MetricsError::Forbidden(_) => (403, "metrics-forbidden", exit::NOPERM),
             },
         }
     }

@@ -4,6 +4,7 @@
 //! call one function here. Pure code (`geometry`, `query`) sits at the bottom, I/O (`source`,
 //! `render`, `cache`) behind small types, and `http` translates transports to one handler.
 
+pub mod access;
 pub mod admin;
 pub mod api;
 pub mod cache;
@@ -13,10 +14,12 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod evict;
+pub mod fsck;
 pub mod geometry;
 pub mod http;
 pub mod ingest;
 pub mod malloc;
+pub mod metrics;
 pub mod mirror;
 pub mod original;
 pub mod precache;
@@ -27,6 +30,7 @@ pub mod replay;
 pub mod server;
 pub mod sign;
 pub mod source;
+pub mod status;
 pub mod store;
 pub mod upload;
 pub mod variant;

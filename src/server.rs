@@ -140,12 +140,14 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
     }
 }
 
-/// What only a long-lived server (FastCGI, standalone) does: keep the memory of freed large
-/// buffers (`malloc::for_long_lived_process`), and decode a large baseline JPEG on two threads
-/// when a core is idle (`render::enable_split_decode`; `IMGSERV_SPLIT_DECODE=0` turns that off,
+/// What only a long-lived server (FastCGI, standalone) does: serve `/metrics`, keep the memory
+/// of freed large buffers (`malloc::for_long_lived_process`), and decode a large baseline JPEG
+/// on two threads when a core is idle (`render::enable_split_decode`; `IMGSERV_SPLIT_DECODE=0` turns that off,
 /// for comparisons).
 fn long_lived() {
     crate::malloc::for_long_lived_process();
+    // Counters live in this process's memory: only a long-lived one has any worth reading.
+    crate::metrics::expose();
     let split_off = std::env::var_os("IMGSERV_SPLIT_DECODE").is_some_and(|v| v == "0");
     crate::render::enable_split_decode(!split_off);
 }

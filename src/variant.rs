@@ -13,6 +13,7 @@ use crate::catalog::Image;
 use crate::config::Config;
 use crate::error::Error;
 use crate::geometry::{self, BoundingBox, Size};
+use crate::metrics::{self, Stage};
 use crate::original::OriginalId;
 use crate::render::{self, Format, Probe, RenderError};
 use crate::source::{SourceError, local, remote};
@@ -122,7 +123,11 @@ pub fn quick(config: &Config, source: &Source, bbox: BoundingBox) -> Option<Vari
     let rel = cache::variant_path(&dir, size, format);
     let meta = std::fs::metadata(config.cache.dir.join(&rel)).ok()?;
     let fresh = meta.is_file() && cache::recently_stamped(&meta, config.cache.access_interval);
-    fresh.then(|| Variant::found(rel, size, format))
+    let found = fresh.then(|| Variant::found(rel, size, format));
+    if found.is_some() {
+        metrics::hit();
+    }
+    found
 }
 
 /// Where the variant of a source for a box is (or will be), worked out without rendering:
@@ -234,6 +239,10 @@ fn plan_resolved(
 }
 
 fn read(config: &Config, source: &Resolved) -> Result<(Vec<u8>, Probe), Error> {
+    metrics::time(Stage::Read, || read_untimed(config, source))
+}
+
+fn read_untimed(config: &Config, source: &Resolved) -> Result<(Vec<u8>, Probe), Error> {
     let bytes = match &source.origin {
         Origin::File(path) => local::read_limited(path, config.limits.max_source_bytes)?,
         Origin::Stored { store, id, format } => store.get(id, *format)?,
@@ -248,14 +257,17 @@ fn read(config: &Config, source: &Resolved) -> Result<(Vec<u8>, Probe), Error> {
 pub fn realize(config: &Config, cache: &mut Cache, plan: Plan) -> Result<Variant, Error> {
     let found = || Variant::found(plan.rel.clone(), plan.size, plan.format);
     if plan.indexed {
+        metrics::hit();
         return Ok(found());
     }
+    metrics::miss();
     let _lock = cache.lock(&plan.rel)?;
     // Someone may have rendered it while we waited for the lock.
     let known = cache.lookup(&plan.source.key)?;
     if known.is_some_and(|k| k.variants.iter().any(|v| v.path == plan.rel))
         && cache.file(&plan.rel).is_file()
     {
+        metrics::coalesced();
         return Ok(found());
     }
     let (bytes, probe) = match plan.read {
@@ -263,6 +275,7 @@ pub fn realize(config: &Config, cache: &mut Cache, plan: Plan) -> Result<Variant
         None => read(config, &plan.source)?,
     };
     let rendered = render::render(&bytes, &probe, plan.size, &config.render)?;
+    metrics::rendered();
     if rendered.size != plan.size || rendered.format != plan.format {
         let msg = format!(
             "rendered {} {:?} instead of {} {:?}",
@@ -289,11 +302,13 @@ pub fn realize(config: &Config, cache: &mut Cache, plan: Plan) -> Result<Variant
 /// Renders a planned variant in memory, without touching the cache (the 404 handler with
 /// `variants_on_disk = false`).
 pub fn render_only(config: &Config, plan: Plan) -> Result<Variant, Error> {
+    metrics::miss();
     let (bytes, probe) = match plan.read {
         Some(read) => read,
         None => read(config, &plan.source)?,
     };
     let rendered = render::render(&bytes, &probe, plan.size, &config.render)?;
+    metrics::rendered();
     Ok(Variant {
         rel: plan.rel,
         size: rendered.size,

@@ -185,6 +185,10 @@ impl App {
         }
         match (req.method.as_str(), req.path.as_str()) {
             ("GET" | "HEAD", "" | "/") => self.resize(req),
+            ("GET" | "HEAD", "/status") => {
+                Ok(crate::status::response(&crate::status::check(&self.config)))
+            }
+            ("GET" | "HEAD", "/metrics") => crate::metrics::respond(&self.config.metrics, req),
             (_, "" | "/") => Err(ApiError::Method { allow: "GET, HEAD" }.into()),
             _ => Err(ApiError::NoRoute(req.path.clone()).into()),
         }
@@ -208,6 +212,7 @@ fn unix_now() -> u64 {
 /// (image URLs) or JSON (`json`, the API). The cause chain goes to the log only.
 pub fn error_response(e: &Error, json: bool) -> Response {
     let status = e.status();
+    crate::metrics::rejected(status, e.code());
     if status >= 500 {
         log::error!("{} ({}): {e:?}", e.code(), status);
     } else {
@@ -237,10 +242,31 @@ pub fn error_response(e: &Error, json: bool) -> Response {
 
 impl Handler for App {
     fn handle(&self, req: Request) -> Response {
+        let started = std::time::Instant::now();
+        crate::metrics::begin_request();
         let json = req.path == "/api" || req.path.starts_with("/api/");
         let resp = self
             .route(&req)
             .unwrap_or_else(|e| error_response(&e, json));
-        resp.for_request(&req)
+        let resp = resp.for_request(&req);
+        crate::metrics::served(resp.body.len() as u64);
+        crate::access::log(&req, self.route_name(&req), &resp, started.elapsed());
+        resp
+    }
+}
+
+impl App {
+    /// The route a request takes, named for the log line (a fixed word, never the query).
+    fn route_name(&self, req: &Request) -> &'static str {
+        if handler404::cache_path(&self.config, req).is_some() {
+            return "cache-404";
+        }
+        match req.path.as_str() {
+            "" | "/" => "resize",
+            "/status" => "status",
+            "/metrics" => "metrics",
+            p if p == "/api" || p.starts_with("/api/") => "api",
+            _ => "other",
+        }
     }
 }

@@ -43,6 +43,7 @@ impl App {
         // request asks the mirror map. The source is resolved once, for both paths.
         let remember = self.mirrors.is_none();
         if remember && let Some(v) = self.recent.get(&q.src, q.bbox, &self.config.cache.dir) {
+            crate::metrics::hit();
             log("hit", &v.rel);
             return self.local(v);
         }

@@ -15,12 +15,14 @@ mod webp;
 use std::io::Cursor;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
 
 use image::{ImageDecoder, ImageFormat};
 
 pub use pixels::{Layout, Pixels};
 
 use crate::geometry::Size;
+use crate::metrics::{self, Stage};
 
 /// Why an image could not be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -338,18 +340,26 @@ pub fn render(
         && SPLIT_DECODE.load(Ordering::Relaxed)
         && rendering.0 < cores();
     let split = if split {
-        jpeg::decode_resized_split(bytes, probe.stored, stored_target, opts.filter)?
+        let started = Instant::now();
+        let split = jpeg::decode_resized_split(bytes, probe.stored, stored_target, opts.filter)?;
+        if split.is_some() {
+            metrics::observe(Stage::Decode, started.elapsed());
+        }
+        split
     } else {
         None
     };
     let resized = match split {
         Some(pixels) => pixels,
-        None => decode(bytes, probe, stored_target)?.resize(stored_target, opts.filter)?,
+        None => {
+            let decoded = metrics::time(Stage::Decode, || decode(bytes, probe, stored_target))?;
+            metrics::time(Stage::Resize, || decoded.resize(stored_target, opts.filter))?
+        }
     };
     let oriented = resized.orient(probe.orientation);
     let format = probe.format.output();
     let lossless = probe.format == Format::Webp && webp_is_lossless(bytes);
-    let bytes = encode(&oriented, format, opts, lossless)?;
+    let bytes = metrics::time(Stage::Encode, || encode(&oriented, format, opts, lossless))?;
     Ok(Rendered {
         bytes,
         format,

@@ -17,6 +17,7 @@ mod fastcgi;
 mod handler404;
 mod harness_selftest;
 mod mirror;
+mod operability;
 mod quality;
 mod redirector;
 mod remote;
