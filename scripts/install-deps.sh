@@ -54,6 +54,7 @@ if ! $build_only; then
   need libvips-tools vipsthumbnail
   need rsync rsync
   need curl curl
+  need openssl openssl
 fi
 if $bench; then
   need nginx-light nginx
