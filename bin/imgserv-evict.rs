@@ -55,6 +55,9 @@ fn main() {
                         println!("{reason:?}\t{}\t{path}", entry.bytes);
                     }
                 }
+                for copy in &report.remote.removed {
+                    println!("Remote\t{}\t{}", copy.bytes, copy.url);
+                }
             }
             log::info!("{}", report.summary());
         }

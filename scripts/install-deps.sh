@@ -56,6 +56,7 @@ if ! $build_only; then
   need curl curl
   # The test of imgserv-signing(7) runs the page's Python client against its test vectors.
   need python3 python3
+  need openssl openssl
 fi
 if $bench; then
   need nginx-light nginx

@@ -195,6 +195,8 @@ pub struct RemoteConfig {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub ttl: Duration,
+    /// Local copies of remote originals together keep within this many bytes.
+    pub max_bytes: u64,
 }
 
 impl Config {
@@ -206,7 +208,9 @@ impl Config {
             max_redirects: self.remote.max_redirects,
             connect_timeout: self.remote.connect_timeout,
             timeout: self.remote.timeout,
-            max_bytes: self.limits.max_source_bytes,
+            max_source_bytes: self.limits.max_source_bytes,
+            max_bytes: self.remote.max_bytes,
+            access_interval: self.cache.access_interval,
             ttl: self.remote.ttl,
             dir: self.state.dir.join("remote"),
             user_agent: concat!("imgserv/", env!("CARGO_PKG_VERSION")).to_string(),
@@ -401,6 +405,7 @@ struct RawRemote {
     connect_timeout: Option<DurationValue>,
     timeout: Option<DurationValue>,
     ttl: Option<DurationValue>,
+    max_bytes: Option<SizeValue>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -896,7 +901,21 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
             raw.remote.ttl.as_ref(),
             Duration::from_secs(3600),
         ),
+        // One copy can be as large as limits.max_source_bytes: the budget holds at least one.
+        max_bytes: p.size(
+            "remote.max_bytes",
+            raw.remote.max_bytes.as_ref(),
+            (1 << 30).max(max_source_bytes),
+        ),
     };
+    if remote.max_bytes < max_source_bytes {
+        p.add(
+            "remote.max_bytes",
+            format!(
+                "must be at least limits.max_source_bytes ({max_source_bytes} bytes): the largest copy must fit"
+            ),
+        );
+    }
 
     let server = ServerConfig {
         workers: raw
@@ -1249,6 +1268,7 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "connect_timeout",
                 "timeout",
                 "ttl",
+                "max_bytes",
             ][..],
         ),
         ("server", &["workers", "max_conns"][..]),
@@ -1369,6 +1389,36 @@ mod tests {
         let errs = from_str(&text, d.path()).unwrap_err().to_string();
         assert!(
             errs.contains("metrics.allow: expected an address"),
+            "{errs}"
+        );
+    }
+
+    #[test]
+    fn remote_copies_have_a_budget_that_holds_the_largest_copy() {
+        let d = dirs();
+        let c = from_str(minimal(), d.path()).unwrap();
+        assert_eq!(c.remote.max_bytes, 1 << 30);
+        assert_eq!(c.remote_options().max_bytes, 1 << 30);
+        assert_eq!(
+            c.remote_options().max_source_bytes,
+            c.limits.max_source_bytes
+        );
+        let big = format!("{}[limits]\nmax_source_bytes = \"2 GiB\"\n", minimal());
+        let c = from_str(&big, d.path()).unwrap();
+        assert_eq!(c.remote.max_bytes, 2 << 30, "the default grows to one copy");
+        let c = from_str(
+            &format!("{}[remote]\nmax_bytes = \"100 MiB\"\n", minimal()),
+            d.path(),
+        );
+        assert_eq!(c.unwrap().remote.max_bytes, 100 << 20);
+        let errs = from_str(
+            &format!("{}[remote]\nmax_bytes = \"1 MiB\"\n", minimal()),
+            d.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            errs.contains("remote.max_bytes: must be at least limits.max_source_bytes"),
             "{errs}"
         );
     }

@@ -179,13 +179,58 @@ impl Error {
         self.class().2
     }
 
-    /// What a client may read: server-side failures say only their code, so no path or
-    /// library message leaks; the full chain goes to the log.
+    /// What a client may read: server-side failures say only what failed, in fixed words, so
+    /// no path, address or library message leaks; the full chain goes to the log. A remote
+    /// failure's reason is one of `source::remote`'s fixed phrases ("HTTP 404", "timed out").
     pub fn public_message(&self) -> String {
-        if self.status() >= 500 && self.status() != 502 && self.status() != 503 {
-            format!("internal error ({})", self.code())
-        } else {
-            self.to_string()
+        match self {
+            Error::Source(e @ SourceError::Remote(_)) => e.to_string(),
+            _ if self.status() < 500 => self.to_string(),
+            _ => match self.code() {
+                "cache-busy" => "the cache index is busy; retry later".to_owned(),
+                "catalog-busy" => "the catalog is busy; retry later".to_owned(),
+                "store-unavailable" => {
+                    "the store of originals is unavailable; retry later".to_owned()
+                }
+                "store-protocol" => "the store of originals gave an unexpected answer".to_owned(),
+                code => format!("internal error ({code})"),
+            },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_side_messages_hold_no_address_or_path() {
+        let inner = "GET http://10.0.0.5:9000/bucket/ab/cd: connection refused (/var/lib/x)";
+        for e in [
+            Error::Store(StoreError::Unavailable(inner.into())),
+            Error::Store(StoreError::Protocol(inner.into())),
+            Error::Cache(CacheError::Busy(inner.into())),
+            Error::Catalog(CatalogError::Busy(inner.into())),
+            Error::Source(SourceError::Io(std::io::Error::other(inner))),
+        ] {
+            let message = e.public_message();
+            assert!(
+                !message.contains("10.0.0.5") && !message.contains("/var/lib"),
+                "{}: {message}",
+                e.code()
+            );
+            assert!(!message.is_empty());
+        }
+        // A remote failure says what failed: its reason is a fixed phrase.
+        let remote = Error::Source(SourceError::Remote("HTTP 404".into()));
+        assert_eq!(remote.public_message(), "remote source failed: HTTP 404");
+        let busy = Error::Cache(CacheError::Busy(inner.into()));
+        assert_eq!(
+            busy.public_message(),
+            "the cache index is busy; retry later"
+        );
+        // Client errors keep their own words.
+        let forbidden = Error::Source(SourceError::Forbidden("host x is not allowed".into()));
+        assert_eq!(forbidden.public_message(), "host x is not allowed");
     }
 }

@@ -1,6 +1,8 @@
 //! `imgserv-evict`: removes variants from `[cache] dir` not accessed for longer than
 //! `max_idle`, created longer ago than `max_age`, and then the least recently used beyond
-//! `max_bytes`; then runs the catalog's delete sweep.
+//! `max_bytes`; then runs the catalog's delete sweep, and trims the local copies of remote
+//! originals to `[remote] max_bytes` (as the server does after each fetch; see
+//! `source::copies`).
 //!
 //! The directory is the truth, not the index: files the web server serves never reach imgserv
 //! (the index's access time is stale for them, and the 404 handler's links are not in the index
@@ -18,6 +20,8 @@ use crate::catalog::Catalog;
 use crate::config::{Config, EvictConfig};
 use crate::error::Error;
 use crate::purge::{self, SweepReport};
+use crate::source::SourceError;
+use crate::source::copies::{self, Trimmed};
 
 /// One variant on disk: every path of one inode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +51,8 @@ pub struct Report {
     pub kept_bytes: u64,
     /// `None` in a dry run.
     pub sweep: Option<SweepReport>,
+    /// The local copies of remote originals.
+    pub remote: Trimmed,
 }
 
 impl Report {
@@ -62,13 +68,14 @@ impl Report {
             None => "no sweep (dry run)".into(),
         };
         format!(
-            "evicted {} variants ({bytes} bytes: {} idle, {} old, {} over budget); kept {} ({} bytes); {sweep}",
+            "evicted {} variants ({bytes} bytes: {} idle, {} old, {} over budget); kept {} ({} bytes); {sweep}; {}",
             self.removed.len(),
             count(Reason::Idle),
             count(Reason::Age),
             count(Reason::Budget),
             self.kept,
-            self.kept_bytes
+            self.kept_bytes,
+            self.remote.summary()
         )
     }
 }
@@ -188,7 +195,11 @@ pub fn evict(config: &Config, limits: &EvictConfig, dry_run: bool) -> Result<Rep
             limits.upload_grace,
         )?)
     };
+    let copies = config.remote_options();
+    let remote =
+        copies::trim(&copies.dir, copies.max_bytes, None, dry_run).map_err(SourceError::Io)?;
     Ok(Report {
+        remote,
         kept: kept.len() as u64,
         kept_bytes: kept.iter().map(|e| e.bytes).sum(),
         removed: gone,

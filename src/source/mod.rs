@@ -1,6 +1,7 @@
 //! Where originals come from: paths under the originals root (`local`) and allowed remote URLs
 //! (`remote`). This module resolves and reads sources; it knows nothing of rendering or caching.
 
+pub mod copies;
 pub mod local;
 pub mod remote;
 
@@ -24,6 +25,7 @@ pub enum SourceError {
     #[error("source is larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
     /// The remote host failed: connection refused, timeout, a non-2xx answer, too many redirects.
+    /// The text is a fixed phrase (and a status number), never an address: clients read it.
     #[error("remote source failed: {0}")]
     Remote(String),
     /// Reading the original or writing the local copy failed.

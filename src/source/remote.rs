@@ -2,15 +2,19 @@
 //! each, revalidated after a TTL.
 //!
 //! This module owns the network side (URL checks, the SSRF guard, redirects, timeouts, size limits)
-//! and the local copies in `RemoteOptions::dir`. It does not decode images and does not cache
+//! and the format of one local copy in `RemoteOptions::dir`; the directory as a whole (the fetch
+//! lock, the byte budget, eviction) is `copies`'. It does not decode images and does not cache
 //! rendered variants: callers get a path to complete bytes and a content version to key on.
 //!
 //! Every file lands by writing a uniquely named temporary file in the same directory and renaming
-//! it over the final name. A rename is atomic on POSIX file systems, so readers, including other
-//! processes fetching the same URL at the same time, see either the old complete `.img` or the new
-//! complete one, never a half-written file. Concurrent revalidations may still race between the
-//! `.img` and its `.meta` (two renames); the window is tiny and only matters when the remote bytes
-//! changed in between, and the next revalidation repairs it.
+//! it over the final name. A rename is atomic on POSIX file systems, so readers see either the old
+//! complete `.img` or the new complete one, never a half-written file. Fetches and revalidations
+//! of one URL hold its fetch lock, so they never race each other between the `.img` and its
+//! `.meta` (two renames); an eviction in between leaves a sidecar without its image, which reads
+//! as no copy and is fetched again.
+//!
+//! What a client reads of a failure is a fixed phrase ("timed out", "HTTP 404"); addresses,
+//! resolved IPs and the library's own words go to the log.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -25,7 +29,7 @@ use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
-use super::SourceError;
+use super::{SourceError, copies};
 
 /// How remote originals may be fetched and where their local copies live.
 #[derive(Debug, Clone)]
@@ -42,7 +46,12 @@ pub struct RemoteOptions {
     /// Limit for the whole fetch: every hop, headers and body.
     pub timeout: Duration,
     /// Largest body accepted, counted while streaming (decoded bytes).
+    pub max_source_bytes: u64,
+    /// All local copies together keep within this many bytes: after each fetch, the least
+    /// recently used others are removed (see `copies`).
     pub max_bytes: u64,
+    /// A use of a copy records its time (for eviction) at most this often.
+    pub access_interval: Duration,
     /// A local copy younger than this is used without any network traffic; an older one is
     /// revalidated with a conditional request. Resolution: whole seconds.
     pub ttl: Duration,
@@ -60,7 +69,9 @@ impl Default for RemoteOptions {
             max_redirects: 3,
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(20),
-            max_bytes: 32 << 20,
+            max_source_bytes: 32 << 20,
+            max_bytes: 1 << 30,
+            access_interval: Duration::from_secs(60),
             ttl: Duration::from_secs(3600),
             dir: PathBuf::from("/var/lib/imgserv/remote"),
             user_agent: concat!("imgserv/", env!("CARGO_PKG_VERSION")).to_owned(),
@@ -92,22 +103,49 @@ pub fn is_remote(src: &str) -> bool {
 ///
 /// A copy younger than `opts.ttl` is returned without network traffic. An older one is
 /// revalidated; if that fails with a network error or a 5xx, the stale copy is served (and a
-/// warning logged); a 404 or 410 drops it.
+/// warning logged); a 404 or 410 drops it. Fetches and revalidations of one URL hold its fetch
+/// lock, so concurrent misses (threads or processes) make one request; after one, the least
+/// recently used other copies go until all fit in `opts.max_bytes`.
 pub fn fetch(opts: &RemoteOptions, url: &str) -> Result<Fetched, SourceError> {
     let target = Target::parse(url)?;
     check_target(opts, &target)?;
 
     let copy = LocalCopy::new(&opts.dir, url);
-    let existing = copy.load(url);
-    let now = unix_now();
-    if let Some(meta) = &existing
-        && is_fresh(meta.fetched_at, now, opts.ttl)
-    {
-        return Ok(copy.fetched(meta));
+    if let Some(fresh) = copy.fresh(url, opts) {
+        return Ok(fresh);
     }
-
     fs::create_dir_all(&opts.dir)?;
-    match (download(opts, &target, &copy, existing.as_ref()), existing) {
+    let lock = copies::lock(&opts.dir, &copy.key)?;
+    // Another process may have fetched or revalidated it while this one waited.
+    if let Some(fresh) = copy.fresh(url, opts) {
+        return Ok(fresh);
+    }
+    let existing = copy.load(url).map(|(meta, _)| meta);
+    let fetched = revalidate(opts, url, &target, &copy, existing);
+    drop(lock);
+    if fetched.is_ok() {
+        let trimmed = copies::trim(&opts.dir, opts.max_bytes, Some(&copy.key), false);
+        match trimmed {
+            Ok(t) if !t.removed.is_empty() || t.abandoned.0 > 0 => {
+                log::info!("{}: {}", opts.dir.display(), t.summary());
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("{}: cannot keep the budget: {e}", opts.dir.display()),
+        }
+    }
+    fetched
+}
+
+/// Fetches `url` again, conditionally when a copy `existing` is there; under the fetch lock.
+fn revalidate(
+    opts: &RemoteOptions,
+    url: &str,
+    target: &Target,
+    copy: &LocalCopy,
+    existing: Option<Meta>,
+) -> Result<Fetched, SourceError> {
+    let now = unix_now();
+    match (download(opts, target, copy, existing.as_ref()), existing) {
         (Ok(Download::NotModified { validators }), Some(mut meta)) => {
             // A 304 may carry fresher validators; keep the old ones otherwise.
             meta.validators.etag = validators.etag.or(meta.validators.etag);
@@ -115,6 +153,7 @@ pub fn fetch(opts: &RemoteOptions, url: &str) -> Result<Fetched, SourceError> {
                 validators.last_modified.or(meta.validators.last_modified);
             meta.fetched_at = now;
             copy.write_meta(&opts.dir, &meta)?;
+            copy.touch(opts);
             Ok(copy.fetched(&meta))
         }
         (Ok(Download::NotModified { .. }), None) => {
@@ -144,6 +183,7 @@ pub fn fetch(opts: &RemoteOptions, url: &str) -> Result<Fetched, SourceError> {
         }
         (Err(failure), Some(meta)) if failure.is_transient() => {
             log::warn!("revalidating {url} failed ({failure}): serving the stale local copy");
+            copy.touch(opts);
             Ok(copy.fetched(&meta))
         }
         (Err(failure), _) => Err(failure.into()),
@@ -185,8 +225,13 @@ struct Body {
 enum Failure {
     /// The final answer had this non-2xx status.
     Status(u16),
-    /// Connection refused, DNS failure, timeout, TLS or protocol trouble.
-    Network(String),
+    /// Connection refused, DNS failure, timeout, TLS or protocol trouble: what the client may
+    /// read (a fixed phrase), and the library's own words for the log, which may hold
+    /// addresses.
+    Network {
+        reason: &'static str,
+        detail: String,
+    },
     /// Anything else (refusals, size limit, local I/O), returned as is.
     Source(SourceError),
 }
@@ -195,22 +240,35 @@ impl Failure {
     /// Failures that say nothing about the original itself: a stale copy is better than none.
     fn is_transient(&self) -> bool {
         match self {
-            Failure::Network(_) => true,
+            Failure::Network { .. } => true,
             Failure::Status(status) => (500..=599).contains(status),
             Failure::Source(_) => false,
+        }
+    }
+
+    fn network(reason: &'static str, detail: impl std::fmt::Display) -> Failure {
+        Failure::Network {
+            reason,
+            detail: detail.to_string(),
         }
     }
 
     fn from_ureq(err: ureq::Error) -> Failure {
         match err {
             ureq::Error::Other(inner) => match inner.downcast::<Refused>() {
-                Ok(refused) => Failure::Source(SourceError::Forbidden(refused.to_string())),
-                Err(other) => Failure::Network(other.to_string()),
+                Ok(refused) => {
+                    // The resolved address stays in the log (the resolver logged it).
+                    let why = format!("host {} resolves to a non-public address", refused.host);
+                    Failure::Source(SourceError::Forbidden(why))
+                }
+                Err(other) => Failure::network("connection failed", other),
             },
-            ureq::Error::Timeout(_) => Failure::Network("timed out".to_owned()),
-            ureq::Error::HostNotFound => Failure::Network("host not found".to_owned()),
+            ureq::Error::Timeout(t) => Failure::network("timed out", t),
+            ureq::Error::HostNotFound => Failure::network("host not found", "no address"),
             ureq::Error::Io(err) => Failure::from_io(err),
-            other => Failure::Network(other.to_string()),
+            ureq::Error::Tls(_) | ureq::Error::Rustls(_) => Failure::network("TLS failed", err),
+            ureq::Error::ConnectionFailed => Failure::network("connection failed", err),
+            other => Failure::network("protocol error", other),
         }
     }
 
@@ -222,15 +280,16 @@ impl Failure {
             {
                 return Failure::from_ureq(*inner);
             }
-            return Failure::Network("i/o error".to_owned());
+            return Failure::network("i/o error", "wrapped ureq error");
         }
-        Failure::Network(match err.kind() {
-            io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
-            io::ErrorKind::ConnectionReset => "connection reset".to_owned(),
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "timed out".to_owned(),
-            io::ErrorKind::UnexpectedEof => "connection closed early".to_owned(),
-            _ => format!("i/o error: {err}"),
-        })
+        let reason = match err.kind() {
+            io::ErrorKind::ConnectionRefused => "connection refused",
+            io::ErrorKind::ConnectionReset => "connection reset",
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "timed out",
+            io::ErrorKind::UnexpectedEof => "connection closed early",
+            _ => "i/o error",
+        };
+        Failure::network(reason, err)
     }
 }
 
@@ -238,7 +297,7 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Status(status) => write!(f, "HTTP {status}"),
-            Failure::Network(reason) => f.write_str(reason),
+            Failure::Network { reason, detail } => write!(f, "{reason} ({detail})"),
             Failure::Source(err) => write!(f, "{err}"),
         }
     }
@@ -248,7 +307,7 @@ impl From<Failure> for SourceError {
     fn from(failure: Failure) -> Self {
         match failure {
             Failure::Status(status) => SourceError::Remote(format!("HTTP {status}")),
-            Failure::Network(reason) => SourceError::Remote(reason),
+            Failure::Network { reason, .. } => SourceError::Remote(reason.to_owned()),
             Failure::Source(err) => err,
         }
     }
@@ -281,7 +340,7 @@ fn download(
         let remaining = deadline
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
-            .ok_or_else(|| Failure::Network("timed out".to_owned()))?;
+            .ok_or_else(|| Failure::network("timed out", "the whole fetch took too long"))?;
         // ureq's global timeout restarts per request; the remaining budget keeps `opts.timeout`
         // a limit for the whole chain.
         let mut request = agent
@@ -289,11 +348,16 @@ fn download(
             .config()
             .timeout_global(Some(remaining))
             .build();
-        if let Some(meta) = existing {
-            if let Some(etag) = &meta.validators.etag {
+        // Validators go back only to the origin that gave them: after a redirect to another
+        // host they would tell it what this server holds from the first.
+        let conditional = existing
+            .map(|meta| &meta.validators)
+            .filter(|v| v.origin.as_deref() == Some(current.origin().as_str()));
+        if let Some(validators) = conditional {
+            if let Some(etag) = &validators.etag {
                 request = request.header("If-None-Match", etag.as_str());
             }
-            if let Some(date) = &meta.validators.last_modified {
+            if let Some(date) = &validators.last_modified {
                 request = request.header("If-Modified-Since", date.as_str());
             }
         }
@@ -312,10 +376,14 @@ fn download(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        let validators = Validators {
+        let mut validators = Validators {
             etag: header("etag").filter(|v| is_single_line(v)),
             last_modified: header("last-modified").filter(|v| is_single_line(v)),
+            origin: None,
         };
+        if validators.etag.is_some() || validators.last_modified.is_some() {
+            validators.origin = Some(current.origin());
+        }
         let log_done = |bytes: u64| {
             let ms = started.elapsed().as_millis();
             log::info!("GET {}: {status}, {bytes} bytes, {ms} ms", current.url);
@@ -330,13 +398,20 @@ fn download(
                     .ok_or_else(|| bad(format!("HTTP {status} without Location")))?;
                 let next = resolve_location(&current.uri, &location)
                     .ok_or_else(|| bad("bad redirect Location".to_owned()))?;
-                current = Target::parse(&next).map_err(|err| match err {
-                    SourceError::Invalid(why) => bad(format!("bad redirect: {why}")),
+                let next = Target::parse(&next).map_err(|err| match err {
+                    SourceError::Invalid(why) => {
+                        // The Location may name an internal address: the log gets it, the
+                        // client only the kind of failure.
+                        log::warn!("GET {}: bad redirect: {why}", current.url);
+                        bad("bad redirect Location".to_owned())
+                    }
                     other => Failure::Source(other),
                 })?;
+                check_redirect(&current, &next)?;
+                current = next;
                 check_target(opts, &current)?;
             }
-            304 if existing.is_some() => {
+            304 if conditional.is_some() => {
                 log_done(0);
                 return Ok(Download::NotModified { validators });
             }
@@ -346,10 +421,10 @@ fn download(
                     .headers()
                     .get("content-length")
                     .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-                if let Some(len) = declared.filter(|&len| len > opts.max_bytes) {
+                if let Some(len) = declared.filter(|&len| len > opts.max_source_bytes) {
                     log::warn!("GET {}: Content-Length {len} over the limit", current.url);
                     return Err(SourceError::TooLarge {
-                        limit: opts.max_bytes,
+                        limit: opts.max_source_bytes,
                     }
                     .into());
                 }
@@ -388,8 +463,15 @@ fn agent(opts: &RemoteOptions) -> ureq::Agent {
         .http_status_as_error(false)
         .timeout_connect(Some(opts.connect_timeout))
         .timeout_global(Some(opts.timeout))
-        .user_agent(opts.user_agent.as_str())
-        .build();
+        .user_agent(opts.user_agent.as_str());
+    // The unit tests' https origin has a throwaway certificate; nothing else changes.
+    #[cfg(test)]
+    let config = config.tls_config(
+        ureq::tls::TlsConfig::builder()
+            .disable_verification(true)
+            .build(),
+    );
+    let config = config.build();
     let resolver = GuardedResolver {
         allow_private: opts.allow_private,
     };
@@ -415,9 +497,9 @@ fn save_body(
             Err(err) => return Err(Failure::from_io(err)),
         };
         total += n as u64;
-        if total > opts.max_bytes {
+        if total > opts.max_source_bytes {
             return Err(SourceError::TooLarge {
-                limit: opts.max_bytes,
+                limit: opts.max_source_bytes,
             }
             .into());
         }
@@ -435,6 +517,9 @@ fn save_body(
 struct Validators {
     etag: Option<String>,
     last_modified: Option<String>,
+    /// `scheme://host:port` of the server that sent them (after redirects, not always the
+    /// URL's own); `None` for sidecars written before it was recorded: then none are sent.
+    origin: Option<String>,
 }
 
 /// The sidecar of a local copy, stored as `key=value` lines.
@@ -457,6 +542,9 @@ impl Meta {
         if let Some(date) = &self.validators.last_modified {
             out += &format!("last_modified={date}\n");
         }
+        if let Some(origin) = &self.validators.origin {
+            out += &format!("validators_from={origin}\n");
+        }
         out += &format!(
             "fetched_at={}\nversion={}\nbytes={}\n",
             self.fetched_at, self.version, self.bytes
@@ -474,6 +562,7 @@ impl Meta {
                 "url" => url = Some(value.to_owned()),
                 "etag" => validators.etag = Some(value.to_owned()),
                 "last_modified" => validators.last_modified = Some(value.to_owned()),
+                "validators_from" => validators.origin = Some(value.to_owned()),
                 "fetched_at" => fetched_at = Some(value.parse().ok()?),
                 "version" => version = Some(value.to_owned()),
                 "bytes" => bytes = Some(value.parse().ok()?),
@@ -508,11 +597,29 @@ impl LocalCopy {
         }
     }
 
-    /// The sidecar, if it belongs to `url` and the image beside it has the recorded size.
-    fn load(&self, url: &str) -> Option<Meta> {
+    /// The sidecar, if it belongs to `url` and the image beside it (whose metadata comes
+    /// second) has the recorded size.
+    fn load(&self, url: &str) -> Option<(Meta, fs::Metadata)> {
         let meta = Meta::parse(&fs::read_to_string(&self.meta).ok()?)?;
-        let len = fs::metadata(&self.img).ok()?.len();
-        (meta.url == url && len == meta.bytes).then_some(meta)
+        let img = fs::metadata(&self.img).ok()?;
+        (meta.url == url && img.len() == meta.bytes).then_some((meta, img))
+    }
+
+    /// The copy, if it is younger than the TTL; records the use.
+    fn fresh(&self, url: &str, opts: &RemoteOptions) -> Option<Fetched> {
+        let (meta, img) = self.load(url)?;
+        if !is_fresh(meta.fetched_at, unix_now(), opts.ttl) {
+            return None;
+        }
+        copies::touch(&self.img, &img, opts.access_interval);
+        Some(self.fetched(&meta))
+    }
+
+    /// Records a use of the copy, as [`LocalCopy::fresh`] does.
+    fn touch(&self, opts: &RemoteOptions) {
+        if let Ok(img) = fs::metadata(&self.img) {
+            copies::touch(&self.img, &img, opts.access_interval);
+        }
     }
 
     fn write_meta(&self, dir: &Path, meta: &Meta) -> io::Result<()> {
@@ -641,6 +748,29 @@ impl Target {
     }
 }
 
+impl Target {
+    fn is_https(&self) -> bool {
+        self.uri
+            .scheme_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("https"))
+    }
+
+    /// `scheme://host:port`, with the scheme's default port when none is given: what the
+    /// validators of an answer belong to.
+    fn origin(&self) -> String {
+        let (scheme, default) = if self.is_https() {
+            ("https", 443)
+        } else {
+            ("http", 80)
+        };
+        let port = self.uri.port_u16().unwrap_or(default);
+        match self.host.contains(':') {
+            true => format!("{scheme}://[{}]:{port}", self.host),
+            false => format!("{scheme}://{}:{port}", self.host),
+        }
+    }
+}
+
 fn normalize_host(host: &str) -> String {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
@@ -663,6 +793,18 @@ fn check_target(opts: &RemoteOptions, target: &Target) -> Result<(), SourceError
         && let Some(why) = refusal(ip)
     {
         return refuse(format!("{ip} is a {why} address"));
+    }
+    Ok(())
+}
+
+/// The checks of a redirect hop beyond those of any URL: no https to http downgrade (the
+/// original would then travel, and could be replaced, in the clear).
+fn check_redirect(from: &Target, to: &Target) -> Result<(), SourceError> {
+    if from.is_https() && !to.is_https() {
+        log::warn!("GET {}: refused redirect to {}", from.url, to.url);
+        return Err(SourceError::Forbidden(
+            "redirect from https to http refused".to_owned(),
+        ));
     }
     Ok(())
 }
@@ -1044,6 +1186,7 @@ mod tests {
             validators: Validators {
                 etag: Some("W/\"abc=\"".to_owned()),
                 last_modified: Some("Wed, 21 Oct 2015 07:28:00 GMT".to_owned()),
+                origin: Some("https://a.example:443".to_owned()),
             },
             fetched_at: 1_700_000_000,
             version: "0123456789abcdef".to_owned(),
@@ -1212,7 +1355,7 @@ mod tests {
         let server = TestServer::start(|_, _| ok(&[7; 1000]));
         let dir = tempfile::tempdir().unwrap();
         let mut opts = options(dir.path());
-        opts.max_bytes = 999;
+        opts.max_source_bytes = 999;
 
         let err = fetch(&opts, &server.url("/big")).unwrap_err();
 
@@ -1232,7 +1375,7 @@ mod tests {
         });
         let dir = tempfile::tempdir().unwrap();
         let mut opts = options(dir.path());
-        opts.max_bytes = 100_000;
+        opts.max_source_bytes = 100_000;
 
         let err = fetch(&opts, &server.url("/endless")).unwrap_err();
 
@@ -1300,7 +1443,7 @@ mod tests {
         let first = fetch(&opts, &url).unwrap();
         // Pretend the copy is old, to see fetched_at move.
         let copy = LocalCopy::new(&opts.dir, &url);
-        let mut meta = copy.load(&url).unwrap();
+        let (mut meta, _) = copy.load(&url).unwrap();
         meta.fetched_at = 1;
         copy.write_meta(&opts.dir, &meta).unwrap();
         let second = fetch(&opts, &url).unwrap();
@@ -1315,7 +1458,7 @@ mod tests {
             seen[1].header("if-modified-since"),
             Some("Wed, 21 Oct 2015 07:28:00 GMT")
         );
-        let meta = copy.load(&url).unwrap();
+        let (meta, _) = copy.load(&url).unwrap();
         assert!(meta.fetched_at > 1);
         assert_eq!(meta.validators.etag.as_deref(), Some("\"v1\""));
     }
@@ -1374,7 +1517,219 @@ mod tests {
         assert_eq!(files(dir.path()), Vec::<String>::new());
     }
 
+    #[test]
+    fn https_to_http_redirects_are_refused() {
+        let target = |url: &str| Target::parse(url).unwrap();
+        for (from, to, ok) in [
+            ("https://a.example/x", "http://a.example/x", false),
+            ("HTTPS://a.example/x", "http://b.example:443/x", false),
+            ("https://a.example/x", "https://b.example/x", true),
+            ("http://a.example/x", "https://a.example/x", true),
+            ("http://a.example/x", "http://b.example/x", true),
+        ] {
+            let got = check_redirect(&target(from), &target(to));
+            assert_eq!(got.is_ok(), ok, "{from} -> {to}: {got:?}");
+            if let Err(err) = got {
+                assert!(matches!(err, SourceError::Forbidden(_)), "{err:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn origins_name_scheme_host_and_port() {
+        for (url, origin) in [
+            ("http://A.example/x", "http://a.example:80"),
+            ("https://a.example/x", "https://a.example:443"),
+            ("http://a.example:8080/x", "http://a.example:8080"),
+            ("https://[::1]/x", "https://[::1]:443"),
+        ] {
+            assert_eq!(Target::parse(url).unwrap().origin(), origin, "{url}");
+        }
+    }
+
+    #[test]
+    fn validators_are_never_sent_to_another_host_after_a_redirect() {
+        // Host B: the redirect's target, with validators of its own.
+        let b = TestServer::start(|_, _| {
+            ok(b"from b")
+                .with_header(header("ETag", "\"b1\""))
+                .with_header(header("Last-Modified", "Thu, 22 Oct 2015 07:28:00 GMT"))
+        });
+        let b_url = format!("http://localhost:{}/b", b.port);
+        // Host A: answers itself first, with its validators, then redirects to B.
+        let a = TestServer::start(move |_, n| match n {
+            0 => ok(b"from a")
+                .with_header(header("ETag", "\"a1\""))
+                .with_header(header("Last-Modified", "Wed, 21 Oct 2015 07:28:00 GMT")),
+            _ => redirect(302, &b_url),
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = options(dir.path());
+        opts.allow_hosts.push("localhost".to_owned());
+        opts.ttl = Duration::ZERO;
+        let url = a.url("/a");
+
+        assert_eq!(
+            fs::read(fetch(&opts, &url).unwrap().path).unwrap(),
+            b"from a"
+        );
+        // Revalidation: A gets its own validators back, B none of them.
+        assert_eq!(
+            fs::read(fetch(&opts, &url).unwrap().path).unwrap(),
+            b"from b"
+        );
+        let (a_seen, b_seen) = (a.seen(), b.seen());
+        assert_eq!(a_seen[1].header("if-none-match"), Some("\"a1\""));
+        assert_eq!(b_seen.len(), 1);
+        assert_eq!(b_seen[0].header("if-none-match"), None, "{b_seen:?}");
+        assert_eq!(b_seen[0].header("if-modified-since"), None, "{b_seen:?}");
+        // The copy now holds B's validators: they go to B, not to A.
+        fetch(&opts, &url).unwrap();
+        let (a_seen, b_seen) = (a.seen(), b.seen());
+        assert_eq!(a_seen[2].header("if-none-match"), None, "{a_seen:?}");
+        assert_eq!(a_seen[2].header("if-modified-since"), None, "{a_seen:?}");
+        assert_eq!(b_seen[1].header("if-none-match"), Some("\"b1\""));
+    }
+
+    #[test]
+    fn concurrent_misses_on_one_url_fetch_it_once() {
+        let server = TestServer::start(|_, _| {
+            std::thread::sleep(Duration::from_millis(300));
+            ok(b"slow and single")
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let opts = options(dir.path());
+        let url = server.url("/a");
+        let got: Vec<Fetched> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| fetch(&opts, &url).unwrap()))
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert!(got.iter().all(|g| *g == got[0]));
+        assert_eq!(server.hits(), 1);
+    }
+
+    #[test]
+    fn client_messages_hold_no_address_the_log_does() {
+        let server = TestServer::start(|_, _| redirect(302, "ftp://10.9.8.7/secret.jpg"));
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = options(dir.path());
+        let err = fetch(&opts, &server.url("/a")).unwrap_err();
+        assert!(!err.to_string().contains("10.9.8.7"), "{err}");
+        // A name resolving to a refused address: the host, not the address.
+        opts.allow_private = false;
+        opts.allow_hosts = vec!["localhost".to_owned()];
+        let err = fetch(&opts, &format!("http://localhost:{}/a", server.port)).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("localhost"), "{text}");
+        assert!(
+            !text.contains("127.0.0.1") && !text.contains("::1"),
+            "{text}"
+        );
+        // Network failures: a fixed phrase for the client.
+        let port = server.port;
+        drop(server);
+        let mut opts = options(dir.path());
+        opts.ttl = Duration::ZERO;
+        let err = fetch(&opts, &format!("http://127.0.0.1:{port}/gone")).unwrap_err();
+        assert!(
+            matches!(&err, SourceError::Remote(m) if m == "connection refused"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn an_https_origin_redirecting_to_http_is_refused() {
+        let plain = TestServer::start(|_, _| ok(b"in the clear"));
+        let tls = TlsServer::start(&format!(
+            "HTTP/1.0 302 Found\r\nLocation: {}\r\nContent-Length: 0\r\n\r\n",
+            plain.url("/x.jpg")
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let opts = options(dir.path());
+
+        let err = fetch(&opts, &tls.url("/redirect")).unwrap_err();
+
+        assert!(
+            matches!(&err, SourceError::Forbidden(m) if m.contains("https to http")),
+            "{err:?}"
+        );
+        assert_eq!(plain.hits(), 0, "nothing was asked in the clear");
+        assert_eq!(files(dir.path()), Vec::<String>::new());
+    }
+
     // ---- helpers -------------------------------------------------------------------------
+
+    /// `openssl s_server -HTTP` on 127.0.0.1 with a throwaway certificate, answering every
+    /// path with the raw HTTP response `answer`; killed on drop.
+    struct TlsServer {
+        child: std::process::Child,
+        port: u16,
+        _dir: tempfile::TempDir,
+    }
+
+    impl TlsServer {
+        fn start(answer: &str) -> TlsServer {
+            use std::process::{Command, Stdio};
+            let dir = tempfile::tempdir().unwrap();
+            fs::write(dir.path().join("redirect"), answer).unwrap();
+            let made = Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-keyout",
+                    "key.pem",
+                    "-out",
+                    "cert.pem",
+                ])
+                .current_dir(dir.path())
+                .stderr(Stdio::null())
+                .status()
+                .expect("openssl (scripts/install-deps.sh installs it)");
+            assert!(made.success());
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = Command::new("openssl")
+                .args([
+                    "s_server", "-quiet", "-HTTP", "-cert", "cert.pem", "-key", "key.pem",
+                ])
+                .args(["-accept", &format!("127.0.0.1:{port}")])
+                .current_dir(dir.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            let server = TlsServer {
+                child,
+                port,
+                _dir: dir,
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "openssl s_server did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            server
+        }
+
+        fn url(&self, path: &str) -> String {
+            format!("https://127.0.0.1:{}{path}", self.port)
+        }
+    }
+
+    impl Drop for TlsServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 
     fn options(dir: &Path) -> RemoteOptions {
         RemoteOptions {
@@ -1388,12 +1743,13 @@ mod tests {
         }
     }
 
-    /// File names in `dir`, sorted; empty when it does not exist.
+    /// File names in `dir` but the lock files' directory, sorted; empty when it does not exist.
     fn files(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(dir)
             .map(|entries| {
                 entries
                     .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|name| name != "locks")
                     .collect()
             })
             .unwrap_or_default();
