@@ -55,6 +55,9 @@ fn main() {
                         println!("{reason:?}\t{}\t{path}", entry.bytes);
                     }
                 }
+                for entry in &report.temporaries {
+                    println!("Temporary\t{}\t{}", entry.bytes, entry.paths[0]);
+                }
             }
             log::info!("{}", report.summary());
         }

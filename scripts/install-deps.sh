@@ -54,6 +54,8 @@ if ! $build_only; then
   need libvips-tools vipsthumbnail
   need rsync rsync
   need curl curl
+  # tests/it/cache.rs traces a miss's syscalls to check what it syncs, and in which order.
+  need strace strace
 fi
 if $bench; then
   need nginx-light nginx
