@@ -99,7 +99,8 @@ bench: bench-deps
 	$(CARGO) bench --features bench-fixtures --bench render
 	$(CARGO) bench --features bench-fixtures --bench scale
 	python3 bench/miss.py --imgserv $(RELEASE_DIR)/imgserv-cgi --rounds $(BENCH_ROUNDS) \
-		--json $(BENCH_OUT)/miss.json
+		--baseline-env IMGSERV_FSYNC=0 --json $(BENCH_OUT)/miss.json
+	python3 bench/sync.py --imgserv $(RELEASE_DIR)/imgserv-cgi --json $(BENCH_OUT)/sync.json
 	python3 bench/hits.py --bin $(RELEASE_DIR) --rounds 3 --json $(BENCH_OUT)/hits.json
 	python3 bench/precache.py --bin $(RELEASE_DIR) --rounds 5 --json $(BENCH_OUT)/precache.json
 	python3 bench/thumbor.py --imgserv $(RELEASE_DIR)/imgserv-cgi \

@@ -6,6 +6,10 @@ against vipsthumbnail only. Runs are interleaved (imgserv, vips, convert, imgser
 order rotated each round, so machine load hits every tool alike; medians per image.
 
     bench/miss.py --imgserv target/release/imgserv-cgi [--rounds 7] [--json out.json]
+
+--baseline runs another build interleaved with the others; --baseline-env NAME=VALUE runs the
+baseline (the same build, without --baseline) with that variable set: `--baseline-env
+IMGSERV_FSYNC=0` measures what syncing a new variant and its directories costs a miss.
 """
 
 import argparse
@@ -44,10 +48,15 @@ def main():
     ap.add_argument("--imgserv", required=True)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--baseline", help="another imgserv-cgi build, run interleaved too")
+    ap.add_argument("--baseline-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="run the baseline with this variable (repeatable)")
     ap.add_argument("--json")
     args = ap.parse_args()
     imgserv = str(Path(args.imgserv).resolve())
     baseline = args.baseline and str(Path(args.baseline).resolve())
+    baseline_env = dict(kv.split("=", 1) for kv in args.baseline_env)
+    if baseline_env and not baseline:
+        baseline = imgserv
     for tool in ("vipsthumbnail", CONVERT, "/usr/bin/time"):
         if not shutil.which(tool):
             sys.exit(f"miss.py: {tool} is missing (scripts/install-deps.sh --bench)")
@@ -74,7 +83,8 @@ def main():
                     ),
                 }
                 if baseline:
-                    runs["baseline"] = lambda: run_imgserv(baseline, site, name, w, h)
+                    runs["baseline"] = lambda: run_imgserv(baseline, site, name, w, h,
+                                                           baseline_env)
                 if with_convert:
                     runs["convert"] = lambda: timed(
                         [CONVERT, src, "-resize", f"{w}x{h}", "-quality", "85", f"{out}/c.jpg"]
@@ -123,14 +133,16 @@ def main():
         results["images"].append(entry)
 
     if baseline:
-        print(f"\nagainst the baseline build {baseline} (same runs; ms, medians)")
+        print(f"\nagainst the baseline build {baseline} {baseline_env or ''} "
+              "(same runs; ms, medians)")
         for name, *_ in jobs:
             mi, mb = median(samples[(name, "imgserv")]), median(samples[(name, "baseline")])
             print(f"{name:<44} {mi * 1e3:8.1f} {mb * 1e3:8.1f} {mi / mb:6.2f}x  "
                   f"RSS {max(rss[(name, 'imgserv')]) / 1024:.1f} / "
                   f"{max(rss[(name, 'baseline')]) / 1024:.1f} MiB")
             results.setdefault("baseline", []).append(
-                {"image": name, "imgserv_ms": mi * 1e3, "baseline_ms": mb * 1e3})
+                {"image": name, "imgserv_ms": mi * 1e3, "baseline_ms": mb * 1e3,
+                 "baseline_env": baseline_env})
     g = geomean(jpeg_ratios)
     worst = max(jpeg_ratios)
     gc = geomean(conv_speedups)
@@ -150,11 +162,10 @@ def main():
         write_json(args.json, results)
 
 
-def run_imgserv(imgserv, site, name, w, h):
+def run_imgserv(imgserv, site, name, w, h, extra_env=None):
     site.reset()  # an empty cache and index each run, outside the timed region
-    wall, kib, stdout = timed(
-        [imgserv], env=cgi_env(site, f"src={name}&width={w}&height={h}"), stdout=-1
-    )
+    env = cgi_env(site, f"src={name}&width={w}&height={h}") | (extra_env or {})
+    wall, kib, stdout = timed([imgserv], env=env, stdout=-1)
     if not stdout.startswith(b"Status: 302"):
         raise RuntimeError(f"imgserv.cgi answered {stdout[:200]!r}")
     return wall, kib, stdout

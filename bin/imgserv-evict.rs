@@ -58,6 +58,9 @@ fn main() {
                 for copy in &report.remote.removed {
                     println!("Remote\t{}\t{}", copy.bytes, copy.url);
                 }
+                for entry in &report.temporaries {
+                    println!("Temporary\t{}\t{}", entry.bytes, entry.paths[0]);
+                }
             }
             log::info!("{}", report.summary());
         }

@@ -2,10 +2,11 @@
 # Install the Debian packages imgserv needs to build and to run its test suite.
 #
 #   scripts/install-deps.sh              build + test dependencies (web servers, vips, rsync, curl,
+#                                        strace,
 #                                        and s3s-fs, a local S3 server, built with cargo install)
 #   scripts/install-deps.sh --build-only what `make` / `make run` need (a C compiler, nasm)
 #   scripts/install-deps.sh --bench      what `make` and `make bench` need: vips, ImageMagick,
-#                                        hyperfine, wrk, nginx, fcgiwrap, python3-venv
+#                                        hyperfine, wrk, nginx, fcgiwrap, python3-venv, strace
 #
 # Idempotent and quick when everything is present: it only calls apt-get when a tool is missing,
 # and then runs `apt-get update` once. As non-root it prints the apt-get line and exits 1.
@@ -17,7 +18,7 @@ case "${1:-}" in
   --build-only) build_only=true ;;
   --bench) build_only=true; bench=true ;;
   "") ;;
-  -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "install-deps.sh: unknown argument: $1 (expected --build-only or --bench)" >&2; exit 2 ;;
 esac
 
@@ -57,6 +58,8 @@ if ! $build_only; then
   # The test of imgserv-signing(7) runs the page's Python client against its test vectors.
   need python3 python3
   need openssl openssl
+  # tests/it/cache.rs traces a miss's syscalls to check what it syncs, and in which order.
+  need strace strace
 fi
 if $bench; then
   need nginx-light nginx
@@ -67,6 +70,7 @@ if $bench; then
   need hyperfine hyperfine
   need wrk wrk
   need time /usr/bin/time
+  need strace strace
   # thumbor goes into a venv (make bench); ensurepip is what Debian's python3 lacks without it.
   if [[ $(command -v python3) == /usr/bin/python3 ]]; then
     need python3-venv dpkg:python3-venv

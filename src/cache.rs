@@ -5,7 +5,9 @@
 //! identity (its canonical path or URL), the next directory its version (size + mtime, or
 //! content hash), so a changed original never serves stale bytes and no `src` can collide with
 //! another or reach outside the cache. Files are written to a temporary name in the same
-//! directory and renamed, so a half-written file is never visible; rows and files go together.
+//! directory, synced and renamed (the directory synced after), so a half-written file is never
+//! visible, not even after a crash; rows and files go together. The index's running totals
+//! (what a store checks against the space limit) are kept exact by triggers.
 //!
 //! Beside its variants, a source's version directory holds a symbolic link, [`SOURCE_FACTS`],
 //! whose target records what the index records of the source (format and displayed size), and
@@ -26,6 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
 
+use crate::config::Config;
 use crate::db;
 use crate::geometry::Size;
 use crate::render::Format;
@@ -58,9 +61,20 @@ impl From<rusqlite::Error> for CacheError {
     }
 }
 
-const SCHEMA_VERSION: i64 = 1;
+/// 2: totals follow a replaced row (`variants_resized`), and are recounted once on upgrade.
+const SCHEMA_VERSION: i64 = 2;
 
-const SCHEMA: &str = "
+/// Sets the running totals to the sum of the rows.
+macro_rules! recount_sql {
+    () => {
+        "UPDATE totals SET bytes = (SELECT coalesce(sum(bytes), 0) FROM variants),
+                           count = (SELECT count(*) FROM variants)
+         WHERE id = 1;"
+    };
+}
+
+const SCHEMA: &str = concat!(
+    "
 CREATE TABLE IF NOT EXISTS sources (
     id      INTEGER PRIMARY KEY,
     ident   TEXT NOT NULL,              -- 'local:<path>' or 'remote:<url>'
@@ -97,7 +111,17 @@ END;
 CREATE TRIGGER IF NOT EXISTS variants_removed AFTER DELETE ON variants BEGIN
     UPDATE totals SET bytes = bytes - OLD.bytes, count = count - 1 WHERE id = 1;
 END;
-";
+-- A variant stored again over its row is an upsert (an UPDATE): `INSERT OR REPLACE` would
+-- delete the old row without firing `variants_removed` (SQLite fires delete triggers of a
+-- REPLACE only with recursive triggers on) and count the path twice.
+CREATE TRIGGER IF NOT EXISTS variants_resized AFTER UPDATE OF bytes ON variants BEGIN
+    UPDATE totals SET bytes = bytes - OLD.bytes + NEW.bytes WHERE id = 1;
+END;
+-- Run when the schema is created or upgraded: totals that drifted under version 1 (replaced
+-- rows counted twice) are made exact once.
+",
+    recount_sql!()
+);
 
 /// Who a source is: a stable identity and a version that changes with its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,17 +197,30 @@ pub struct Totals {
     pub count: u64,
 }
 
+/// Writes a variant's bytes to its open temporary file (`File::write_all`; tests put a short
+/// writer in its place).
+type Writer = fn(&mut File, &[u8]) -> io::Result<()>;
+
 /// The cache: a directory of files and their index.
 pub struct Cache {
     conn: Connection,
     dir: PathBuf,
     locks: PathBuf,
     max_bytes: u64,
+    /// A store that takes the total over `max_bytes` evicts down to this.
+    low_water: u64,
     access_interval: Duration,
+    writer: Writer,
+}
+
+/// The low-water mark when none is configured: 90 % of the space limit.
+pub fn default_low_water(max_bytes: u64) -> u64 {
+    max_bytes / 10 * 9 + max_bytes % 10 * 9 / 10
 }
 
 impl Cache {
-    /// Opens (creating when missing) the cache directory and its index.
+    /// Opens (creating when missing) the cache directory and its index; a store over
+    /// `max_bytes` evicts down to [`default_low_water`] (see [`Cache::open_config`]).
     pub fn open(
         dir: &Path,
         index: &Path,
@@ -200,8 +237,23 @@ impl Cache {
             dir: dir.to_path_buf(),
             locks,
             max_bytes,
+            low_water: default_low_water(max_bytes),
             access_interval,
+            writer: |f, bytes| f.write_all(bytes),
         })
+    }
+
+    /// Opens the cache as `config` describes it (`[cache]`, `[state] dir`).
+    pub fn open_config(config: &Config) -> Result<Cache, CacheError> {
+        let c = &config.cache;
+        let mut cache = Cache::open(
+            &c.dir,
+            &config.state.index_path(),
+            c.max_bytes,
+            c.access_interval,
+        )?;
+        cache.low_water = c.low_water.min(c.max_bytes);
+        Ok(cache)
     }
 
     pub fn dir(&self) -> &Path {
@@ -323,8 +375,10 @@ impl Cache {
         Ok(VariantLock { _file: file })
     }
 
-    /// Writes a variant's bytes atomically and indexes it (with its source when that is new),
-    /// then evicts least-recently-used variants while the total is over the limit.
+    /// Writes a variant's bytes atomically and durably and indexes it (with its source when
+    /// that is new); when that takes the total over the space limit, evicts least recently
+    /// used variants down to the low-water mark, so that the misses after it do not evict
+    /// again (one eviction every `max_bytes - low_water` bytes, not one a miss).
     pub fn store(
         &mut self,
         key: &SourceKey,
@@ -338,7 +392,9 @@ impl Cache {
             return Err(CacheError::Full);
         }
         let path = self.dir.join(rel);
-        write_atomically(&path, bytes)?;
+        // Only a file of exactly `len` bytes, on disk, is indexed (and then served as
+        // immutable for a year).
+        write_atomically_with(&path, bytes, self.writer)?;
         let dir = key.dir();
         let now = now();
         let indexed = (|| -> Result<(), CacheError> {
@@ -363,9 +419,14 @@ impl Cache {
                 params![key.ident, key.version],
                 |r| r.get(0),
             )?;
+            // An upsert, not `INSERT OR REPLACE`: the update trigger keeps the totals exact.
             tx.execute(
-                "INSERT OR REPLACE INTO variants (path, source_id, width, height, bytes, created, last_access, hits)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0)",
+                "INSERT INTO variants (path, source_id, width, height, bytes, created, last_access, hits)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0)
+                 ON CONFLICT (path) DO UPDATE SET
+                    source_id = excluded.source_id, width = excluded.width,
+                    height = excluded.height, bytes = excluded.bytes, created = excluded.created,
+                    last_access = excluded.last_access, hits = 0",
                 params![rel, source_id, size.width, size.height, len as i64, now],
             )?;
             tx.commit()?;
@@ -377,7 +438,9 @@ impl Cache {
             return Err(e);
         }
         self.link_source_facts(&dir, source.0, source.1);
-        self.evict_to(self.max_bytes, Some(rel))?;
+        if totals(&self.conn)?.bytes > self.max_bytes {
+            self.evict_to(self.low_water, Some(rel))?;
+        }
         Ok(())
     }
 
@@ -543,19 +606,52 @@ impl Cache {
             })?)
     }
 
-    /// Sets the running totals to what the rows add up to, under the write lock; returns them.
-    pub fn recount_totals(&mut self) -> Result<Totals, CacheError> {
+    /// Sets the running totals to the sum of the rows, which the triggers otherwise keep them
+    /// at: this repairs totals that drifted (under schema version 1, or by hand). Returns them
+    /// before and after; one scan of the rows.
+    pub fn recount(&mut self) -> Result<(Totals, Totals), CacheError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT OR REPLACE INTO totals (id, bytes, count)
-             SELECT 1, coalesce(sum(bytes), 0), count(*) FROM variants",
-            [],
-        )?;
-        let counted = totals(&tx)?;
+        let before = totals(&tx)?;
+        tx.execute("INSERT OR IGNORE INTO totals VALUES (1, 0, 0)", [])?;
+        tx.execute(recount_sql!(), [])?;
+        let after = totals(&tx)?;
         tx.commit()?;
-        Ok(counted)
+        Ok((before, after))
+    }
+
+    /// Sources that no variant row refers to (all theirs were evicted): (id, directory).
+    pub fn unused_sources(&self) -> Result<Vec<(i64, String)>, CacheError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, dir FROM sources s
+             WHERE NOT EXISTS (SELECT 1 FROM variants v WHERE v.source_id = s.id)",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Forgets those of the sources `ids` that still have no variant row (a store may have
+    /// indexed one since they were listed: the check and the delete are one statement). The
+    /// next miss of such a source reads its header again. Returns how many went.
+    pub fn forget_sources(&mut self, ids: &[i64]) -> Result<u64, CacheError> {
+        let mut gone = 0;
+        for chunk in ids.chunks(EVICT_BATCH) {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let mut del = tx.prepare_cached(
+                    "DELETE FROM sources WHERE id = ?1
+                     AND NOT EXISTS (SELECT 1 FROM variants WHERE source_id = ?1)",
+                )?;
+                for id in chunk {
+                    gone += del.execute(params![id])? as u64;
+                }
+            }
+            tx.commit()?;
+        }
+        Ok(gone)
     }
 
     /// The index row of one variant: (bytes, last_access, hits).
@@ -643,11 +739,19 @@ pub struct VariantLock {
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
-/// that readers see either nothing or the whole file. Files are world-readable: the web server
-/// serves them.
+/// that readers see either nothing or the whole file, also after a crash: the file's data is
+/// synced before the rename, and its directory (and any directory created for it) after, so
+/// that a name that survives a power cut names the whole file — variants are served as
+/// immutable for a year. A file whose length is not `bytes.len()` is an error and is never
+/// renamed into place. Files are world-readable: the web server serves them.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomically_with(path, bytes, |f, b| f.write_all(b))
+}
+
+/// [`write_atomically`] with `write` filling the temporary file.
+fn write_atomically_with(path: &Path, bytes: &[u8], write: Writer) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
+    create_dirs(dir)?;
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -666,14 +770,68 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
             .create_new(true)
             .mode(0o644)
             .open(&tmp)?;
-        f.write_all(bytes)?;
+        write(&mut f, bytes)?;
+        if durable() {
+            f.sync_data()?;
+        }
+        let written = f.metadata()?.len();
+        if written != bytes.len() as u64 {
+            return Err(io::Error::other(format!(
+                "{}: {written} bytes on disk, {} written",
+                path.display(),
+                bytes.len()
+            )));
+        }
         drop(f);
-        fs::rename(&tmp, path)
+        fs::rename(&tmp, path)?;
+        if durable() {
+            sync_dir(dir)?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Whether [`write_atomically`] syncs: always, unless `IMGSERV_FSYNC=0` (kept to measure what
+/// syncing costs, BENCHMARKS.md item 18; a crash may then leave empty or short variants).
+fn durable() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("IMGSERV_FSYNC").is_none_or(|v| v != "0"))
+}
+
+/// Creates `dir` and its missing parents like `fs::create_dir_all`, syncing the parent of each
+/// directory it creates, so that the new entries survive a crash with the file put in them.
+fn create_dirs(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dirs(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {
+            if durable() {
+                sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
+            }
+            Ok(())
+        }
+        // Another process made it, and syncs its parent.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Syncs a directory, so that the entries created or renamed in it are on disk.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    File::open(dir)?.sync_all()
 }
 
 /// Unix time in milliseconds: fine enough to order accesses within one second.
@@ -973,6 +1131,181 @@ mod tests {
         for i in (0..300).filter(|&i| i != 2) {
             assert!(!c.file(&rel(i)).exists(), "file {i} removed");
         }
+    }
+
+    /// The totals as the rows have them.
+    fn summed(c: &Cache) -> Totals {
+        c.conn
+            .query_row(
+                "SELECT coalesce(sum(bytes), 0), count(*) FROM variants",
+                [],
+                |r| {
+                    Ok(Totals {
+                        bytes: r.get::<_, i64>(0)? as u64,
+                        count: r.get::<_, i64>(1)? as u64,
+                    })
+                },
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn totals_stay_the_sum_of_the_rows_when_a_row_is_replaced() {
+        let t = tempfile::tempdir().unwrap();
+        let mut c = open(&t, 1 << 20);
+        let k = key(1);
+        let rel = variant_path(&k.dir(), Size::new(10, 5), Format::Jpeg);
+        let source = (Format::Jpeg, Size::new(100, 50));
+        c.store(&k, source, &rel, Size::new(10, 5), &[1; 300])
+            .unwrap();
+        // Its file went missing and it was rendered again, or two stores raced: a second
+        // store of the same path replaces the row.
+        c.store(&k, source, &rel, Size::new(10, 5), &[2; 200])
+            .unwrap();
+        let want = Totals {
+            bytes: 200,
+            count: 1,
+        };
+        assert_eq!(summed(&c), want);
+        assert_eq!(c.totals().unwrap(), want, "the totals drifted");
+        assert_eq!(c.variant_row(&rel).unwrap().unwrap().0, 200);
+        // Evicting it takes the totals to zero, not below.
+        c.forget(&rel).unwrap();
+        assert_eq!(c.totals().unwrap(), Totals::default());
+    }
+
+    #[test]
+    fn recount_and_the_schema_upgrade_repair_drifted_totals() {
+        let t = tempfile::tempdir().unwrap();
+        let mut c = open(&t, 1 << 20);
+        for n in 0..3 {
+            let k = key(n);
+            let rel = variant_path(&k.dir(), Size::new(10, 5), Format::Jpeg);
+            c.store(
+                &k,
+                (Format::Jpeg, Size::new(100, 50)),
+                &rel,
+                Size::new(10, 5),
+                &[0; 7],
+            )
+            .unwrap();
+        }
+        let right = Totals {
+            bytes: 21,
+            count: 3,
+        };
+        let wrong = Totals {
+            bytes: 999,
+            count: 9,
+        };
+        let drift = |c: &Cache| {
+            c.conn
+                .execute("UPDATE totals SET bytes = 999, count = 9", [])
+                .unwrap();
+        };
+        drift(&c);
+        assert_eq!(c.recount().unwrap(), (wrong, right));
+        assert_eq!(c.totals().unwrap(), right);
+        // An index of schema version 1 is recounted once when opened.
+        drift(&c);
+        c.conn.pragma_update(None, "user_version", 1).unwrap();
+        drop(c);
+        assert_eq!(open(&t, 1 << 20).totals().unwrap(), right);
+    }
+
+    #[test]
+    fn a_variant_whose_length_differs_from_what_was_written_is_never_indexed() {
+        let t = tempfile::tempdir().unwrap();
+        let mut c = open(&t, 1 << 20);
+        // A write that reports success but leaves half the bytes (a lying file system, a
+        // delayed allocation that failed): the file is shorter than what was written.
+        c.writer = |f, bytes| f.write_all(&bytes[..bytes.len() / 2]);
+        let k = key(1);
+        let rel = variant_path(&k.dir(), Size::new(10, 5), Format::Jpeg);
+        let err = c
+            .store(
+                &k,
+                (Format::Jpeg, Size::new(100, 50)),
+                &rel,
+                Size::new(10, 5),
+                &[7; 100],
+            )
+            .unwrap_err();
+        assert!(matches!(err, CacheError::Io(_)), "{err:?}");
+        assert!(
+            err.to_string().contains("50 bytes on disk, 100 written"),
+            "{err}"
+        );
+        assert_eq!(c.variant_row(&rel).unwrap(), None, "indexed");
+        assert_eq!(c.totals().unwrap(), Totals::default());
+        // Nothing under the final name, no temporary left.
+        let dir = c.file(&k.dir());
+        let left: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn a_full_cache_evicts_down_to_the_low_water_mark_once() {
+        let t = tempfile::tempdir().unwrap();
+        // 1,000 bytes, low water at 90 % (the default): 900.
+        let mut c = open(&t, 1000);
+        assert_eq!(c.low_water, 900);
+        let mut n = 0;
+        let mut store = |c: &mut Cache| {
+            let k = key(n);
+            let rel = variant_path(&k.dir(), Size::new(10, 10), Format::Png);
+            c.store(
+                &k,
+                (Format::Png, Size::new(20, 20)),
+                &rel,
+                Size::new(10, 10),
+                &[0; 100],
+            )
+            .unwrap();
+            // Distinct, increasing access times: the first stored is the least recently used.
+            c.conn
+                .execute(
+                    "UPDATE variants SET last_access = ?1 WHERE path = ?2",
+                    params![n, rel],
+                )
+                .unwrap();
+            n += 1;
+            rel
+        };
+        let rels: Vec<String> = (0..10).map(|_| store(&mut c)).collect();
+        assert_eq!(
+            c.totals().unwrap(),
+            Totals {
+                bytes: 1000,
+                count: 10
+            }
+        );
+        // The eleventh goes over the limit: its store evicts the two least recently used,
+        // down to 900 bytes, not just the one that would do.
+        let eleventh = store(&mut c);
+        assert_eq!(
+            c.totals().unwrap(),
+            Totals {
+                bytes: 900,
+                count: 9
+            }
+        );
+        assert!(!c.file(&rels[0]).exists() && !c.file(&rels[1]).exists());
+        assert!(c.file(&rels[2]).exists() && c.file(&eleventh).exists());
+        // The next one fits under the limit again: nothing is evicted.
+        store(&mut c);
+        assert_eq!(
+            c.totals().unwrap(),
+            Totals {
+                bytes: 1000,
+                count: 10
+            }
+        );
+        assert!(c.file(&rels[2]).exists());
+        assert_eq!(summed(&c), c.totals().unwrap());
     }
 
     #[test]

@@ -139,6 +139,9 @@ pub struct CacheConfig {
     pub raster: Raster,
     /// Space limit in bytes for all variants together.
     pub max_bytes: u64,
+    /// A miss that takes the total over `max_bytes` evicts down to this many bytes (at most
+    /// `max_bytes`), so that the misses after it do not evict.
+    pub low_water: u64,
     /// `Cache-Control` of the redirect.
     pub redirect_cache_control: String,
     /// `Cache-Control` of cached files when this program serves them itself.
@@ -365,6 +368,7 @@ struct RawCache {
     url: Option<String>,
     raster: Option<i64>,
     max_bytes: Option<SizeValue>,
+    low_water: Option<SizeValue>,
     cache_control: Option<String>,
     file_cache_control: Option<String>,
     serve_direct: Option<bool>,
@@ -810,6 +814,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
     if max_bytes == 0 {
         p.add("cache.max_bytes", "must be more than 0");
     }
+    let low_water = low_water(&mut p, raw.cache.low_water.as_ref(), max_bytes);
     let access_interval = p.duration(
         "cache.access_interval",
         raw.cache.access_interval.as_ref(),
@@ -995,6 +1000,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
             url,
             raster,
             max_bytes,
+            low_water,
             redirect_cache_control: raw
                 .cache
                 .cache_control
@@ -1096,6 +1102,33 @@ fn validate_evict(raw: &RawEvict, p: &mut Problems) -> EvictConfig {
 
 /// `[store]`: the filesystem store by default; the S3 keys are read only with `type = "s3"`
 /// (the sample file sets them all, empty).
+/// `[cache] low_water`: a percentage of `max_bytes` (`"90%"`, the default) or a size, not
+/// above `max_bytes`.
+fn low_water(p: &mut Problems, value: Option<&SizeValue>, max_bytes: u64) -> u64 {
+    const KEY: &str = "cache.low_water";
+    let percent = |pc: u64| u64::try_from(u128::from(max_bytes) * u128::from(pc) / 100);
+    let bytes = match value {
+        None => return crate::cache::default_low_water(max_bytes),
+        Some(SizeValue::Text(t)) if t.trim_end().ends_with('%') => {
+            match t.trim_end().trim_end_matches('%').trim().parse::<u64>() {
+                Ok(pc) if pc <= 100 => percent(pc).unwrap_or(max_bytes),
+                _ => {
+                    p.add(
+                        KEY,
+                        format!("expected a percentage from 0% to 100%, got {t:?}"),
+                    );
+                    return crate::cache::default_low_water(max_bytes);
+                }
+            }
+        }
+        Some(v) => p.size(KEY, Some(v), crate::cache::default_low_water(max_bytes)),
+    };
+    if bytes > max_bytes {
+        p.add(KEY, "must not be more than cache.max_bytes");
+    }
+    bytes
+}
+
 fn validate_store(raw: RawStore, cache_dir: &Path, base: &Path, p: &mut Problems) -> StoreConfig {
     let given = |v: Option<String>| v.filter(|s| !s.is_empty());
     match raw.kind.as_deref().unwrap_or("fs") {
@@ -1243,6 +1276,7 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "url",
                 "raster",
                 "max_bytes",
+                "low_water",
                 "cache_control",
                 "file_cache_control",
                 "serve_direct",
@@ -1445,6 +1479,37 @@ mod tests {
         let errs = from_str(minimal(), d.path()).unwrap_err().to_string();
         assert!(errs.starts_with("originals.root: "), "{errs}");
         assert!(errs.contains("does not exist"), "{errs}");
+    }
+
+    #[test]
+    fn low_water_is_a_share_or_a_size_within_max_bytes() {
+        let d = dirs();
+        let low = |extra: &str| {
+            from_str(&format!("{}max_bytes = 1000\n{extra}", minimal()), d.path())
+                .map(|c| c.cache.low_water)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(low(""), Ok(900), "90 % by default");
+        assert_eq!(low("low_water = \"75%\"\n"), Ok(750));
+        assert_eq!(low("low_water = \"100 %\"\n"), Ok(1000));
+        assert_eq!(low("low_water = 500\n"), Ok(500));
+        assert_eq!(low("low_water = \"0.5 KiB\"\n"), Ok(512));
+        for (bad, msg) in [
+            (
+                "1001",
+                "cache.low_water: must not be more than cache.max_bytes",
+            ),
+            ("\"120%\"", "cache.low_water: expected a percentage"),
+            ("\"half\"", "cache.low_water: expected a size"),
+        ] {
+            let errs = low(&format!("low_water = {bad}\n")).unwrap_err();
+            assert!(errs.contains(msg), "{bad}: {errs}");
+        }
+        let c = from_str(minimal(), d.path()).unwrap();
+        assert_eq!(
+            c.cache.low_water,
+            (2u64 << 30) / 10 * 9 + (2u64 << 30) % 10 * 9 / 10
+        );
     }
 
     #[test]

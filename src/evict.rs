@@ -1,8 +1,9 @@
 //! `imgserv-evict`: removes variants from `[cache] dir` not accessed for longer than
 //! `max_idle`, created longer ago than `max_age`, and then the least recently used beyond
-//! `max_bytes`; then runs the catalog's delete sweep, and trims the local copies of remote
-//! originals to `[remote] max_bytes` (as the server does after each fetch; see
-//! `source::copies`).
+//! `max_bytes`; tidies what a crash leaves (temporary files older than [`TEMPORARY_GRACE`],
+//! index rows of sources with no variant left) and recounts the index's totals from its rows;
+//! then runs the catalog's delete sweep, and trims the local copies of remote originals to
+//! `[remote] max_bytes` (as the server does after each fetch; see `source::copies`).
 //!
 //! The directory is the truth, not the index: files the web server serves never reach imgserv
 //! (the index's access time is stale for them, and the 404 handler's links are not in the index
@@ -10,12 +11,12 @@
 //! that share an inode (a 404-handler link and its canonical file) are one variant: counted
 //! once, removed together.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::cache::{Cache, CacheError, EVICT_BATCH, remove_files};
+use crate::cache::{Cache, CacheError, EVICT_BATCH, Totals, remove_files};
 use crate::catalog::Catalog;
 use crate::config::{Config, EvictConfig};
 use crate::error::Error;
@@ -43,12 +44,23 @@ pub enum Reason {
     Budget,
 }
 
+/// A temporary file (`.<name>….tmp`) older than this is left from a crash, not a write in
+/// flight: [`crate::cache::write_atomically`] renames its file away within the second it
+/// wrote it (a render happens before, not during, the write).
+pub const TEMPORARY_GRACE: Duration = Duration::from_secs(3600);
+
 /// What a run did (or would do, with `dry_run`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
     pub removed: Vec<(Entry, Reason)>,
     pub kept: u64,
     pub kept_bytes: u64,
+    /// Temporary files older than [`TEMPORARY_GRACE`], removed (listed in a dry run).
+    pub temporaries: Vec<Entry>,
+    /// Index rows of sources with no variant left, forgotten (counted in a dry run).
+    pub sources_forgotten: u64,
+    /// The index's totals before and after they were recounted; `None` in a dry run.
+    pub totals: Option<(Totals, Totals)>,
     /// `None` in a dry run.
     pub sweep: Option<SweepReport>,
     /// The local copies of remote originals.
@@ -67,8 +79,20 @@ impl Report {
             ),
             None => "no sweep (dry run)".into(),
         };
+        let tidied = format!(
+            "{} stale temporaries, {} unused sources",
+            self.temporaries.len(),
+            self.sources_forgotten
+        );
+        let totals = match self.totals {
+            Some((was, now)) if was != now => format!(
+                "; index totals corrected from {} variants ({} bytes) to {} ({} bytes)",
+                was.count, was.bytes, now.count, now.bytes
+            ),
+            _ => String::new(),
+        };
         format!(
-            "evicted {} variants ({bytes} bytes: {} idle, {} old, {} over budget); kept {} ({} bytes); {sweep}; {}",
+            "evicted {} variants ({bytes} bytes: {} idle, {} old, {} over budget); kept {} ({} bytes); {tidied}{totals}; {sweep}; {}",
             self.removed.len(),
             count(Reason::Idle),
             count(Reason::Age),
@@ -119,9 +143,19 @@ pub fn select(
     (gone, kept)
 }
 
-/// Every variant below the cache directory, with the index's access times folded in.
-pub fn scan(dir: &Path, cache: &Cache) -> Result<Vec<Entry>, Error> {
+/// What is below the cache directory.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Every variant, with the index's access times folded in.
+    pub variants: Vec<Entry>,
+    /// Temporary files (`.<name>….tmp`), their `created` the last write.
+    pub temporaries: Vec<Entry>,
+}
+
+/// Every variant and temporary file below the cache directory, in one walk.
+pub fn scan(dir: &Path, cache: &Cache) -> Result<Scan, Error> {
     let mut by_inode: BTreeMap<(u64, u64), Entry> = BTreeMap::new();
+    let mut temporaries = Vec::new();
     for item in walkdir::WalkDir::new(dir).min_depth(1) {
         let item = match item {
             Ok(i) => i,
@@ -131,16 +165,34 @@ pub fn scan(dir: &Path, cache: &Cache) -> Result<Vec<Entry>, Error> {
             }
         };
         let name = item.file_name().to_string_lossy();
-        if !item.file_type().is_file() || name.starts_with('.') {
+        let hidden = name.starts_with('.');
+        let temporary = hidden && name.ends_with(".tmp");
+        if !item.file_type().is_file() || (hidden && !temporary) {
             continue;
         }
         let Ok(rel) = item.path().strip_prefix(dir) else {
             continue;
         };
         let rel = rel.to_string_lossy().into_owned();
-        let meta = item.metadata().map_err(|e| CacheError::Io(e.into()))?;
+        let meta = match item.metadata() {
+            Ok(m) => m,
+            // Renamed or evicted since the walk listed it.
+            Err(e) if e.io_error().map(|e| e.kind()) == Some(std::io::ErrorKind::NotFound) => {
+                continue;
+            }
+            Err(e) => return Err(CacheError::Io(e.into()).into()),
+        };
         let atime = meta.atime() * 1000 + meta.atime_nsec() / 1_000_000;
         let mtime = meta.mtime() * 1000 + meta.mtime_nsec() / 1_000_000;
+        if temporary {
+            temporaries.push(Entry {
+                paths: vec![rel],
+                bytes: meta.len(),
+                last_access: atime,
+                created: mtime,
+            });
+            continue;
+        }
         let indexed = cache.variant_row(&rel)?.map_or(0, |(_, last, _)| last);
         let entry = by_inode.entry((meta.dev(), meta.ino())).or_insert(Entry {
             paths: Vec::new(),
@@ -152,22 +204,26 @@ pub fn scan(dir: &Path, cache: &Cache) -> Result<Vec<Entry>, Error> {
         entry.last_access = entry.last_access.max(atime).max(indexed);
         entry.created = entry.created.min(mtime);
     }
-    Ok(by_inode.into_values().collect())
+    Ok(Scan {
+        variants: by_inode.into_values().collect(),
+        temporaries,
+    })
 }
 
-/// Runs one eviction: scan, select, remove (unless `dry_run`), sweep.
+/// Runs one eviction: scan, select, remove (unless `dry_run`), tidy, recount, sweep.
 pub fn evict(config: &Config, limits: &EvictConfig, dry_run: bool) -> Result<Report, Error> {
-    let mut cache = Cache::open(
-        &config.cache.dir,
-        &config.state.index_path(),
-        config.cache.max_bytes,
-        config.cache.access_interval,
-    )?;
-    let entries = scan(&config.cache.dir, &cache)?;
+    let mut cache = Cache::open_config(config)?;
+    let found = scan(&config.cache.dir, &cache)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let (gone, kept) = select(entries, limits, now);
+    let grace = i64::try_from(TEMPORARY_GRACE.as_millis()).unwrap_or(i64::MAX);
+    let temporaries: Vec<Entry> = found
+        .temporaries
+        .into_iter()
+        .filter(|t| now - t.created > grace)
+        .collect();
+    let (gone, kept) = select(found.variants, limits, now);
     if !dry_run {
         // Rows first, in one transaction per chunk, then the chunk's files: a crash leaves
         // unindexed files (the next scan finds them), never rows without files.
@@ -181,7 +237,17 @@ pub fn evict(config: &Config, limits: &EvictConfig, dry_run: bool) -> Result<Rep
                 return Err(CacheError::Io(err).into());
             }
         }
+        let paths: Vec<&str> = temporaries.iter().map(|t| t.paths[0].as_str()).collect();
+        for (i, e) in remove_files(&config.cache.dir, &paths) {
+            log::warn!("evict {}: {e}", paths[i]);
+        }
     }
+    let sources_forgotten = unused_sources(&mut cache, &kept, dry_run)?;
+    let totals = if dry_run {
+        None
+    } else {
+        Some(cache.recount()?)
+    };
     let sweep = if dry_run {
         None
     } else {
@@ -203,8 +269,32 @@ pub fn evict(config: &Config, limits: &EvictConfig, dry_run: bool) -> Result<Rep
         kept: kept.len() as u64,
         kept_bytes: kept.iter().map(|e| e.bytes).sum(),
         removed: gone,
+        temporaries,
+        sources_forgotten,
+        totals,
         sweep,
     })
+}
+
+/// Forgets (unless `dry_run`: counts) the index rows of sources that no variant row refers to
+/// and whose directory holds no variant file (`kept` lists those left), so that the rows of
+/// sources long evicted do not pile up. Returns how many.
+fn unused_sources(cache: &mut Cache, kept: &[Entry], dry_run: bool) -> Result<u64, Error> {
+    let with_files: BTreeSet<&str> = kept
+        .iter()
+        .flat_map(|e| &e.paths)
+        .filter_map(|p| p.rsplit_once('/').map(|(dir, _)| dir))
+        .collect();
+    let ids: Vec<i64> = cache
+        .unused_sources()?
+        .into_iter()
+        .filter(|(_, dir)| !with_files.contains(dir.as_str()))
+        .map(|(id, _)| id)
+        .collect();
+    if dry_run {
+        return Ok(ids.len() as u64);
+    }
+    Ok(cache.forget_sources(&ids)?)
 }
 
 #[cfg(test)]

@@ -185,8 +185,8 @@ fn check_cache(
         );
         let repaired = repair.then(|| {
             cache
-                .recount_totals()
-                .map(|t| format!("now {} bytes in {} variants", t.bytes, t.count))
+                .recount()
+                .map(|(_, t)| format!("now {} bytes in {} variants", t.bytes, t.count))
                 .map_err(|e| e.to_string())
         });
         problems.push(found(Kind::WrongTotals, "totals".into(), &detail, repaired));

@@ -237,12 +237,7 @@ pub fn run(config: &Config, srcs: &[String], opts: &Options) -> Summary {
 }
 
 fn open_cache(config: &Config) -> Result<Cache, crate::cache::CacheError> {
-    Cache::open(
-        &config.cache.dir,
-        &config.state.index_path(),
-        config.cache.max_bytes,
-        config.cache.access_interval,
-    )
+    Cache::open_config(config)
 }
 
 /// A progress bar (done/total, rate, ETA) when standard error is a terminal.

@@ -83,12 +83,7 @@ impl App {
         let pooled = self.pool.lock().ok().and_then(|mut p| p.pop());
         let mut cache = match pooled {
             Some(c) => c,
-            None => Cache::open(
-                &self.config.cache.dir,
-                &self.config.state.index_path(),
-                self.config.cache.max_bytes,
-                self.config.cache.access_interval,
-            )?,
+            None => Cache::open_config(&self.config)?,
         };
         let result = f(&mut cache);
         if let Ok(mut p) = self.pool.lock() {

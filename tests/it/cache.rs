@@ -1,12 +1,13 @@
-//! The variant cache through real processes: concurrent misses for one variant, and eviction
-//! by space, least recently used first.
+//! The variant cache through real processes: concurrent misses for one variant, eviction by
+//! space (least recently used first, down to the low-water mark), and what a miss syncs.
 
 use std::fs;
+use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::thread;
 
 use crate::redirector::{dims, files_below, variant_file, variant_rows};
-use crate::support::{Cgi, CgiResponse, Site};
+use crate::support::{Cgi, CgiResponse, Site, imgserv_cgi};
 
 fn resize(site: &Site, src: &str, w: u32, h: u32) -> CgiResponse {
     Cgi::new(site)
@@ -77,8 +78,10 @@ fn eviction_keeps_the_cache_under_its_limit_least_recently_used_first() {
     let [a, b, c, d] = [sizes[0], sizes[1], sizes[2], sizes[3]];
     // Room for A, C and D but not for B as well.
     let limit = a + c + d + b / 2;
+    // Low water at the limit: each miss over it evicts just what it must (the low-water mark
+    // has its own test below).
     let site = Site::with_config(&format!(
-        "[cache]\nmax_bytes = {limit}\naccess_interval = \"0s\"\n"
+        "[cache]\nmax_bytes = {limit}\nlow_water = \"100%\"\naccess_interval = \"0s\"\n"
     ));
     let mut locations = Vec::new();
     for (name, w) in &requests[..3] {
@@ -217,4 +220,160 @@ fn hits_record_their_access_once_per_interval() {
     // …and the hits right after it write nothing again.
     assert!(hit(&site, src, 300, 300).stderr.contains(" hit "));
     assert_eq!(access_row(&site, &location), touched);
+}
+
+#[test]
+fn a_miss_over_the_limit_evicts_down_to_the_low_water_mark_and_the_next_misses_do_not() {
+    let src = "photo-rocket-640x427.jpg";
+    let widths = [300, 250, 100, 200, 150];
+    let requests: Vec<(&str, u32)> = widths.iter().map(|w| (src, *w)).collect();
+    let s = variant_sizes(&requests);
+    // The fourth miss goes over the limit; low water leaves room for the third and fourth
+    // only, so it evicts the first two — where evicting to the limit would take the first.
+    let limit = s[0] + s[1] + s[2] + s[3] / 2;
+    let low_water = s[2] + s[3];
+    assert!(
+        s[1] + s[2] + s[3] <= limit,
+        "sizes {s:?}: the first alone would do"
+    );
+    assert!(
+        s[2] + s[3] + s[4] <= limit,
+        "sizes {s:?}: the fifth must fit"
+    );
+    let site = Site::with_config(&format!(
+        "[cache]\nmax_bytes = {limit}\nlow_water = {low_water}\n"
+    ));
+    site.add_original(src);
+    let mut files = Vec::new();
+    for w in widths {
+        let r = resize(&site, src, w, w);
+        assert_eq!(r.status, 302, "{r:?}");
+        assert!(r.stderr.contains(" rendered "), "{}", &*r.stderr);
+        files.push(variant_file(&site, r.header("location").unwrap()));
+        if files.len() == 4 {
+            let left: Vec<bool> = files.iter().map(|f| f.exists()).collect();
+            assert_eq!(left, [false, false, true, true], "after the fourth miss");
+            assert_eq!(variant_rows(&site), 2);
+        }
+    }
+    // The fifth miss fits under the limit: it evicted nothing.
+    let left: Vec<bool> = files.iter().map(|f| f.exists()).collect();
+    assert_eq!(left, [false, false, true, true, true]);
+    assert_eq!(variant_rows(&site), 3);
+    let conn = rusqlite::Connection::open(site.state().join("cache.sqlite")).unwrap();
+    let totals: (i64, i64) = conn
+        .query_row("SELECT bytes, count FROM totals", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(totals, ((s[2] + s[3] + s[4]) as i64, 3));
+}
+
+/// A traced system call and its path arguments.
+type Call = (String, Vec<String>);
+
+/// The path in a `strace -y` argument (`5</a/b>` → `/a/b`) or a quoted one (`"/a/b"`).
+fn traced_path(arg: &str) -> &str {
+    let arg = arg.trim();
+    match arg.split_once('<') {
+        Some((_, rest)) => rest.trim_end_matches('>'),
+        None => arg.trim_matches('"'),
+    }
+}
+
+#[test]
+fn a_miss_syncs_its_file_before_the_rename_and_the_directories_after() {
+    let site = Site::new();
+    let src = "photo-rocket-640x427.jpg";
+    site.add_original(src);
+    let log = site.dir().join("strace.log");
+    let r = Cgi::program(Path::new("/usr/bin/strace"))
+        .env("IMGSERV_CONFIG", site.config_path().to_str().unwrap())
+        .arg("-f")
+        .arg("-qq")
+        .arg("-y")
+        .arg("-o")
+        .arg(log.to_str().unwrap())
+        .arg("-e")
+        .arg("trace=mkdir,mkdirat,fsync,fdatasync,rename,renameat,renameat2,pwrite64")
+        .arg(imgserv_cgi().to_str().unwrap())
+        .query(&format!("src={src}&width=300&height=300"))
+        .run();
+    assert_eq!(r.status, 302, "{r:?}");
+    let file = variant_file(&site, r.header("location").unwrap());
+    let trace = fs::read_to_string(&log).unwrap();
+    // (syscall, its path arguments), in order, of the calls that succeeded.
+    let calls: Vec<Call> = trace
+        .lines()
+        .filter_map(|line| {
+            let call = line.split_once(' ').map_or(line, |(_, c)| c);
+            let (name, args) = call.split_once('(')?;
+            let (args, ret) = args.rsplit_once(") = ")?;
+            if ret.starts_with('-') {
+                return None;
+            }
+            let paths = args
+                .split(", ")
+                .filter(|a| a.contains('/'))
+                .map(|a| traced_path(a).to_string())
+                .collect();
+            Some((name.to_string(), paths))
+        })
+        .collect();
+    let at = |what: &str, pred: &dyn Fn(&Call) -> bool| {
+        calls
+            .iter()
+            .position(pred)
+            .unwrap_or_else(|| panic!("no {what} in the trace:\n{trace}"))
+    };
+    let file = file.to_str().unwrap();
+    let dir = Path::new(file).parent().unwrap().to_str().unwrap();
+    let rename = at("rename to the variant", &|(n, p)| {
+        n.starts_with("rename") && p.last().is_some_and(|p| p == file)
+    });
+    let tmp = calls[rename].1[0].clone();
+    assert!(tmp.ends_with(".tmp"), "{tmp}");
+    let data = at("sync of the temporary file", &|(n, p)| {
+        (n == "fdatasync" || n == "fsync") && p.first() == Some(&tmp)
+    });
+    assert!(
+        data < rename,
+        "the file is synced before it is renamed:\n{trace}"
+    );
+    let dir_sync = at("sync of the variant's directory", &|(n, p)| {
+        n == "fsync" && p.first().is_some_and(|p| p == dir)
+    });
+    assert!(
+        dir_sync > rename,
+        "the directory is synced after the rename:\n{trace}"
+    );
+    // It is indexed after that: the index's WAL is written after the directory's sync.
+    at("index write after the sync", &|(n, p)| {
+        n == "pwrite64" && p.first().is_some_and(|p| p.ends_with("cache.sqlite-wal"))
+    });
+    assert!(
+        calls[dir_sync..]
+            .iter()
+            .any(|(n, p)| n == "pwrite64" && p[0].ends_with("cache.sqlite-wal")),
+        "indexed after the sync:\n{trace}"
+    );
+    // Every directory made for it is synced into its parent.
+    let below_cache = format!("{}/", site.cache().display());
+    let made: Vec<&String> = calls
+        .iter()
+        .filter(|(n, p)| {
+            n.starts_with("mkdir") && p.first().is_some_and(|p| p.starts_with(&below_cache))
+        })
+        .map(|(_, p)| &p[0])
+        .collect();
+    assert!(!made.is_empty(), "a new source's directories:\n{trace}");
+    for d in made {
+        let parent = Path::new(d).parent().unwrap().to_str().unwrap();
+        assert!(
+            calls
+                .iter()
+                .any(|(n, p)| n == "fsync" && p.first().is_some_and(|p| p == parent)),
+            "{parent} not synced after {d} was made:\n{trace}"
+        );
+    }
 }

@@ -156,3 +156,147 @@ fn it_runs_the_delete_sweep() {
     assert_eq!(files_below(&api.site.cache()), Vec::<String>::new());
     assert!(api.catalog().pending().unwrap().is_empty());
 }
+
+/// The index's running totals and the sums of its rows: ((bytes, count), (bytes, count)).
+fn totals_and_rows(api: &Api) -> ((i64, i64), (i64, i64)) {
+    let conn = rusqlite::Connection::open(api.site.state().join("cache.sqlite")).unwrap();
+    let pair = |sql: &str| {
+        conn.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+    };
+    (
+        pair("SELECT bytes, count FROM totals"),
+        pair("SELECT coalesce(sum(bytes), 0), count(*) FROM variants"),
+    )
+}
+
+#[test]
+fn it_recounts_drifted_totals_from_the_rows() {
+    let (api, _) = three_variants();
+    let conn = rusqlite::Connection::open(api.site.state().join("cache.sqlite")).unwrap();
+    conn.execute(
+        "UPDATE totals SET bytes = bytes * 3 + 7, count = count + 5",
+        [],
+    )
+    .unwrap();
+    let (drifted, rows) = totals_and_rows(&api);
+    assert_ne!(drifted, rows);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_imgserv-evict"))
+        .arg("--config")
+        .arg(api.site.config_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let (totals, rows) = totals_and_rows(&api);
+    assert_eq!(totals, rows, "repaired");
+    assert_eq!(rows.1, 3, "no variant removed");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains(&format!(
+            "index totals corrected from {} variants ({} bytes) to {} ({} bytes)",
+            drifted.1, drifted.0, rows.1, rows.0
+        )),
+        "{log}"
+    );
+}
+
+/// Writes a temporary file as a crashed store leaves it, last written `ago`.
+fn temporary(dir: &Path, name: &str, ago: Duration) -> std::path::PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, b"half a variant").unwrap();
+    age(&path, ago, ago);
+    path
+}
+
+#[test]
+fn it_removes_stale_temporaries_and_sources_with_nothing_left() {
+    let (api, id) = three_variants();
+    let canonical = files_below(&api.site.cache())
+        .into_iter()
+        .find(|f| f.starts_with("r/"))
+        .unwrap();
+    let dir = api.site.cache().join(&canonical);
+    let dir = dir.parent().unwrap();
+    let stale = temporary(
+        dir,
+        ".300x200.jpg.4242.ThreadId(1).17.tmp",
+        Duration::from_secs(7200),
+    );
+    let link_tmp = temporary(
+        &api.site.cache().join(&id),
+        ".link.4242.ThreadId(1).tmp",
+        Duration::from_secs(7200),
+    );
+    // A store may be writing this one right now.
+    let young = temporary(
+        dir,
+        ".200x133.jpg.4243.ThreadId(2).18.tmp",
+        Duration::from_secs(60),
+    );
+    let sources = || -> i64 {
+        rusqlite::Connection::open(api.site.state().join("cache.sqlite"))
+            .unwrap()
+            .query_row("SELECT count(*) FROM sources", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(sources(), 1);
+
+    // The dry run lists the stale temporaries and removes nothing.
+    let out = Command::new(env!("CARGO_BIN_EXE_imgserv-evict"))
+        .arg("--config")
+        .arg(api.site.config_path())
+        .arg("--dry-run")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(
+        listed.lines().all(|l| l.starts_with("Temporary\t14\t")),
+        "{listed}"
+    );
+    assert!(stale.exists() && link_tmp.exists());
+
+    // A source whose variants are all there keeps its row.
+    let report = evict::evict(api.config(), &EvictConfig::default(), false).unwrap();
+    assert_eq!(report.temporaries.len(), 2);
+    assert!(
+        !stale.exists() && !link_tmp.exists(),
+        "stale temporaries removed"
+    );
+    assert!(young.exists(), "a young temporary may be a write in flight");
+    assert_eq!(left(&api, &id), [300, 200, 100]);
+    assert_eq!(report.sources_forgotten, 0);
+    assert_eq!(sources(), 1);
+
+    // Rows gone but files there (a lost index, say): the source keeps its row too.
+    let conn = rusqlite::Connection::open(api.site.state().join("cache.sqlite")).unwrap();
+    conn.execute("DELETE FROM variants", []).unwrap();
+    let report = evict::evict(api.config(), &EvictConfig::default(), false).unwrap();
+    assert_eq!(report.sources_forgotten, 0);
+    assert_eq!(sources(), 1);
+
+    // Every variant evicted: the source's row, which nothing refers to any more, goes.
+    let all = EvictConfig {
+        max_bytes: Some(0),
+        ..EvictConfig::default()
+    };
+    let report = evict::evict(api.config(), &all, false).unwrap();
+    assert_eq!(left(&api, &id), Vec::<u32>::new());
+    assert_eq!(report.sources_forgotten, 1);
+    assert_eq!(sources(), 0);
+    assert!(
+        report
+            .summary()
+            .contains("; 0 stale temporaries, 1 unused sources; "),
+        "{}",
+        report.summary()
+    );
+    // And the image still renders: its source is read again.
+    assert_eq!(
+        get_404(&api.app, &format!("/cache/{id}/300/300.jpg"), "").status,
+        200
+    );
+    assert_eq!(sources(), 1);
+}
