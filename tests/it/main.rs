@@ -9,6 +9,7 @@ mod admin;
 mod api;
 mod cache;
 mod corpus;
+mod delete_race;
 mod docs;
 mod evict;
 mod fastcgi;
