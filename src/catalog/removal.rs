@@ -521,6 +521,7 @@ mod tests {
         let took = started.elapsed();
         release.send(()).unwrap();
         assert_eq!(sweeper.join().unwrap().unwrap(), Swept::Removed);
-        assert!(took < Duration::from_secs(2), "writes waited {took:?}");
+        // Well under the busy timeout they used to wait (then fail), with room for a slow CI.
+        assert!(took < BUSY_TIMEOUT / 2, "writes waited {took:?}");
     }
 }

@@ -197,7 +197,8 @@ fn upload_while_the_removal_hangs(api: &Api) {
         uploaded(api, OTHER);
         let took = started.elapsed();
         assert!(
-            took < Duration::from_secs(3),
+            // Well under the catalog's 10 s busy timeout, with room for a slow CI machine.
+            took < Duration::from_secs(5),
             "other writers waited {took:?}"
         );
         let revoked = api.catalog().key(&spare.id).unwrap().unwrap();
