@@ -5,6 +5,7 @@
 //! be readable afterwards, and a hanging removal must not hold up other writers of the catalog
 //! (an upload through the API, a key revoked by `imgserv-admin` in another process).
 
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::sync::mpsc;
@@ -13,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use imgserv::cache::Cache;
-use imgserv::catalog::{Inserted, Rights};
+use imgserv::catalog::{Doomed, Inserted, Rights};
 use imgserv::config::Config;
 use imgserv::http::Handler;
 use imgserv::ingest::{self, Upload};
@@ -22,8 +23,8 @@ use imgserv::purge;
 use imgserv::render::Format;
 use imgserv::store::{self, Store, StoreError};
 
-use crate::api::{Api, unsigned};
-use crate::support::{S3Server, fixture_bytes};
+use crate::api::{Api, assert_error, unsigned};
+use crate::support::{Child, S3Server, fixture_bytes};
 
 const PHOTO: &str = "photo-rocket-640x427.jpg";
 const OTHER: &str = "photo-chelsea-cat-451x300.png";
@@ -236,14 +237,18 @@ fn fs_api() -> Api {
 }
 
 fn s3_api(s3: &S3Server, prefix: &str) -> Api {
-    Api::new(&format!(
+    Api::new(&s3_store(&s3.endpoint(), prefix))
+}
+
+fn s3_store(endpoint: &str, prefix: &str) -> String {
+    format!(
         "[store]\ntype = \"s3\"\nendpoint = \"{}\"\nbucket = \"{}\"\naccess_key = \"{}\"\n\
          secret_key = \"{}\"\nprefix = \"{prefix}\"\n",
-        s3.endpoint(),
+        endpoint,
         S3Server::BUCKET,
         S3Server::ACCESS_KEY,
         S3Server::SECRET_KEY
-    ))
+    )
 }
 
 #[test]
@@ -266,4 +271,81 @@ fn fs_a_hanging_removal_holds_up_no_other_writer() {
 fn s3_a_hanging_removal_holds_up_no_other_writer() {
     let s3 = S3Server::start();
     upload_while_the_removal_hangs(&s3_api(&s3, "b/"));
+}
+
+/// Across processes: `imgserv-evict` sweeps a deleted original while its S3 endpoint stalls
+/// (it accepts the DELETE and never answers; the API's route to the same bucket works).
+/// Meanwhile `imgserv-admin` revokes a key and the API stores other bytes at once; a re-upload
+/// of the bytes being removed gets 503 `removal-in-progress` rather than a row the removal
+/// would empty. Once the stalled DELETE fails, the row waits for the next sweep and the
+/// re-upload goes through.
+#[test]
+fn s3_a_sweep_stalled_in_another_process_holds_up_no_other_writer() {
+    let s3 = S3Server::start();
+    let api = s3_api(&s3, "");
+    let config = api.config();
+    let bytes = fixture_bytes(PHOTO);
+    let id = uploaded(&api, PHOTO);
+    let spare = api.catalog().add_key("alice", Rights::READ).unwrap();
+    // The DELETE request died after its transaction: the sweep has the rows.
+    api.catalog().delete(&id).unwrap();
+
+    let stall = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", stall.local_addr().unwrap());
+    let (accepted, stalled) = mpsc::channel();
+    let (release, held) = mpsc::channel::<()>();
+    let holder = thread::spawn(move || {
+        let (stream, _) = stall.accept().unwrap();
+        accepted.send(()).unwrap();
+        // Open and unanswered (longer than an upload waits for a removal) until released.
+        let _ = held.recv_timeout(Duration::from_secs(50));
+        drop(stream);
+    });
+    api.site.write_config(&s3_store(&endpoint, ""));
+    let mut evict = Command::new(env!("CARGO_BIN_EXE_imgserv-evict"));
+    evict.arg("--config").arg(api.site.config_path());
+    let mut evict = Child::spawn("imgserv-evict", evict, api.site.dir());
+    stalled
+        .recv_timeout(Duration::from_secs(30))
+        .expect("imgserv-evict sent its DELETE");
+
+    let started = Instant::now();
+    let out = admin(&api.site.config_path(), &["key", "revoke", &spare.id]);
+    assert!(out.status.success(), "{out:?}");
+    uploaded(&api, OTHER);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "other writers waited {took:?}"
+    );
+    let resp = api.call("POST", "/api/images", "", &bytes);
+    assert_error(&resp, 503, "removal-in-progress");
+    assert_eq!(resp.header("retry-after"), Some("30"));
+    assert!(evict.exited().is_none(), "the sweep was still stalled");
+
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while evict.exited().is_none() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        evict.exited().is_some(),
+        "imgserv-evict ended once the DELETE failed"
+    );
+    let left: Vec<Doomed> = api
+        .catalog()
+        .pending()
+        .unwrap()
+        .iter()
+        .map(|p| p.what)
+        .collect();
+    assert_eq!(
+        left,
+        [Doomed::Original],
+        "the variants went; the original waits"
+    );
+    uploaded(&api, PHOTO);
+    let store: Arc<dyn Store> = Arc::from(store::open(&config.store).unwrap());
+    assert_kept(&api, store.as_ref(), &id, &bytes);
 }
