@@ -12,11 +12,14 @@
 //! - a removal claims its pending row unless the image is back (then the row is dropped) or a
 //!   live intent of the same original exists (then the row waits for a later sweep);
 //! - the store I/O runs outside any transaction: a slow or hanging S3 DELETE holds no lock, so
-//!   other uploads, metadata changes and key revocations go on meanwhile.
+//!   other uploads, metadata changes and key revocations go on meanwhile;
+//! - an insert checks that no removal passed its intent over (a claim drops the intents past
+//!   the grace period): an upload that was only slow is refused, never recorded over a hole.
 //!
 //! "Live": an intent younger than the grace period the caller gives (`[evict] upload_grace`),
 //! a claim younger than [`CLAIM_LEASE`]. Older ones were left by a process that died; the
-//! sweep takes them over. Nothing here touches a store or a file.
+//! sweep takes them over. The one assumption left is that no removal runs longer than the
+//! lease. Nothing here touches a store or a file.
 
 use std::time::{Duration, Instant};
 

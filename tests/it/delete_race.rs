@@ -3,7 +3,8 @@
 //! chosen point — the deletion's removal between the upload's put (which keeps the object it
 //! finds) and its insert; the upload while the removal hangs in the store. The original must
 //! be readable afterwards, and a hanging removal must not hold up other writers of the catalog
-//! (an upload through the API, a key revoked by `imgserv-admin` in another process).
+//! (an upload through the API, a key revoked by `imgserv-admin` in another process) — also
+//! when the removal is `imgserv-evict`'s, stalled on an S3 endpoint that never answers.
 
 use std::net::TcpListener;
 use std::path::Path;
