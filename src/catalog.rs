@@ -9,9 +9,10 @@
 //!   inserts the row and drops the intent in one transaction; a crash leaves the intent, which
 //!   the sweep turns into a removal once it is older than the grace period;
 //! - a deletion removes the row and records what to remove in one transaction, then removes it;
-//! - every removal ([`Catalog::sweep`]) runs inside a write transaction that first checks the
-//!   image has not come back and no fresh upload of it is in flight, so a removal and an
-//!   upload of the same bytes are serialised by SQLite's write lock.
+//! - every removal claims its row in a short transaction that first checks the image has not
+//!   come back and no fresh upload of it is in flight, removes the objects with no lock held,
+//!   then drops the row; an upload of the same bytes waits while such a claim is live (see
+//!   `removal`, which owns that protocol).
 //!
 //! The catalog file holds API key secrets (HMAC needs them on the server): it must be readable
 //! only by the server's user.
@@ -22,7 +23,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::Path;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde::Serialize;
@@ -30,6 +31,10 @@ use serde_json::{Map, Value};
 
 use crate::original::OriginalId;
 use crate::query::QueryError;
+
+mod removal;
+
+pub use removal::{CLAIM_LEASE, Claim, Claimed, UPLOAD_WAIT};
 
 /// Why the catalog could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +66,15 @@ pub enum CatalogError {
     /// A search parameter out of range; the message names it.
     #[error(transparent)]
     Query(#[from] QueryError),
+    /// An upload met a removal of the same original (a deletion of the same bytes) that did
+    /// not finish within [`UPLOAD_WAIT`]; nothing was stored. Retrying later succeeds.
+    #[error("an earlier deletion of {0} is still removing its original; retry later")]
+    Removing(OriginalId),
+    /// An upload took so long between its intent and its insert (longer than `[evict]
+    /// upload_grace`) that a removal of its original may have run meanwhile; nothing was
+    /// recorded. Retrying succeeds.
+    #[error("the upload of {0} outlived the upload grace period; retry")]
+    UploadExpired(OriginalId),
     /// The catalog stayed locked beyond the busy timeout.
     #[error("catalog is busy: {0}")]
     Busy(String),
@@ -94,7 +108,8 @@ pub const MAX_PER_PAGE: u32 = 100;
 /// Most words of a search that are used; the rest are ignored.
 const MAX_TERMS: usize = 16;
 
-const SCHEMA_VERSION: i64 = 1;
+// 2: `removals` (claims of pending rows).
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS images (
@@ -128,6 +143,13 @@ CREATE TABLE IF NOT EXISTS pending_deletes (
     created INTEGER NOT NULL            -- unix time in milliseconds
 );
 CREATE INDEX IF NOT EXISTS pending_image ON pending_deletes (image);
+-- A removal in progress (src/catalog/removal.rs): the pending row a process is removing the
+-- objects of, with no lock held, until `expires` (unix ms). The id is the claim's token.
+CREATE TABLE IF NOT EXISTS removals (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    pending INTEGER NOT NULL UNIQUE REFERENCES pending_deletes (id) ON DELETE CASCADE,
+    expires INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS users (
     name    TEXT PRIMARY KEY,
     created INTEGER NOT NULL
@@ -382,7 +404,8 @@ pub enum Swept {
     Removed,
     /// The image is in the catalog again (uploaded anew): nothing removed, row dropped.
     Cancelled,
-    /// An upload of the same image is in flight: nothing removed, row kept for later.
+    /// An upload of the same image is in flight, or another process is removing the row's
+    /// objects: nothing removed, row kept for later.
     Deferred,
     /// Another sweep handled the row already.
     Gone,
@@ -495,22 +518,11 @@ impl Catalog {
         Ok(out)
     }
 
-    /// Records that an upload of `id` is about to place its original, so that a crash
-    /// between placing and [`Catalog::insert`] leaves a row the sweep acts on.
-    pub fn begin_upload(&mut self, id: &OriginalId, mime: &str) -> Result<Intent, CatalogError> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO pending_deletes (kind, image, ext, created) VALUES ('upload', ?1, ?2, ?3)",
-            )?
-            .execute(params![id.as_str(), ext_of(mime), now_ms()])?;
-        Ok(Intent {
-            pending_id: self.conn.last_insert_rowid(),
-            image: id.clone(),
-        })
-    }
-
     /// Records an image whose original is in place, and drops its upload intent in the same
     /// transaction. The same id twice gives [`Inserted::Existed`] with the first row untouched.
+    /// An intent a removal passed over (the upload outlived the grace period, so its original
+    /// may be gone) gives [`CatalogError::UploadExpired`]: no image is recorded, and what the
+    /// upload placed is left for the sweep.
     pub fn insert(
         &mut self,
         new: &NewImage,
@@ -522,6 +534,14 @@ impl Catalog {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(i) = intent.as_ref().filter(|i| i.image == new.id)
+            && !removal::intent_holds(&tx, i)?
+            && get_image(&tx, &new.id)?.is_none()
+        {
+            removal::leave_for_sweep(&tx, &new.id, ext_of(&new.mime))?;
+            tx.commit()?;
+            return Err(CatalogError::UploadExpired(new.id.clone()));
+        }
         let added = tx
             .prepare_cached(
                 "INSERT INTO images (id, mime, ext, width, height, bytes, created, updated, owner, category, meta)
@@ -683,67 +703,6 @@ impl Catalog {
             });
         }
         Ok(out)
-    }
-
-    /// Handles one pending row under the catalog's write lock: runs `remove` (which must treat
-    /// an object already gone as success) unless the image is back or an upload of it younger
-    /// than `grace` is in flight, and drops the row when done. Variants are removed whatever
-    /// happened since: they can always be rendered again.
-    ///
-    /// Holding the lock across `remove` is what makes a removal and a concurrent upload of the
-    /// same bytes safe; keep `remove` short (one object, or one directory of variants).
-    pub fn sweep<E: From<CatalogError>>(
-        &mut self,
-        pending: &PendingDelete,
-        grace: Duration,
-        remove: impl FnOnce(&PendingDelete) -> Result<(), E>,
-    ) -> Result<Swept, E> {
-        let now = now_ms();
-        let grace = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
-        let fresh = now.saturating_sub(grace);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(CatalogError::from)?;
-        let still: bool = tx
-            .prepare_cached("SELECT 1 FROM pending_deletes WHERE id = ?1")
-            .and_then(|mut s| s.query_row(params![pending.id], |_| Ok(())).optional())
-            .map_err(CatalogError::from)?
-            .is_some();
-        if !still {
-            return Ok(Swept::Gone);
-        }
-        let drop_row = |tx: &rusqlite::Transaction| -> Result<(), CatalogError> {
-            tx.prepare_cached("DELETE FROM pending_deletes WHERE id = ?1")?
-                .execute(params![pending.id])?;
-            Ok(())
-        };
-        if pending.what != Doomed::Variants {
-            let back = get_image(&tx, &pending.image)?.is_some();
-            if back {
-                drop_row(&tx)?;
-                tx.commit().map_err(CatalogError::from)?;
-                return Ok(Swept::Cancelled);
-            }
-            let in_flight: bool = tx
-                .prepare_cached(
-                    "SELECT 1 FROM pending_deletes
-                     WHERE image = ?1 AND kind = 'upload' AND created > ?2 LIMIT 1",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![pending.image.as_str(), fresh], |_| Ok(()))
-                        .optional()
-                })
-                .map_err(CatalogError::from)?
-                .is_some();
-            if in_flight {
-                return Ok(Swept::Deferred);
-            }
-        }
-        remove(pending)?;
-        drop_row(&tx)?;
-        tx.commit().map_err(CatalogError::from)?;
-        Ok(Swept::Removed)
     }
 
     /// A page of images: newest first, or by relevance (bm25) when `q` has words.
@@ -1216,6 +1175,8 @@ fn now_ms() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use serde_json::json;
 

@@ -1088,17 +1088,33 @@ fn validate_evict(raw: &RawEvict, p: &mut Problems) -> EvictConfig {
         .as_ref()
         .filter(|v| !matches!(v, SizeValue::Text(t) if t.trim().is_empty()))
         .map(|v| p.size("evict.max_bytes", Some(v), 0));
+    let upload_grace = p.duration(
+        "evict.upload_grace",
+        raw.upload_grace.as_ref(),
+        Duration::from_secs(3600),
+    );
+    if upload_grace < MIN_UPLOAD_GRACE {
+        p.add(
+            "evict.upload_grace",
+            format!(
+                "must be at least {}s: a younger upload may still be placing its original",
+                MIN_UPLOAD_GRACE.as_secs()
+            ),
+        );
+    }
     EvictConfig {
         max_idle,
         max_age,
         max_bytes,
-        upload_grace: p.duration(
-            "evict.upload_grace",
-            raw.upload_grace.as_ref(),
-            Duration::from_secs(3600),
-        ),
+        upload_grace,
     }
 }
+
+/// The least `[evict] upload_grace`. An upload places its original within about a minute (the
+/// S3 store's request timeout, then the catalog's busy timeout), and until then its intent must
+/// count as in flight: a removal of the same bytes that ran meanwhile would take the object
+/// the upload's row is about to point at.
+pub const MIN_UPLOAD_GRACE: Duration = Duration::from_secs(600);
 
 /// `[store]`: the filesystem store by default; the S3 keys are read only with `type = "s3"`
 /// (the sample file sets them all, empty).
@@ -1455,6 +1471,22 @@ mod tests {
             errs.contains("remote.max_bytes: must be at least limits.max_source_bytes"),
             "{errs}"
         );
+    }
+
+    #[test]
+    fn an_upload_grace_shorter_than_an_upload_is_refused() {
+        let d = dirs();
+        let text = format!("{}[evict]\nupload_grace = \"0s\"\n", minimal());
+        let errs = from_str(&text, d.path()).unwrap_err().to_string();
+        assert!(
+            errs.contains("evict.upload_grace: must be at least 600s"),
+            "{errs}"
+        );
+        let text = format!("{}[evict]\nupload_grace = \"10m\"\n", minimal());
+        let c = from_str(&text, d.path()).unwrap();
+        assert_eq!(c.evict.upload_grace, MIN_UPLOAD_GRACE);
+        let c = from_str(minimal(), d.path()).unwrap();
+        assert_eq!(c.evict.upload_grace, Duration::from_secs(3600));
     }
 
     #[test]

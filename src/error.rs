@@ -120,6 +120,8 @@ impl Error {
                 CatalogError::BadMeta(_) => (400, "bad-metadata", exit::DATAERR),
                 CatalogError::BadRights(_) => (400, "bad-rights", exit::USAGE),
                 CatalogError::Query(_) => (400, "bad-request", exit::USAGE),
+                CatalogError::Removing(_) => (503, "removal-in-progress", exit::TEMPFAIL),
+                CatalogError::UploadExpired(_) => (503, "upload-expired", exit::TEMPFAIL),
                 CatalogError::Busy(_) => (503, "catalog-busy", exit::TEMPFAIL),
                 CatalogError::Db(_) => (500, "catalog-db", exit::SOFTWARE),
                 CatalogError::Io(_) => (500, "catalog-io", exit::IOERR),

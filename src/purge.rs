@@ -2,8 +2,10 @@
 //! upload that never committed) and every variant of a deleted image — the index's canonical
 //! files under `r/…` and the 404 handler's files under `<id>/…` in the cache directory.
 //!
-//! Every removal runs through [`Catalog::sweep`], which serialises it with uploads of the same
-//! bytes; a crash anywhere leaves the pending row, and the next [`sweep`] finishes the job.
+//! Every removal runs through [`Catalog::sweep`], which orders it with uploads of the same bytes
+//! (an upload in flight defers the removal; a removal running makes the upload wait) and holds
+//! no catalog lock while the store or the cache directory is touched; a crash anywhere leaves
+//! the pending row, and the next [`sweep`] finishes the job.
 
 use std::fs;
 use std::io;
@@ -93,7 +95,8 @@ pub fn sweep(
 }
 
 /// Handles the rows a deletion just created, at once; a failure is logged and left to the
-/// next sweep (the deletion itself is committed).
+/// next sweep (the deletion itself is committed). An upload of the same bytes in flight (an
+/// intent younger than `[evict] upload_grace`) keeps the original: its row will point at it.
 pub fn finish_delete(
     config: &Config,
     store: &dyn Store,
@@ -102,7 +105,8 @@ pub fn finish_delete(
     pending: &[PendingDelete],
 ) {
     for p in pending {
-        let done = catalog.sweep::<Error>(p, Duration::ZERO, |p| remove(config, store, cache, p));
+        let grace = config.evict.upload_grace;
+        let done = catalog.sweep::<Error>(p, grace, |p| remove(config, store, cache, p));
         if let Err(e) = done {
             log::warn!("delete {}: {:?} left for the sweep: {e}", p.image, p.what);
         }

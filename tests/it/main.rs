@@ -10,6 +10,7 @@ mod api;
 mod attacks;
 mod cache;
 mod corpus;
+mod delete_race;
 mod diskfull;
 mod docs;
 mod evict;
