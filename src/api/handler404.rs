@@ -1,7 +1,8 @@
 //! The 404 handler: the web server looks for `<cache url>/<id>/<width>/<height>.<ext>` in
-//! `[cache] dir` first and, when the file is missing, runs imgserv (nginx `try_files $uri
-//! @imgserv`, Apache `ErrorDocument 404`). This renders the uploaded original `<id>` into the
-//! box with the raster rules and answers with the bytes.
+//! `[cache] dir` first and, when the file is missing, runs imgserv and says so (Apache's
+//! `ErrorDocument 404`, nginx `try_files $uri @imgserv` with `IMGSERV_404`; see
+//! `http::target`). This renders the uploaded original `<id>` into the box with the raster
+//! rules and answers with the bytes.
 //!
 //! Only canonical names are written: `<width>/<height>` must be the size served, and `<ext>`
 //! the format served, spelled as imgserv spells them; the file there is a second name of the
@@ -14,43 +15,31 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use percent_encoding::percent_decode_str;
-
 use super::{ApiError, App};
 use crate::catalog::{CatalogError, Image};
 use crate::config::Config;
 use crate::error::Error;
 use crate::geometry::{self, BoundingBox, Size};
-use crate::http::{self, Request, Response};
+use crate::http::{Request, Response};
 use crate::original::OriginalId;
 use crate::query;
 use crate::render::Format;
 use crate::variant;
 
-/// The path below the cache URL when this request is the web server's stand-in for a missing
-/// file there (Apache's `REDIRECT_URL`, else the request URI), `None` for any other request.
-pub(super) fn cache_path(config: &Config, req: &Request) -> Option<String> {
-    if !req.path.is_empty() {
-        return None;
-    }
-    let url_path = match req.header(http::REDIRECT_URL) {
-        Some(url) => url.to_string(),
-        None => {
-            let uri = req.header(http::REQUEST_URI)?;
-            let path = uri.split(['?', '#']).next().unwrap_or_default();
-            percent_decode_str(path).decode_utf8().ok()?.into_owned()
-        }
-    };
+/// The path below the cache URL of `missing`, the URL path the web server found no file for;
+/// a 404 when it is not below the cache URL (or is the cache URL itself).
+fn cache_path(config: &Config, missing: &str) -> Result<String, Error> {
     let cache = config.cache.url.as_str();
     let prefix = match cache.find("://") {
         Some(i) => cache[i + 3..].find('/').map_or("", |j| &cache[i + 3 + j..]),
         None => cache,
     };
-    url_path
-        .strip_prefix(prefix)?
-        .strip_prefix('/')
+    missing
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('/'))
         .filter(|rel| !rel.is_empty())
         .map(str::to_string)
+        .ok_or_else(|| ApiError::NoRoute(missing.to_string()).into())
 }
 
 /// `<id>/<width>/<height>[.<ext>]`, parsed.
@@ -80,11 +69,13 @@ fn parse(config: &Config, rel: &str) -> Result<Target, Error> {
 }
 
 impl App {
-    pub(super) fn handle404(&self, req: &Request, rel: &str) -> Result<Response, Error> {
+    /// Answers for `missing`, the URL path of a missing file the web server hands over.
+    pub(super) fn handle404(&self, req: &Request, missing: &str) -> Result<Response, Error> {
         if !matches!(req.method.as_str(), "GET" | "HEAD") {
             return Err(ApiError::Method { allow: "GET, HEAD" }.into());
         }
-        let missing = format!("{}/{rel}", self.config.cache.url);
+        let rel = cache_path(&self.config, missing)?;
+        let rel = rel.as_str();
         let target = parse(&self.config, rel)?;
         let raster = self.config.cache.raster;
         let image = self.with_catalog(|c| Ok(c.get(&target.id)?))?;
@@ -96,8 +87,7 @@ impl App {
             b == target.bbox || original.is_some_and(|o| geometry::fit(o, b, raster) == target.bbox)
         });
         if !preset {
-            let query = req.header(http::REDIRECT_QUERY).unwrap_or(&req.query);
-            self.check_signed_url(&format!("/{rel}"), query)?;
+            self.check_signed_url(&format!("/{rel}"), &req.query)?;
         }
         let (Some(image), Some(original)) = (image, original) else {
             return Err(CatalogError::NotFound(target.id.clone()).into());
@@ -110,7 +100,7 @@ impl App {
             let bbox = serving.unwrap_or(target.bbox);
             let plan = variant::plan_stored(&self.config, cache, store, &image, bbox)?;
             if target.ext.is_some_and(|ext| ext != plan.format) {
-                return Err(ApiError::NoRoute(missing.clone()).into());
+                return Err(ApiError::NoRoute(missing.to_string()).into());
             }
             let canonical = name(&image.id, plan.size, plan.format);
             if !on_disk {

@@ -147,8 +147,8 @@ impl App {
     }
 
     fn route(&self, req: &Request) -> Result<Response, Error> {
-        if let Some(rel) = handler404::cache_path(&self.config, req) {
-            return self.handle404(req, &rel);
+        if let Some(missing) = &req.missing {
+            return self.handle404(req, missing);
         }
         if req.path == "/api" || req.path.starts_with("/api/") {
             return self.api(req);

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use imgserv::api::App;
 use imgserv::catalog::{ApiKey, Catalog, Rights};
 use imgserv::config::Config;
-use imgserv::http::{Handler, REQUEST_URI, Request, Response};
+use imgserv::http::{Handler, Request, Response};
 use imgserv::original::OriginalId;
 use imgserv::sign;
 use serde_json::Value;
@@ -112,11 +112,11 @@ pub fn json(resp: &Response) -> Value {
     })
 }
 
-/// A GET as the web server sends it to the 404 handler (nginx `try_files … @imgserv`).
+/// A GET as the web server sends it to the 404 handler (nginx `try_files … @imgserv` with
+/// `IMGSERV_404 $uri`): `url_path` is the missing file's.
 pub fn get_404(app: &App, url_path: &str, query: &str) -> Response {
     let mut req = Request::get("", query);
-    req.headers
-        .push((REQUEST_URI.into(), format!("{url_path}?{query}")));
+    req.missing = Some(url_path.to_string());
     app.handle(req)
 }
 
@@ -753,6 +753,8 @@ fn the_404_handler_writes_canonical_names_and_redirects_other_boxes() {
     text_error(&format!("/cache/{}/300/300.jpg", "0".repeat(40)), 404);
     text_error(&format!("/cache/{id}/300/300.png"), 404);
     text_error(&format!("/cache/{id}/300/300.bmp"), 404);
+    text_error("/cache", 404);
+    text_error(&format!("/elsewhere/{id}/300/200.jpg"), 404);
     text_error("/cache/r/ab/whatever.jpg", 404);
     assert!(files_below(&cache).iter().all(|f| !f.ends_with(".tmp")));
 }

@@ -18,6 +18,7 @@ mod mirror;
 mod quality;
 mod redirector;
 mod remote;
+mod routing;
 mod store;
 mod upload;
 mod web;
