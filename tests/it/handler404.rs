@@ -3,6 +3,7 @@
 //! `/cache/<id>/<w>/<h>.jpg` runs imgserv, which writes the file; the second is answered by
 //! the web server alone — proved by breaking imgserv's configuration (CGI) or counting its log
 //! lines (FastCGI) in between. A box that is not the size served is redirected, not written.
+//! Apache with mod_proxy_fcgi and mod_fcgid also carries the REST interface below the script.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -128,6 +129,79 @@ fn errors(base: &str, id: &str) {
     );
 }
 
+/// The REST interface below the script at `api` (`BASE/cgi-bin/imgserv.cgi/api`): upload,
+/// metadata, search, deleting a variant and the image. Returns nothing; panics on a failure.
+fn rest(site: &Site, base: &str, api: &str) {
+    let key = api_key(site);
+    let body = fixture_bytes("photo-chelsea-cat-451x300.png");
+    let r = signed(&key, "POST", &format!("{api}/images"), "/api/images", &body);
+    assert_eq!(r.status, 201, "{}", r.body_text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(451), Some(300))
+    );
+    let path = format!("/api/images/{id}");
+    let r = signed(
+        &key,
+        "GET",
+        &format!("{base}/cgi-bin/imgserv.cgi{path}"),
+        &path,
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(r.body, body, "the original");
+    let meta = format!("{path}/meta");
+    let r = signed(
+        &key,
+        "GET",
+        &format!("{base}/cgi-bin/imgserv.cgi{meta}"),
+        &meta,
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let r = signed(&key, "GET", &format!("{api}/images"), "/api/images", b"");
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert!(r.body_text().contains(&id), "{}", r.body_text());
+    let r = get(&format!("{base}/cache/{id}/200/133.png"));
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let variant = format!("{path}/variants/200x200");
+    let r = signed(
+        &key,
+        "DELETE",
+        &format!("{base}/cgi-bin/imgserv.cgi{variant}"),
+        &variant,
+        b"",
+    );
+    assert_eq!(r.status, 204, "{}", r.body_text());
+    assert!(!site.cache().join(format!("{id}/200/133.png")).exists());
+    let r = signed(
+        &key,
+        "DELETE",
+        &format!("{base}/cgi-bin/imgserv.cgi{path}"),
+        &path,
+        b"",
+    );
+    assert_eq!(r.status, 204, "{}", r.body_text());
+    let r = signed(
+        &key,
+        "GET",
+        &format!("{base}/cgi-bin/imgserv.cgi{path}"),
+        &path,
+        b"",
+    );
+    assert_eq!(r.status, 404, "{}", r.body_text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["code"], "image-not-found");
+    // And the redirector beside it.
+    site.add_original("photo-rocket-640x427.jpg");
+    let r = get(&format!(
+        "{base}/cgi-bin/imgserv.cgi?src=photo-rocket-640x427.jpg&width=300&height=300"
+    ));
+    assert_eq!(r.status, 302, "{}", r.body_text());
+}
+
 #[test]
 fn nginx_cgi_renders_once_then_serves_the_file_without_imgserv() {
     let site = Site::new();
@@ -177,6 +251,43 @@ fn apache_error_document_renders_once_then_serves_the_file_without_imgserv() {
     redirects(&site, &apache.base(), &id);
     fs::write(site.config_path(), "this is not TOML [").unwrap();
     second(&apache.base(), &id, &r);
+}
+
+#[test]
+fn apache_mod_proxy_fcgi_routes_the_rest_interface_and_the_404_handler() {
+    let site = Site::new();
+    let apache = Apache::fastcgi(&site);
+    let base = apache.base();
+    rest(&site, &base, &format!("{base}/cgi-bin/imgserv.cgi/api"));
+    let id = upload(&site, &base, "photo-rocket-640x427.jpg");
+    errors(&base, &id);
+    let calls = || {
+        let log = apache.backend().unwrap().log();
+        log.matches("404 handler").count()
+    };
+    let r = first(&site, &base, &id);
+    let after_first = calls();
+    second(&base, &id, &r);
+    assert_eq!(calls(), after_first, "the second request reached imgserv");
+    redirects(&site, &base, &id);
+}
+
+#[test]
+fn apache_mod_fcgid_routes_the_rest_interface_and_the_404_handler() {
+    let site = Site::new();
+    let apache = Apache::fcgid(&site);
+    let base = apache.base();
+    rest(&site, &base, &format!("{base}/cgi-bin/imgserv.cgi/api"));
+    let id = upload(&site, &base, "photo-rocket-640x427.jpg");
+    errors(&base, &id);
+    // mod_fcgid puts imgserv's log lines in Apache's error log.
+    let calls = || apache.error_log().matches("404 handler").count();
+    let r = first(&site, &base, &id);
+    let after_first = calls();
+    assert!(after_first >= 1, "{}", apache.error_log());
+    second(&base, &id, &r);
+    assert_eq!(calls(), after_first, "the second request reached imgserv");
+    redirects(&site, &base, &id);
 }
 
 #[test]
