@@ -99,6 +99,9 @@ impl Vars {
 mod tests {
     use super::*;
 
+    /// Meta-variables as (name, value) pairs.
+    type Pairs = &'static [(&'static str, &'static str)];
+
     fn vars(pairs: &[(&str, &str)]) -> Vars {
         let mut v = Vars::default();
         for (name, value) in pairs {
@@ -121,7 +124,7 @@ mod tests {
     #[test]
     fn the_path_below_the_script_from_what_each_server_sends() {
         #[rustfmt::skip]
-        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        let cases: &[(&str, Pairs, &str)] = &[
             ("CGI", &[("PATH_INFO", "/api/a b"), ("REQUEST_URI", "/cgi-bin/imgserv.cgi/api/a%20b"),
                       ("SCRIPT_FILENAME", "/usr/lib/cgi-bin/imgserv.cgi")], "/api/a b"),
             ("CGI, no path", &[("REQUEST_URI", "/cgi-bin/imgserv.cgi?src=a.jpg")], ""),
@@ -152,7 +155,7 @@ mod tests {
     #[test]
     fn only_an_explicit_signal_names_a_missing_file() {
         #[rustfmt::skip]
-        let cases: &[(&str, &[(&str, &str)], Option<&str>, Option<&str>)] = &[
+        let cases: &[(&str, Pairs, Option<&str>, Option<&str>)] = &[
             ("a request under the cache URL", &[("REQUEST_URI", "/cache/ab/1/2.jpg")], None, None),
             ("nginx's REDIRECT_STATUS for PHP", &[("REDIRECT_STATUS", "200"),
                                                   ("REQUEST_URI", "/cache/ab/1/2.jpg")], None, None),
