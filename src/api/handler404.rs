@@ -145,14 +145,22 @@ impl App {
     }
 
     /// Removes the variant of `image` for `bbox`: the canonical file and the 404 handler's
-    /// name for it. Whether there was anything to remove.
+    /// name for it (and the names of this very box that 404 handlers before canonical names
+    /// wrote). Whether there was anything to remove.
     pub(super) fn remove_variant(&self, image: &Image, bbox: Size) -> Result<bool, Error> {
         let store = self.store()?;
         self.with_cache(|cache| {
             let plan = variant::plan_stored(&self.config, cache, store, image, bbox)?;
             let io = crate::cache::CacheError::Io;
             let mut removed = false;
-            for rel in [plan.rel.clone(), name(&image.id, plan.size, plan.format)] {
+            let legacy = format!("{}/{}/{}", image.id, bbox.width, bbox.height);
+            let names = [
+                plan.rel.clone(),
+                name(&image.id, plan.size, plan.format),
+                format!("{legacy}.{}", plan.format.ext()),
+                legacy,
+            ];
+            for rel in names {
                 cache.forget(&rel)?;
                 removed |= remove(&cache.file(&rel)).map_err(io)?;
             }
