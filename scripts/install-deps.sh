@@ -50,7 +50,8 @@ need nasm nasm
 if ! $build_only; then
   need nginx-light nginx
   need fcgiwrap fcgiwrap
-  need apache2 apache2 mod:cgi mod:cgid
+  need apache2 apache2 mod:cgi mod:cgid mod:proxy_fcgi
+  need libapache2-mod-fcgid mod:fcgid
   need spawn-fcgi spawn-fcgi
   need libvips-tools vipsthumbnail
   need rsync rsync

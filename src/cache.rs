@@ -543,6 +543,39 @@ impl Cache {
         Ok(victims.into_iter().map(|(_, p, b)| (p, b)).collect())
     }
 
+    /// Gives the indexed variant `rel` a second name, `alias` (the 404 handler's file at the
+    /// path the web server looks at): a hard link (a copy where links are not possible),
+    /// written atomically, and a row of its own with the variant's source, size and bytes.
+    /// Every name on disk is thus in the index: eviction removes it, and the space limit
+    /// counts its bytes — twice while both names share the inode, which errs towards
+    /// evicting early, never towards filling the disk (a name the index never sees would
+    /// keep the bytes of an evicted variant alive). Then evicts as [`Cache::store`] does.
+    ///
+    /// The row goes first, so a crash can leave a row without a file (forgotten when it is
+    /// evicted), never an uncounted file. `NotFound` when `rel` is not indexed (evicted since).
+    pub fn alias(&mut self, rel: &str, alias: &str) -> Result<(), CacheError> {
+        let added = self
+            .conn
+            .prepare_cached(
+                // Not INSERT OR REPLACE: its delete fires no trigger, so the totals would count
+                // a name linked again twice.
+                "INSERT INTO variants (path, source_id, width, height, bytes, created, last_access, hits)
+                 SELECT ?2, source_id, width, height, bytes, ?3, ?3, 0 FROM variants WHERE path = ?1
+                 ON CONFLICT (path) DO UPDATE SET last_access = excluded.last_access",
+            )?
+            .execute(params![rel, alias, now()])?;
+        if added == 0 {
+            let msg = format!("{rel} is not in the index");
+            return Err(CacheError::Io(io::Error::new(io::ErrorKind::NotFound, msg)));
+        }
+        if let Err(e) = link_atomically(&self.dir.join(rel), &self.dir.join(alias)) {
+            let _ = self.forget(alias);
+            return Err(e.into());
+        }
+        self.evict_to(self.max_bytes, Some(alias))?;
+        Ok(())
+    }
+
     /// Removes the rows of `rels` in one transaction (callers evicting many remove the files
     /// after this returns, in chunks of [`EVICT_BATCH`]).
     pub fn forget_all<S: AsRef<str>>(&mut self, rels: &[S]) -> Result<(), CacheError> {
@@ -834,6 +867,34 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Makes `target` the same file as `existing` (a hard link, or a copy where links are not
+/// possible), atomically: readers see the old state or the whole file.
+fn link_atomically(existing: &Path, target: &Path) -> io::Result<()> {
+    let dir = target.parent().unwrap_or(Path::new("."));
+    create_dirs(dir)?;
+    let tmp = dir.join(format!(
+        ".link.{}.{:?}.tmp",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = fs::remove_file(&tmp);
+    match fs::hard_link(existing, &tmp) {
+        Ok(()) => {
+            let renamed = fs::rename(&tmp, target);
+            // Also after success: renaming a link onto another link of the same file (a name
+            // linked before) does nothing and leaves `tmp` (rename(2)).
+            let _ = fs::remove_file(&tmp);
+            renamed?;
+            if durable() {
+                sync_dir(dir)?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(e),
+        Err(_) => write_atomically(target, &fs::read(existing)?),
+    }
+}
+
 /// Unix time in milliseconds: fine enough to order accesses within one second.
 fn now() -> i64 {
     SystemTime::now()
@@ -1069,6 +1130,40 @@ mod tests {
             );
         }
         assert!(c.file(&rel).exists());
+    }
+
+    #[test]
+    fn an_alias_is_counted_and_evicted_like_a_variant() {
+        let t = tempfile::tempdir().unwrap();
+        let mut c = open(&t, 1000);
+        let k = key(1);
+        let rel = variant_path(&k.dir(), Size::new(10, 10), Format::Png);
+        let facts = (Format::Png, Size::new(20, 20));
+        c.store(&k, facts, &rel, Size::new(10, 10), &[7; 300])
+            .unwrap();
+        c.alias(&rel, "abc/10/10.png").unwrap();
+        c.alias(&rel, "abc/10/10.png").unwrap();
+        let names = fs::read_dir(c.file("abc/10")).unwrap().count();
+        assert_eq!(names, 1, "again: the same name, no temporary left");
+        use std::os::unix::fs::MetadataExt;
+        let ino = |r: &str| fs::metadata(c.file(r)).unwrap().ino();
+        assert_eq!(ino(&rel), ino("abc/10/10.png"), "one file, two names");
+        assert_eq!(
+            c.totals().unwrap(),
+            Totals {
+                bytes: 600,
+                count: 2
+            }
+        );
+        assert_eq!(c.lookup(&k).unwrap().unwrap().variants.len(), 2);
+        // Evicting everything removes both names, so the bytes are really gone.
+        assert_eq!(c.evict_to(0, None).unwrap().count, 2);
+        assert!(!c.file(&rel).exists() && !c.file("abc/10/10.png").exists());
+        assert_eq!(c.totals().unwrap(), Totals::default());
+        // An alias of a variant the index does not have is refused, and writes nothing.
+        let err = c.alias(&rel, "abc/10/10.png").unwrap_err();
+        assert!(matches!(&err, CacheError::Io(e) if e.kind() == io::ErrorKind::NotFound));
+        assert!(!c.file("abc/10/10.png").exists());
     }
 
     #[test]

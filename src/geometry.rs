@@ -116,6 +116,20 @@ pub fn fit(original: Size, bbox: BoundingBox, raster: Raster) -> Size {
     Size::new(to_u32(sw), to_u32(sh))
 }
 
+/// A box that [`fit`] turns into exactly `size` for `original`, or `None` when `size` is not
+/// a size ever served for it (off the raster, a ratio more than half a pixel off, larger than
+/// the original). Every size `fit` returns has one: the box itself, or the box as wide as
+/// the size and unbounded in height (a height rounded down makes the box itself a little
+/// too low for the width: 640×427 in 300×300 is 300×200, but 300×200 gives 250×167).
+///
+/// The 404 handler names a variant's file by its served size; this is how it renders the
+/// size a name asks for, and tells a served size from a box that snaps to another.
+pub fn box_serving(original: Size, size: Size, raster: Raster) -> Option<BoundingBox> {
+    [size, Size::new(size.width, u32::MAX)]
+        .into_iter()
+        .find(|&bbox| fit(original, bbox, raster) == size)
+}
+
 fn to_u32<T: TryInto<u32>>(n: T) -> u32 {
     // Every value above is at most a side of the original or of the box.
     n.try_into()
@@ -203,6 +217,9 @@ mod tests {
             );
             // Deterministic: the same inputs always give the same size.
             assert_eq!(fit(o, b, rs), s);
+            // Every served size has a box serving exactly it (the 404 handler's names).
+            let serving = box_serving(o, s, rs).map(|b| fit(o, b, rs));
+            assert_eq!(serving, Some(s), "{ctx}: {s} has no box");
         };
         for ow in 1..=24 {
             for oh in 1..=24 {
@@ -232,6 +249,34 @@ mod tests {
             Size::new(u32::MAX, u32::MAX - 1),
             Size::new(u32::MAX - 2, 7),
             r(50),
+        );
+    }
+
+    #[test]
+    fn box_serving_tells_served_sizes_from_boxes() {
+        let rocket = Size::new(640, 427);
+        // 300×300 snaps to 300×200; 300×200 as a box would give 250×167, yet is served.
+        assert_eq!(fit(rocket, Size::new(300, 300), r(50)), Size::new(300, 200));
+        assert_eq!(fit(rocket, Size::new(300, 200), r(50)), Size::new(250, 167));
+        assert_eq!(
+            box_serving(rocket, Size::new(300, 200), r(50)),
+            Some(Size::new(300, u32::MAX))
+        );
+        assert_eq!(
+            box_serving(rocket, Size::new(250, 167), r(50)),
+            Some(Size::new(250, 167))
+        );
+        assert_eq!(box_serving(rocket, rocket, r(50)), Some(rocket));
+        for not_served in [(300, 300), (300, 201), (310, 207), (700, 467), (640, 428)] {
+            let size = Size::new(not_served.0, not_served.1);
+            assert_eq!(box_serving(rocket, size, r(50)), None, "{size}");
+        }
+        // A strip capped by the box is served at the box's height.
+        let strip = Size::new(1, 5000);
+        assert_eq!(fit(strip, Size::new(100, 100), r(50)), Size::new(1, 100));
+        assert_eq!(
+            box_serving(strip, Size::new(1, 100), r(50)),
+            Some(Size::new(1, 100))
         );
     }
 

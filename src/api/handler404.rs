@@ -1,52 +1,45 @@
-//! The 404 handler: the web server looks for `<cache url>/<id>/<width>/<height>[.<ext>]` in
-//! `[cache] dir` first and, when the file is missing, runs imgserv (nginx `try_files $uri
-//! @imgserv`, Apache `ErrorDocument 404`). This renders the uploaded original `<id>` into the
-//! box with the raster rules, links the file at exactly the path the web server looked at (to
-//! the one canonical variant in the index, so boxes that snap to one size share a file), and
-//! answers with the bytes. The next request never reaches imgserv.
+//! The 404 handler: the web server looks for `<cache url>/<id>/<width>/<height>.<ext>` in
+//! `[cache] dir` first and, when the file is missing, runs imgserv and says so (Apache's
+//! `ErrorDocument 404`, nginx `try_files $uri @imgserv` with `IMGSERV_404`; see
+//! `http::target`). This renders the uploaded original `<id>` into the box with the raster
+//! rules and answers with the bytes.
+//!
+//! Only canonical names are written: `<width>/<height>` must be the size served, and `<ext>`
+//! the format served, spelled as imgserv spells them; the file there is a second name of the
+//! variant in the index (`Cache::alias`), so eviction counts and removes it. Any other box
+//! (one that snaps to another size, no extension, `0300`) gets a permanent redirect to the
+//! canonical URL, whose file is written first. An original thus has at most one name here
+//! per raster step, however many boxes are asked for.
 
 use std::fs;
 use std::io;
 use std::path::Path;
 
-use percent_encoding::percent_decode_str;
-
 use super::{ApiError, App};
-use crate::cache::write_atomically;
 use crate::catalog::{CatalogError, Image};
 use crate::config::Config;
 use crate::error::Error;
-use crate::geometry::{BoundingBox, Size};
-use crate::http::{self, Request, Response};
+use crate::geometry::{self, BoundingBox, Size};
+use crate::http::{Request, Response};
 use crate::original::OriginalId;
 use crate::query;
 use crate::render::Format;
 use crate::variant;
 
-/// The path below the cache URL when this request is the web server's stand-in for a missing
-/// file there (Apache's `REDIRECT_URL`, else the request URI), `None` for any other request.
-pub(super) fn cache_path(config: &Config, req: &Request) -> Option<String> {
-    if !req.path.is_empty() {
-        return None;
-    }
-    let url_path = match req.header(http::REDIRECT_URL) {
-        Some(url) => url.to_string(),
-        None => {
-            let uri = req.header(http::REQUEST_URI)?;
-            let path = uri.split(['?', '#']).next().unwrap_or_default();
-            percent_decode_str(path).decode_utf8().ok()?.into_owned()
-        }
-    };
+/// The path below the cache URL of `missing`, the URL path the web server found no file for;
+/// a 404 when it is not below the cache URL (or is the cache URL itself).
+fn cache_path(config: &Config, missing: &str) -> Result<String, Error> {
     let cache = config.cache.url.as_str();
     let prefix = match cache.find("://") {
         Some(i) => cache[i + 3..].find('/').map_or("", |j| &cache[i + 3 + j..]),
         None => cache,
     };
-    url_path
-        .strip_prefix(prefix)?
-        .strip_prefix('/')
+    missing
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('/'))
         .filter(|rel| !rel.is_empty())
         .map(str::to_string)
+        .ok_or_else(|| ApiError::NoRoute(missing.to_string()).into())
 }
 
 /// `<id>/<width>/<height>[.<ext>]`, parsed.
@@ -76,82 +69,109 @@ fn parse(config: &Config, rel: &str) -> Result<Target, Error> {
 }
 
 impl App {
-    pub(super) fn handle404(&self, req: &Request, rel: &str) -> Result<Response, Error> {
+    /// Answers for `missing`, the URL path of a missing file the web server hands over.
+    pub(super) fn handle404(&self, req: &Request, missing: &str) -> Result<Response, Error> {
         if !matches!(req.method.as_str(), "GET" | "HEAD") {
             return Err(ApiError::Method { allow: "GET, HEAD" }.into());
         }
+        let rel = cache_path(&self.config, missing)?;
+        let rel = rel.as_str();
         let target = parse(&self.config, rel)?;
-        let preset = self
-            .config
-            .presets
-            .values()
-            .any(|boxes| boxes.contains(&target.bbox));
+        let raster = self.config.cache.raster;
+        let image = self.with_catalog(|c| Ok(c.get(&target.id)?))?;
+        let original = image.as_ref().map(|i| Size::new(i.width, i.height));
+        // Preset boxes stay unsigned, and so do the sizes they are served at (where their
+        // redirects lead). Unsigned, an unknown id is refused like any other: no word on
+        // whether it exists.
+        let preset = self.config.presets.values().flatten().any(|&b| {
+            b == target.bbox || original.is_some_and(|o| geometry::fit(o, b, raster) == target.bbox)
+        });
         if !preset {
-            let query = req.header(http::REDIRECT_QUERY).unwrap_or(&req.query);
-            self.check_signed_url(&format!("/{rel}"), query)?;
+            self.check_signed_url(&format!("/{rel}"), &req.query)?;
         }
-        let image = self.with_catalog(|c| {
-            c.get(&target.id)?
-                .ok_or_else(|| CatalogError::NotFound(target.id.clone()).into())
-        })?;
+        let (Some(image), Some(original)) = (image, original) else {
+            return Err(CatalogError::NotFound(target.id.clone()).into());
+        };
         let store = self.store()?;
         let on_disk = self.config.cache.variants_on_disk;
-        let v = self.with_cache(|cache| {
-            let plan = variant::plan_stored(&self.config, cache, store, &image, target.bbox)?;
+        // The box that renders the size this name asks for, when it names a served size.
+        let serving = geometry::box_serving(original, target.bbox, raster);
+        let (v, canonical) = self.with_cache(|cache| {
+            let bbox = serving.unwrap_or(target.bbox);
+            let plan = variant::plan_stored(&self.config, cache, store, &image, bbox)?;
             if target.ext.is_some_and(|ext| ext != plan.format) {
-                return Err(ApiError::NoRoute(format!("{}/{rel}", self.config.cache.url)).into());
+                return Err(ApiError::NoRoute(missing.to_string()).into());
             }
+            let canonical = name(&image.id, plan.size, plan.format);
             if !on_disk {
-                return variant::render_only(&self.config, plan);
+                // Nothing is written: a redirect needs no render.
+                let v = (rel == canonical)
+                    .then(|| variant::render_only(&self.config, plan))
+                    .transpose()?;
+                return Ok((v, canonical));
             }
-            let v = variant::realize(&self.config, cache, plan)?;
-            link(&cache.file(&v.rel), &self.config.cache.dir.join(rel))
-                .map_err(crate::cache::CacheError::Io)?;
-            Ok(v)
+            // The canonical file is written before a redirect to it, so that the redirect's
+            // target is a plain file for the web server (and needs no signature).
+            let mut v = variant::realize(&self.config, cache, plan)?;
+            cache.alias(&v.rel, &canonical)?;
+            log::info!(
+                "404 handler {rel} -> {} {}",
+                v.rel,
+                if v.rendered { "rendered" } else { "linked" }
+            );
+            // The alias is the name eviction spared.
+            v.rel.clone_from(&canonical);
+            Ok((Some(v), canonical))
         })?;
-        log::info!(
-            "404 handler {rel} -> {} {}",
-            v.rel,
-            if v.rendered { "rendered" } else { "linked" }
-        );
-        self.direct(v)
+        match v {
+            Some(v) if rel == canonical => self.direct(v),
+            _ => {
+                log::info!("404 handler {rel} -> {canonical} (redirect)");
+                Ok(self.moved(&canonical))
+            }
+        }
+    }
+
+    /// The permanent redirect to the canonical name `rel`: cacheable as long as the file,
+    /// since an original's id names its bytes and so its size.
+    fn moved(&self, rel: &str) -> Response {
+        let url = format!("{}/{rel}", self.config.cache.url);
+        Response::text(301, format!("Moved Permanently: {url}"))
+            .with_header("Location", url)
+            .with_header(
+                "Cache-Control",
+                self.config.cache.file_cache_control.clone(),
+            )
     }
 
     /// Removes the variant of `image` for `bbox`: the canonical file and the 404 handler's
-    /// files for that box. Whether there was anything to remove.
+    /// name for it (and the names of this very box that 404 handlers before canonical names
+    /// wrote). Whether there was anything to remove.
     pub(super) fn remove_variant(&self, image: &Image, bbox: Size) -> Result<bool, Error> {
         let store = self.store()?;
         self.with_cache(|cache| {
             let plan = variant::plan_stored(&self.config, cache, store, image, bbox)?;
             let io = crate::cache::CacheError::Io;
-            let mut removed = remove(&cache.file(&plan.rel)).map_err(io)?;
-            cache.forget(&plan.rel)?;
-            let base = format!("{}/{}/{}", image.id, bbox.width, bbox.height);
-            for rel in [base.clone(), format!("{base}.{}", plan.format.ext())] {
-                removed |= remove(&self.config.cache.dir.join(rel)).map_err(io)?;
+            let mut removed = false;
+            let legacy = format!("{}/{}/{}", image.id, bbox.width, bbox.height);
+            let names = [
+                plan.rel.clone(),
+                name(&image.id, plan.size, plan.format),
+                format!("{legacy}.{}", plan.format.ext()),
+                legacy,
+            ];
+            for rel in names {
+                cache.forget(&rel)?;
+                removed |= remove(&cache.file(&rel)).map_err(io)?;
             }
             Ok(removed)
         })
     }
 }
 
-/// Makes `target` the same file as `canonical` (a hard link, or a copy where links are not
-/// possible), atomically: the web server sees the old state or the whole file.
-fn link(canonical: &Path, target: &Path) -> io::Result<()> {
-    let dir = target.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".link.{}.{:?}.tmp",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = fs::remove_file(&tmp);
-    match fs::hard_link(canonical, &tmp) {
-        Ok(()) => fs::rename(&tmp, target).inspect_err(|_| {
-            let _ = fs::remove_file(&tmp);
-        }),
-        Err(_) => write_atomically(target, &fs::read(canonical)?),
-    }
+/// The one name the 404 handler writes for the variant of `id` served at `size`.
+fn name(id: &OriginalId, size: Size, format: Format) -> String {
+    format!("{id}/{}/{}.{}", size.width, size.height, format.ext())
 }
 
 fn remove(path: &Path) -> io::Result<bool> {

@@ -172,8 +172,8 @@ impl App {
     }
 
     fn route(&self, req: &Request) -> Result<Response, Error> {
-        if let Some(rel) = handler404::cache_path(&self.config, req) {
-            return self.handle404(req, &rel);
+        if let Some(missing) = &req.missing {
+            return self.handle404(req, missing);
         }
         if req.path == "/api" || req.path.starts_with("/api/") {
             return self.api(req);
@@ -253,7 +253,7 @@ impl Handler for App {
 impl App {
     /// The route a request takes, named for the log line (a fixed word, never the query).
     fn route_name(&self, req: &Request) -> &'static str {
-        if handler404::cache_path(&self.config, req).is_some() {
+        if req.missing.is_some() {
             return "cache-404";
         }
         match req.path.as_str() {

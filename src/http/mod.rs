@@ -7,6 +7,7 @@ pub mod cgi;
 pub mod fastcgi;
 pub mod multipart;
 pub mod standalone;
+pub mod target;
 
 use std::fmt;
 
@@ -29,6 +30,11 @@ pub struct Request {
     pub body: Vec<u8>,
     /// The peer's address when the transport knows it (CGI `REMOTE_ADDR`).
     pub remote_addr: Option<String>,
+    /// The decoded URL path of a missing file that this request stands in for, when the web
+    /// server says so explicitly (Apache's `ErrorDocument 404`, `IMGSERV_404` from the shipped
+    /// nginx snippets, the standalone server's fallback; see [`target`]): the 404 handler's
+    /// requests. Never set from anything a client sends.
+    pub missing: Option<String>,
 }
 
 impl Request {
@@ -169,13 +175,6 @@ where
     }
 }
 
-/// The header holding Apache's `REDIRECT_URL` (the URL an `ErrorDocument` stands in for).
-pub const REDIRECT_URL: &str = "x-redirect-url";
-/// The header holding Apache's `REDIRECT_QUERY_STRING`.
-pub const REDIRECT_QUERY: &str = "x-redirect-query";
-/// The header holding `REQUEST_URI` (the URL as the client sent it, query included).
-pub const REQUEST_URI: &str = "x-request-uri";
-
 /// Builds a [`Request`] from CGI/FastCGI meta-variables given as raw bytes (RFC 3875 §4.1).
 ///
 /// Returns the name of the first meta-variable that the handler needs but which is not valid
@@ -188,39 +187,38 @@ where
         body,
         ..Request::default()
     };
+    let mut target = target::Vars::default();
     for (name, value) in vars {
         let text = || {
             std::str::from_utf8(value)
                 .map(str::to_string)
                 .map_err(|_| String::from_utf8_lossy(name).into_owned())
         };
+        // Values only compared or searched, never used as names: kept lossily rather than
+        // refusing a request for them.
+        let lossy = || Some(String::from_utf8_lossy(value).into_owned());
         match name {
             b"REQUEST_METHOD" => req.method = text()?,
-            b"PATH_INFO" => req.path = text()?,
+            b"PATH_INFO" => target.path_info = Some(text()?),
             b"QUERY_STRING" => req.query = text()?,
             b"REMOTE_ADDR" => req.remote_addr = Some(text()?),
             b"CONTENT_TYPE" => req.headers.push(("content-type".into(), text()?)),
             b"CONTENT_LENGTH" => {}
-            b"REDIRECT_URL" => req.headers.push((REDIRECT_URL.into(), text()?)),
-            b"REDIRECT_QUERY_STRING" => req.headers.push((REDIRECT_QUERY.into(), text()?)),
-            b"REQUEST_URI" => req.headers.push((REQUEST_URI.into(), text()?)),
+            b"SCRIPT_FILENAME" => target.script_filename = lossy(),
+            b"REQUEST_URI" => target.request_uri = lossy(),
+            b"REDIRECT_STATUS" => target.redirect_status = lossy(),
+            b"REDIRECT_URL" => target.redirect_url = Some(text()?),
+            b"REDIRECT_QUERY_STRING" => target.redirect_query = Some(text()?),
+            _ if name == target::IMGSERV_404.as_bytes() => target.imgserv_404 = Some(text()?),
             _ => {
                 if let Some(h) = name.strip_prefix(b"HTTP_") {
                     let header = String::from_utf8_lossy(h)
                         .to_ascii_lowercase()
                         .replace('_', "-");
-                    // A client must not pose as the web server. The body's type and length
-                    // are CONTENT_TYPE and CONTENT_LENGTH (RFC 3875 4.1.18); nginx passes
-                    // HTTP_CONTENT_TYPE as well, which would make the header appear twice.
-                    if [
-                        REDIRECT_URL,
-                        REDIRECT_QUERY,
-                        REQUEST_URI,
-                        "content-type",
-                        "content-length",
-                    ]
-                    .contains(&header.as_str())
-                    {
+                    // The body's type and length are CONTENT_TYPE and CONTENT_LENGTH (RFC 3875
+                    // 4.1.18); nginx passes HTTP_CONTENT_TYPE as well, which would make the
+                    // header appear twice.
+                    if ["content-type", "content-length"].contains(&header.as_str()) {
                         continue;
                     }
                     // Header values may legally carry obs-text; keep them lossily rather than
@@ -233,6 +231,13 @@ where
     }
     if req.method.is_empty() {
         req.method = "GET".into();
+    }
+    req.path = target.path();
+    req.missing = target.missing();
+    if req.missing.is_some()
+        && let Some(query) = target.missing_query()
+    {
+        req.query = query;
     }
     Ok(req)
 }
@@ -265,7 +270,9 @@ mod tests {
             (b"PATH_INFO", b"/x"),
             (b"HTTP_IF_NONE_MATCH", b"\"abc\""),
             (b"REQUEST_URI", b"/cache/a/1/2.jpg?x"),
-            (b"HTTP_X_REDIRECT_URL", b"/spoofed"),
+            (b"HTTP_REDIRECT_STATUS", b"404"),
+            (b"HTTP_REDIRECT_URL", b"/cache/a/1/2.jpg"),
+            (b"HTTP_IMGSERV_404", b"/cache/a/1/2.jpg"),
             (b"CONTENT_TYPE", b"image/png"),
             (b"HTTP_CONTENT_TYPE", b"image/png"),
             (b"HTTP_CONTENT_LENGTH", b"0"),
@@ -275,11 +282,9 @@ mod tests {
         assert_eq!(req.query, "src=a.jpg&width=10");
         assert_eq!(req.path, "/x");
         assert_eq!(req.header("if-none-match"), Some("\"abc\""));
-        assert_eq!(req.header(REQUEST_URI), Some("/cache/a/1/2.jpg?x"));
         assert_eq!(
-            req.header(REDIRECT_URL),
-            None,
-            "a client header is not the server's"
+            req.missing, None,
+            "a client header is not the server's signal"
         );
         // Once, from CONTENT_TYPE (a signature covering it refuses a header given twice).
         let types: Vec<_> = req
@@ -292,6 +297,35 @@ mod tests {
             [&("content-type".to_string(), "image/png".to_string())]
         );
         assert_eq!(req.header("content-length"), None);
+    }
+
+    #[test]
+    fn the_web_servers_signal_makes_a_404_handler_request() {
+        let apache: Vec<(&[u8], &[u8])> = vec![
+            (b"QUERY_STRING", b""),
+            (b"REDIRECT_STATUS", b"404"),
+            (b"REDIRECT_URL", b"/cache/a/1/2.jpg"),
+            (b"REDIRECT_QUERY_STRING", b"sig=x"),
+        ];
+        let req = request_from_meta_vars(apache, Vec::new()).unwrap();
+        assert_eq!(req.missing.as_deref(), Some("/cache/a/1/2.jpg"));
+        assert_eq!(
+            req.query, "sig=x",
+            "the missing URL's query, not the stand-in's"
+        );
+        let nginx: Vec<(&[u8], &[u8])> = vec![
+            (b"QUERY_STRING", b"sig=y"),
+            (b"REDIRECT_STATUS", b"200"),
+            (b"IMGSERV_404", b"/cache/a/1/2.jpg"),
+        ];
+        let req = request_from_meta_vars(nginx, Vec::new()).unwrap();
+        assert_eq!(req.missing.as_deref(), Some("/cache/a/1/2.jpg"));
+        assert_eq!(req.query, "sig=y");
+        let bad: Vec<(&[u8], &[u8])> = vec![(b"IMGSERV_404", b"/cache/\xff")];
+        assert_eq!(
+            request_from_meta_vars(bad, Vec::new()),
+            Err("IMGSERV_404".to_string())
+        );
     }
 
     #[test]

@@ -92,11 +92,18 @@ fn route(raw: &mut tiny_http::Request, handler: &dyn Handler, opts: &Options) ->
             .with_body(html.clone().into_bytes());
     }
     let below = |prefix: &str| path.strip_prefix(prefix).and_then(|r| r.strip_prefix('/'));
-    if let Some((rel, (_, dir, cache_control))) = opts
-        .static_dir
-        .as_ref()
-        .and_then(|s| Some((below(&s.0)?, s)))
-    {
+    // The script first: it may be mounted below the cache URL (or the cache URL be the root).
+    let script = opts.script_name.as_str();
+    let in_script = path
+        .strip_prefix(script)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    let in_static = (!in_script)
+        .then(|| {
+            let s = opts.static_dir.as_ref()?;
+            Some((below(&s.0)?, s))
+        })
+        .flatten();
+    if let Some((rel, (_, dir, cache_control))) = in_static {
         if let Some(resp) = static_file(dir, rel, cache_control, &method) {
             return resp;
         }
@@ -105,19 +112,16 @@ fn route(raw: &mut tiny_http::Request, handler: &dyn Handler, opts: &Options) ->
         let req = Request {
             method,
             query: query.to_string(),
-            headers: vec![(super::REQUEST_URI.to_string(), url.clone())],
             remote_addr: raw.remote_addr().map(|a| a.ip().to_string()),
+            missing: Some(path.clone()),
             ..Request::default()
         };
         return super::cgi::handle_catching(handler, req);
     }
-    let script = opts.script_name.as_str();
-    let Some(rest) = path.strip_prefix(script) else {
-        return Response::error(404, "not-found", format!("no such resource: {path}"));
+    let rest = match path.strip_prefix(script) {
+        Some(rest) if in_script => rest,
+        _ => return Response::error(404, "not-found", format!("no such resource: {path}")),
     };
-    if !(rest.is_empty() || rest.starts_with('/')) {
-        return Response::error(404, "not-found", format!("no such resource: {path}"));
-    }
     let mut body = Vec::new();
     if let Err(e) = raw
         .as_reader()
@@ -145,6 +149,7 @@ fn route(raw: &mut tiny_http::Request, handler: &dyn Handler, opts: &Options) ->
             .collect(),
         body,
         remote_addr: raw.remote_addr().map(|a| a.ip().to_string()),
+        missing: None,
     };
     super::cgi::handle_catching(handler, req)
 }

@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use imgserv::api::App;
 use imgserv::catalog::{ApiKey, Catalog, Rights};
 use imgserv::config::Config;
-use imgserv::http::{Handler, REQUEST_URI, Request, Response};
+use imgserv::http::{Handler, Request, Response};
 use imgserv::original::OriginalId;
 use imgserv::sign;
 use serde_json::Value;
@@ -149,11 +149,11 @@ pub fn json(resp: &Response) -> Value {
     })
 }
 
-/// A GET as the web server sends it to the 404 handler (nginx `try_files … @imgserv`).
+/// A GET as the web server sends it to the 404 handler (nginx `try_files … @imgserv` with
+/// `IMGSERV_404 $uri`): `url_path` is the missing file's.
 pub fn get_404(app: &App, url_path: &str, query: &str) -> Response {
     let mut req = Request::get("", query);
-    req.headers
-        .push((REQUEST_URI.into(), format!("{url_path}?{query}")));
+    req.missing = Some(url_path.to_string());
     app.handle(req)
 }
 
@@ -339,15 +339,19 @@ fn battery(api: &Api, stored: &dyn Fn(&OriginalId, &str) -> bool) {
 
     // Variants through the 404 handler, then deleting one of them.
     let cache = api.site.cache();
-    for (w, h) in [(300, 300), (100, 100)] {
+    for (w, h) in [(300, 200), (100, 67)] {
         let resp = get_404(&api.app, &format!("/cache/{id}/{w}/{h}.jpg"), "");
         assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
         assert!(cache.join(format!("{id}/{w}/{h}.jpg")).is_file());
     }
+    // A name of the exact box, as 404 handlers before canonical names wrote it, goes too.
+    let legacy = cache.join(format!("{id}/100/100.jpg"));
+    fs::copy(cache.join(format!("{id}/100/67.jpg")), &legacy).unwrap();
     let resp = api.call("DELETE", &format!("{path}/variants/100x100"), "", b"");
     assert_eq!(resp.status, 204);
-    assert!(!cache.join(format!("{id}/100/100.jpg")).exists());
-    assert!(cache.join(format!("{id}/300/300.jpg")).is_file());
+    assert!(!cache.join(format!("{id}/100/67.jpg")).exists());
+    assert!(!legacy.exists());
+    assert!(cache.join(format!("{id}/300/200.jpg")).is_file());
     assert_error(
         &api.call("DELETE", &format!("{path}/variants/100x100"), "", b""),
         404,
@@ -433,7 +437,7 @@ fn an_unreachable_s3_store_is_503_with_retry_after_and_cached_variants_still_ser
     assert_eq!(status, 201, "{image}");
     let id = image["id"].as_str().unwrap();
     assert_eq!(
-        get_404(&api.app, &format!("/cache/{id}/300/300.jpg"), "").status,
+        get_404(&api.app, &format!("/cache/{id}/300/200.jpg"), "").status,
         200
     );
 
@@ -453,8 +457,10 @@ fn an_unreachable_s3_store_is_503_with_retry_after_and_cached_variants_still_ser
     let resp = down.handle(api.signed(&api.key, "GET", &format!("/api/images/{id}"), "", b""));
     assert_error(&resp, 503, "store-unavailable");
     // A variant rendered before is served from the cache without the store.
-    let resp = get_404(&down, &format!("/cache/{id}/320/320.jpg"), "");
+    let resp = get_404(&down, &format!("/cache/{id}/300/200.jpg"), "");
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let resp = get_404(&down, &format!("/cache/{id}/320/320.jpg"), "");
+    assert_eq!(resp.status, 301, "{}", String::from_utf8_lossy(&resp.body));
     let resp = get_404(&down, &format!("/cache/{id}/100/100.jpg"), "");
     assert_eq!(resp.status, 503, "a new size needs the original");
     assert_eq!(resp.header("retry-after"), Some("30"));
@@ -703,28 +709,43 @@ fn signed_urls_for_the_redirector_and_the_404_handler_presets_exempt() {
     );
 
     let (_, image) = api.upload("photo-rocket-640x427.jpg", "");
-    let rel = format!("/{}/300/300.jpg", image["id"].as_str().unwrap());
+    let id = image["id"].as_str().unwrap();
+    let rel = format!("/{id}/300/200.jpg");
     let url = format!("/cache{rel}");
     assert_eq!(get_404(&api.app, &url, "").status, 401);
     let query = sign::sign_url(&api.key.id, secret, &rel, "");
     let resp = get_404(&api.app, &url, &query);
     assert_eq!(resp.status, 200, "{}", resp.body_text_lossy());
-    let wrong = sign::sign_url(&api.key.id, secret, &rel.replace("300/300", "300/301"), "");
+    let wrong = sign::sign_url(&api.key.id, secret, &rel.replace("300/200", "300/201"), "");
     assert_eq!(
-        get_404(&api.app, &url.replace("300/300", "200/200"), &wrong).status,
+        get_404(&api.app, &url.replace("300/200", "200/133"), &wrong).status,
         401
     );
-    let thumb = format!("/cache/{}/100/100.jpg", image["id"].as_str().unwrap());
     assert_eq!(
-        get_404(&api.app, &thumb, "").status,
+        get_404(
+            &api.app,
+            &format!("/cache/{}/300/300.jpg", "0".repeat(40)),
+            ""
+        )
+        .status,
+        401,
+        "no signature, no word on whether the image exists"
+    );
+    let thumb = format!("/cache/{id}/100/100.jpg");
+    let resp = get_404(&api.app, &thumb, "");
+    assert_eq!(resp.status, 301, "a preset box needs no signature");
+    let canonical = format!("/cache/{id}/100/67.jpg");
+    assert_eq!(resp.header("location"), Some(canonical.as_str()));
+    assert_eq!(
+        get_404(&api.app, &canonical, "").status,
         200,
-        "a preset box needs no signature"
+        "nor does the size a preset box is served at (where its redirect leads)"
     );
     api.catalog().revoke(&api.key.id).unwrap();
     let resp = get_404(
         &api.app,
-        &url.replace("300/300", "250/250"),
-        &sign::sign_url(&api.key.id, secret, &rel.replace("300/300", "250/250"), ""),
+        &url.replace("300/200", "250/167"),
+        &sign::sign_url(&api.key.id, secret, &rel.replace("300/200", "250/167"), ""),
     );
     assert!(
         resp.body_text_lossy().starts_with("revoked-key"),
@@ -744,29 +765,51 @@ impl Lossy for Response {
 }
 
 #[test]
-fn the_404_handler_renders_links_and_refuses() {
+fn the_404_handler_writes_canonical_names_and_redirects_other_boxes() {
     let api = Api::new("");
     let (_, image) = api.upload("photo-rocket-640x427.jpg", "");
     let id = image["id"].as_str().unwrap();
     let cache = api.site.cache();
-    let resp = get_404(&api.app, &format!("/cache/{id}/300/300.jpg"), "");
+    let canonical = format!("/cache/{id}/300/200.jpg");
+    // A box that is not the size served: a permanent, cacheable redirect to the size that is,
+    // whose file is written first; nothing under the name asked for.
+    for other in [
+        "300/300.jpg",
+        "320/320.jpg",
+        "300/200",
+        "0300/200.jpg",
+        "300/200.JPG",
+    ] {
+        let resp = get_404(&api.app, &format!("/cache/{id}/{other}"), "");
+        assert_eq!(resp.status, 301, "{other}: {}", resp.body_text_lossy());
+        assert_eq!(resp.header("location"), Some(canonical.as_str()), "{other}");
+        assert_eq!(
+            resp.header("cache-control"),
+            Some("public, max-age=31536000, immutable"),
+            "{other}"
+        );
+        assert!(!cache.join(format!("{id}/{other}")).exists(), "{other}");
+    }
+    let file = cache.join(format!("{id}/300/200.jpg"));
+    assert!(file.is_file(), "the redirect's target is on disk");
+    let resp = get_404(&api.app, &canonical, "");
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("content-type"), Some("image/jpeg"));
     let (_, size) = dims(&resp.body);
     assert_eq!((size.width, size.height), (300, 200));
-    let file = cache.join(format!("{id}/300/300.jpg"));
     assert_eq!(fs::read(&file).unwrap(), resp.body);
-    // A box that snaps to the same size shares the canonical file (a hard link).
-    let resp = get_404(&api.app, &format!("/cache/{id}/320/320.jpg"), "");
-    assert_eq!(resp.status, 200);
+    // The name is a second name of the one variant in the index (a hard link).
     use std::os::unix::fs::MetadataExt;
+    let r_files: Vec<String> = files_below(&cache)
+        .into_iter()
+        .filter(|f| f.starts_with("r/"))
+        .collect();
+    assert_eq!(r_files.len(), 1, "{r_files:?}");
     let ino = |p: &Path| fs::metadata(p).unwrap().ino();
-    assert_eq!(ino(&file), ino(&cache.join(format!("{id}/320/320.jpg"))));
-    // No extension: the same bytes.
-    assert_eq!(
-        get_404(&api.app, &format!("/cache/{id}/300/300"), "").status,
-        200
-    );
+    assert_eq!(ino(&file), ino(&cache.join(&r_files[0])));
+    // A served size asked for directly is served, though as a box it would snap smaller.
+    let resp = get_404(&api.app, &format!("/cache/{id}/250/167.jpg"), "");
+    assert_eq!(resp.status, 200);
 
     let text_error = |path: &str, status: u16| {
         let resp = get_404(&api.app, path, "");
@@ -782,6 +825,8 @@ fn the_404_handler_renders_links_and_refuses() {
     text_error(&format!("/cache/{}/300/300.jpg", "0".repeat(40)), 404);
     text_error(&format!("/cache/{id}/300/300.png"), 404);
     text_error(&format!("/cache/{id}/300/300.bmp"), 404);
+    text_error("/cache", 404);
+    text_error(&format!("/elsewhere/{id}/300/200.jpg"), 404);
     text_error("/cache/r/ab/whatever.jpg", 404);
     assert!(files_below(&cache).iter().all(|f| !f.ends_with(".tmp")));
 }
@@ -790,7 +835,7 @@ fn the_404_handler_renders_links_and_refuses() {
 fn variants_on_disk_false_renders_every_time_and_writes_nothing() {
     let api = Api::new("[cache]\nvariants_on_disk = false\n");
     let (_, image) = api.upload("photo-chelsea-cat-451x300.png", "");
-    let url = format!("/cache/{}/200/200.png", image["id"].as_str().unwrap());
+    let url = format!("/cache/{}/200/133.png", image["id"].as_str().unwrap());
     for _ in 0..2 {
         let resp = get_404(&api.app, &url, "");
         assert_eq!(resp.status, 200);
@@ -806,7 +851,7 @@ fn a_crash_between_catalog_and_file_deletion_is_repaired_by_the_sweep() {
     let (_, image) = api.upload("photo-rocket-640x427.jpg", "");
     let id: OriginalId = image["id"].as_str().unwrap().parse().unwrap();
     assert_eq!(
-        get_404(&api.app, &format!("/cache/{id}/300/300.jpg"), "").status,
+        get_404(&api.app, &format!("/cache/{id}/300/200.jpg"), "").status,
         200
     );
     // The request committed the catalog change, then died before removing anything.

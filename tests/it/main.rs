@@ -22,6 +22,7 @@ mod operability;
 mod quality;
 mod redirector;
 mod remote;
+mod routing;
 mod signing;
 mod store;
 mod upload;

@@ -1,9 +1,11 @@
-//! `Apache`: a private Apache httpd with mod_cgid on a free loopback port, configured from the
-//! shipped snippet `etc/apache-cgi.conf`.
+//! `Apache`: a private Apache httpd on a free loopback port, configured from a shipped snippet:
+//! `etc/apache-cgi.conf` (mod_cgid), `etc/apache-fastcgi.conf` (mod_proxy_fcgi to
+//! `imgserv-cgi --fastcgi`) or `etc/apache-fcgid.conf` (mod_fcgid).
 
 use std::fs;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -13,17 +15,30 @@ use super::{Site, imgserv_cgi, require_program, substitute};
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 const MODULES: &str = "/usr/lib/apache2/modules";
+/// The modules every set-up loads (event MPM, as Debian's default).
+const BASE_MODULES: &[&str] = &[
+    "mpm_event",
+    "authz_core",
+    "mime",
+    "alias",
+    "env",
+    "dir",
+    "headers",
+];
 
-/// A private `apache2 -d DIR -f DIR/httpd.conf -DFOREGROUND`, stopped on drop.
+/// A private `apache2 -d DIR -f DIR/httpd.conf -DFOREGROUND`, stopped on drop, and the FastCGI
+/// server it talks to for `etc/apache-fastcgi.conf`.
 ///
 /// Apache refuses to run its children as root, so when the tests run as root they (and the
 /// CGI) run as www-data: the site is world-writable for that reason. The CGI program is copied
 /// into DIR/cgi-bin, because the repository (target/) may sit where www-data cannot reach
-/// (/root). Event MPM + mod_cgid, as `a2enmod cgid` sets up on Debian.
+/// (/root).
 pub struct Apache {
     dir: PathBuf,
     port: u16,
+    // Field order is drop order: Apache first, then its backend.
     server: Child,
+    backend: Option<Child>,
 }
 
 impl Apache {
@@ -34,34 +49,10 @@ impl Apache {
 
     /// The `etc/apache-cgi.conf` set-up with another CGI program at `/cgi-bin/imgserv.cgi`.
     pub fn cgi_with(site: &Site, program: &Path) -> Apache {
-        let apache2 = require_program("apache2");
-        for module in [
-            "mpm_event",
-            "authz_core",
-            "mime",
-            "alias",
-            "cgid",
-            "env",
-            "dir",
-            "headers",
-        ] {
-            let so = Path::new(MODULES).join(format!("mod_{module}.so"));
-            assert!(
-                so.exists(),
-                "{} is missing: run scripts/install-deps.sh (as root)",
-                so.display()
-            );
-        }
         let dir = site.subdir("apache-");
-        let cgi_bin = dir.join("cgi-bin");
-        fs::create_dir(&cgi_bin).unwrap();
-        let cgi = cgi_bin.join("imgserv.cgi");
-        fs::copy(program, &cgi).unwrap_or_else(|e| panic!("copy {}: {e}", program.display()));
-        fs::set_permissions(&cgi, fs::Permissions::from_mode(0o755)).unwrap();
-        fs::set_permissions(&cgi_bin, fs::Permissions::from_mode(0o755)).unwrap();
-
+        let cgi_bin = copy_program(&dir, program);
         let name = "etc/apache-cgi.conf";
-        let snippet = fs::read_to_string(super::repo_root().join(name)).unwrap();
+        let snippet = read_snippet(name);
         let snippet = substitute(&snippet, name, "/var/cache/imgserv", path(&site.cache()));
         let snippet = substitute(&snippet, name, "/usr/local/lib/cgi-bin", path(&cgi_bin));
         let snippet = substitute(
@@ -70,13 +61,94 @@ impl Apache {
             "/etc/imgserv/imgserv.toml",
             path(&site.config_path()),
         );
+        let cgid = format!("ScriptSock {}/cgid.sock\n", path(&dir));
+        Apache::start(dir, &snippet, &["cgid"], &cgid, None)
+    }
+
+    /// Apache proxying to `imgserv-cgi --fastcgi SOCKET --config SITE/imgserv.toml` per
+    /// `etc/apache-fastcgi.conf` (mod_proxy_fcgi).
+    pub fn fastcgi(site: &Site) -> Apache {
+        let dir = site.subdir("apache-");
+        let socket = dir.join("fcgi.sock");
+        let mut command = Command::new(imgserv_cgi());
+        command
+            .arg("--fastcgi")
+            .arg(&socket)
+            .arg("--config")
+            .arg(site.config_path());
+        let mut backend = Child::spawn("fastcgi", command, &dir);
+        backend.wait_ready(
+            START_TIMEOUT,
+            &format!("socket {}", socket.display()),
+            || UnixStream::connect(&socket).is_ok(),
+        );
+        // Apache's children run as www-data: let them connect (etc/apache-fastcgi.conf says how
+        // a real installation does it).
+        fs::set_permissions(&socket, fs::Permissions::from_mode(0o666)).unwrap();
+        let name = "etc/apache-fastcgi.conf";
+        let snippet = read_snippet(name);
+        let snippet = substitute(&snippet, name, "/var/cache/imgserv", path(&site.cache()));
+        let snippet = substitute(
+            &snippet,
+            name,
+            "unix:/run/imgserv/fcgi.sock",
+            &format!("unix:{}", path(&socket)),
+        );
+        Apache::start(dir, &snippet, &["proxy", "proxy_fcgi"], "", Some(backend))
+    }
+
+    /// Apache starting the built `imgserv-cgi` as FastCGI processes per
+    /// `etc/apache-fcgid.conf` (mod_fcgid).
+    pub fn fcgid(site: &Site) -> Apache {
+        let dir = site.subdir("apache-");
+        let cgi_bin = copy_program(&dir, &imgserv_cgi());
+        let name = "etc/apache-fcgid.conf";
+        let snippet = read_snippet(name);
+        let snippet = substitute(&snippet, name, "/var/cache/imgserv", path(&site.cache()));
+        let snippet = substitute(&snippet, name, "/usr/local/lib/cgi-bin", path(&cgi_bin));
+        let snippet = substitute(
+            &snippet,
+            name,
+            "/etc/imgserv/imgserv.toml",
+            path(&site.config_path()),
+        );
+        let d = path(&dir);
+        let fcgid = format!("FcgidIPCDir {d}/fcgid\nFcgidProcessTableFile {d}/fcgid_shm\n");
+        fs::create_dir(dir.join("fcgid")).unwrap();
+        fs::set_permissions(dir.join("fcgid"), fs::Permissions::from_mode(0o777)).unwrap();
+        Apache::start(dir, &snippet, &["fcgid"], &fcgid, None)
+    }
+
+    /// Writes `snippet` as DIR/imgserv.conf and starts Apache with the base modules, `modules`
+    /// and `extra` lines in httpd.conf.
+    fn start(
+        dir: PathBuf,
+        snippet: &str,
+        modules: &[&str],
+        extra: &str,
+        backend: Option<Child>,
+    ) -> Apache {
+        let apache2 = require_program("apache2");
+        let modules: Vec<&str> = BASE_MODULES.iter().chain(modules).copied().collect();
+        for module in &modules {
+            let so = Path::new(MODULES).join(format!("mod_{module}.so"));
+            assert!(
+                so.exists(),
+                "{} is missing: run scripts/install-deps.sh (as root)",
+                so.display()
+            );
+        }
         fs::write(dir.join("imgserv.conf"), snippet).unwrap();
         fs::create_dir(dir.join("htdocs")).unwrap();
 
         // A port can be taken between free_port() and Apache's bind(): retry on EADDRINUSE.
         for attempt in 1.. {
             let port = free_port();
-            fs::write(dir.join("httpd.conf"), main_conf(&dir, port)).unwrap();
+            fs::write(
+                dir.join("httpd.conf"),
+                main_conf(&dir, port, &modules, extra),
+            )
+            .unwrap();
             let mut command = Command::new(&apache2);
             command
                 .arg("-d")
@@ -95,7 +167,12 @@ impl Apache {
                 continue;
             }
             server.wait_for_port(port, Duration::from_millis(100));
-            return Apache { dir, port, server };
+            return Apache {
+                dir,
+                port,
+                server,
+                backend,
+            };
         }
         unreachable!()
     }
@@ -128,6 +205,27 @@ impl Apache {
     pub fn server(&self) -> &Child {
         &self.server
     }
+
+    /// The FastCGI server of `Apache::fastcgi`.
+    pub fn backend(&self) -> Option<&Child> {
+        self.backend.as_ref()
+    }
+}
+
+/// Copies `program` to DIR/cgi-bin/imgserv.cgi (mode 0755), where www-data can run it.
+fn copy_program(dir: &Path, program: &Path) -> PathBuf {
+    let cgi_bin = dir.join("cgi-bin");
+    fs::create_dir(&cgi_bin).unwrap();
+    let cgi = cgi_bin.join("imgserv.cgi");
+    fs::copy(program, &cgi).unwrap_or_else(|e| panic!("copy {}: {e}", program.display()));
+    fs::set_permissions(&cgi, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&cgi_bin, fs::Permissions::from_mode(0o755)).unwrap();
+    cgi_bin
+}
+
+fn read_snippet(relative: &str) -> String {
+    fs::read_to_string(super::repo_root().join(relative))
+        .unwrap_or_else(|e| panic!("read {relative}: {e}"))
 }
 
 impl Drop for Apache {
@@ -142,21 +240,12 @@ impl Drop for Apache {
     }
 }
 
-fn main_conf(dir: &Path, port: u16) -> String {
+fn main_conf(dir: &Path, port: u16, modules: &[&str], extra: &str) -> String {
     let d = path(dir);
-    let modules: String = [
-        "mpm_event",
-        "authz_core",
-        "mime",
-        "alias",
-        "cgid",
-        "env",
-        "dir",
-        "headers",
-    ]
-    .iter()
-    .map(|m| format!("LoadModule {m}_module {MODULES}/mod_{m}.so\n"))
-    .collect();
+    let modules: String = modules
+        .iter()
+        .map(|m| format!("LoadModule {m}_module {MODULES}/mod_{m}.so\n"))
+        .collect();
     format!(
         "# Generated by tests/it/support/apache.rs; the imgserv part is imgserv.conf.
 ServerRoot {d}
@@ -172,8 +261,7 @@ CustomLog {d}/access.log common
 User www-data
 Group www-data
 {modules}TypesConfig /etc/mime.types
-ScriptSock {d}/cgid.sock
-StartServers 1
+{extra}StartServers 1
 ServerLimit 2
 ThreadsPerChild 16
 MaxRequestWorkers 32
