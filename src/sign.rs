@@ -250,7 +250,7 @@ pub fn verify<E: From<SignError>>(
     {
         return Err(malformed("X-Imgserv-Content-SHA256 is not 64 lower-case hex digits").into());
     }
-    if content != content_sha256(&req.body) {
+    if content != req.body.sha256_hex() {
         return Err(SignError::BodyMismatch.into());
     }
     let key = lookup(key_id)?.ok_or_else(|| SignError::UnknownKey(shorten(key_id)))?;
@@ -477,7 +477,7 @@ mod tests {
             path: path.into(),
             query: query.into(),
             headers: headers.to_vec(),
-            body: body.to_vec(),
+            body: body.to_vec().into(),
             ..Request::default()
         }
     }
@@ -635,7 +635,7 @@ mod tests {
             }),
             ("content header and body", {
                 let mut r = req.clone();
-                r.body = b"other".to_vec();
+                r.body = b"other".to_vec().into();
                 r.headers[1].1 = content_sha256(b"other");
                 r
             }),
@@ -644,7 +644,7 @@ mod tests {
             assert_eq!(check_at(&r, DATE), Err(SignError::BadSignature), "{what}");
         }
         let body_only = Request {
-            body: b"other".to_vec(),
+            body: b"other".to_vec().into(),
             ..req.clone()
         };
         assert_eq!(check_at(&body_only, DATE), Err(SignError::BodyMismatch));

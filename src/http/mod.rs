@@ -3,12 +3,15 @@
 //!
 //! This module owns no routing and no image logic (see `api`); the adapters only translate.
 
+pub mod body;
 pub mod cgi;
 pub mod fastcgi;
 pub mod multipart;
 pub mod standalone;
 
 use std::fmt;
+
+pub use body::Body;
 
 /// One request, as every transport delivers it.
 ///
@@ -25,8 +28,9 @@ pub struct Request {
     pub query: String,
     /// Request headers with lower-case names (`content-type`, `if-none-match`, …).
     pub headers: Vec<(String, String)>,
-    /// The request body (empty for `GET`/`HEAD`).
-    pub body: Vec<u8>,
+    /// The request body (empty for `GET`/`HEAD`), received within `[api] max_body_bytes`;
+    /// routes read it as a stream.
+    pub body: Body,
     /// The peer's address when the transport knows it (CGI `REMOTE_ADDR`).
     pub remote_addr: Option<String>,
 }
@@ -180,7 +184,7 @@ pub const REQUEST_URI: &str = "x-request-uri";
 ///
 /// Returns the name of the first meta-variable that the handler needs but which is not valid
 /// UTF-8, so that the adapter can answer `400` naming it instead of losing it.
-pub fn request_from_meta_vars<'a, I>(vars: I, body: Vec<u8>) -> Result<Request, String>
+pub fn request_from_meta_vars<'a, I>(vars: I, body: Body) -> Result<Request, String>
 where
     I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
 {
@@ -257,7 +261,7 @@ mod tests {
             (b"REQUEST_URI", b"/cache/a/1/2.jpg?x"),
             (b"HTTP_X_REDIRECT_URL", b"/spoofed"),
         ];
-        let req = request_from_meta_vars(vars, Vec::new()).unwrap();
+        let req = request_from_meta_vars(vars, Body::default()).unwrap();
         assert_eq!(req.method, "HEAD");
         assert_eq!(req.query, "src=a.jpg&width=10");
         assert_eq!(req.path, "/x");
@@ -275,7 +279,7 @@ mod tests {
         let vars: Vec<(&[u8], &[u8])> =
             vec![(b"PATH_INFO", b"/x/\xff"), (b"QUERY_STRING", b"src=a.jpg")];
         assert_eq!(
-            request_from_meta_vars(vars, Vec::new()),
+            request_from_meta_vars(vars, Body::default()),
             Err("PATH_INFO".to_string())
         );
     }

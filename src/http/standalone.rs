@@ -3,11 +3,12 @@
 //! that `make run` needs no web server; production sites put nginx or Apache in front.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
 
+use super::body::{self, Limits};
 use super::{Handler, Request, Response};
 use crate::render::Format;
 
@@ -21,8 +22,9 @@ pub struct Options {
     pub index_html: Option<String>,
     /// Threads answering requests.
     pub workers: usize,
-    /// Largest request body.
-    pub max_body: u64,
+    /// Largest request body (a larger `Content-Length` is refused before the body is read),
+    /// and where longer bodies are spooled.
+    pub body: Limits,
 }
 
 /// Serves until the process ends.
@@ -118,17 +120,11 @@ fn route(raw: &mut tiny_http::Request, handler: &dyn Handler, opts: &Options) ->
     if !(rest.is_empty() || rest.starts_with('/')) {
         return Response::error(404, "not-found", format!("no such resource: {path}"));
     }
-    let mut body = Vec::new();
-    if let Err(e) = raw
-        .as_reader()
-        .take(opts.max_body + 1)
-        .read_to_end(&mut body)
-    {
-        return Response::error(400, "bad-request", format!("reading the request body: {e}"));
-    }
-    if body.len() as u64 > opts.max_body {
-        return Response::error(413, "body-too-large", "request body too large");
-    }
+    let declared = raw.body_length().map(|n| n as u64);
+    let body = match body::receive(&opts.body, declared, raw.as_reader()) {
+        Ok(body) => body,
+        Err(e) => return e.response(),
+    };
     let req = Request {
         method,
         path: rest.to_string(),

@@ -97,7 +97,7 @@ pub fn unsigned(method: &str, path: &str, query: &str, body: &[u8]) -> Request {
         method: method.into(),
         path: path.into(),
         query: query.into(),
-        body: body.to_vec(),
+        body: body.to_vec().into(),
         ..Request::default()
     }
 }
@@ -450,7 +450,7 @@ fn signatures_valid_tampered_expired_wrong_key_revoked_and_missing_rights() {
 
     // Tampered: the body, the path or the query changed after signing.
     let mut req = api.signed(&api.key, "POST", "/api/images", "", &body);
-    req.body.push(0);
+    req.body = [&body[..], &[0]].concat().into();
     assert_error(&post(req), 400, "body-mismatch");
     let mut req = api.signed(&api.key, "POST", "/api/images", "", &body);
     req.query = "category=%2Fother".into();

@@ -7,6 +7,7 @@ mod support;
 
 mod admin;
 mod api;
+mod bodies;
 mod cache;
 mod corpus;
 mod docs;
