@@ -12,7 +12,7 @@ use super::{ApiError, App};
 use crate::catalog::{self, Image, Inserted, Query, Rights};
 use crate::error::Error;
 use crate::geometry::Size;
-use crate::http::{Request, Response, multipart};
+use crate::http::{Request, Response, Stream, multipart};
 use crate::ingest::{self, IngestError, Upload};
 use crate::original::OriginalId;
 use crate::purge;
@@ -178,8 +178,10 @@ impl App {
         let format = catalog::format_of(&image.mime).ok_or_else(|| {
             crate::render::RenderError::Unsupported(format!("catalogued as {}", image.mime))
         })?;
-        let bytes = self.store()?.get(id, format)?;
-        Ok(resp.with_body(bytes))
+        // Streamed from the store as the client reads it, never held whole.
+        let object = self.store()?.open(id, format)?;
+        let resp = resp.with_header("Content-Length", object.len.to_string());
+        Ok(resp.with_stream(Stream::new(object.reader, object.len)))
     }
 
     /// `GET /api/images/{id}/meta`: the catalog row as JSON.

@@ -59,6 +59,9 @@ pub fn handle_catching(handler: &dyn Handler, req: Request) -> Response {
 pub fn write_response(out: &mut dyn Write, resp: &Response) -> io::Result<()> {
     out.write_all(&cgi_head(resp))?;
     out.write_all(&resp.body)?;
+    if let Some(mut reader) = resp.stream.as_ref().and_then(|s| s.take()) {
+        io::copy(&mut reader, out)?;
+    }
     out.flush()
 }
 

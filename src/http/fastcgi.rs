@@ -337,6 +337,19 @@ pub fn write_response<W: Write + ?Sized>(
 ) -> io::Result<()> {
     write_stream(w, kind::STDOUT, request_id, &cgi_head(resp))?;
     write_stream(w, kind::STDOUT, request_id, &resp.body)?;
+    if let Some(mut reader) = resp.stream.as_ref().and_then(|s| s.take()) {
+        // One record's worth at a time: a streamed original is never in memory whole.
+        let mut buf = vec![0u8; MAX_CONTENT_LEN];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            write_record(w, kind::STDOUT, request_id, &buf[..n])?;
+        }
+    }
     write_record(w, kind::STDOUT, request_id, &[])?;
     w.write_all(&encode_end_request(request_id, 0, status::REQUEST_COMPLETE))?;
     w.flush()

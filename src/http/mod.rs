@@ -10,6 +10,8 @@ pub mod multipart;
 pub mod standalone;
 
 use std::fmt;
+use std::io::Read;
+use std::sync::{Arc, Mutex, PoisonError};
 
 pub use body::Body;
 
@@ -60,16 +62,67 @@ impl Request {
     }
 }
 
-/// One response: status, headers and the whole body.
+/// One response: status, headers, a body in memory and optionally a [`Stream`] sent after it.
 ///
-/// Bodies are in memory: images served directly are bounded by the render limits, and cached
-/// files are normally served by the web server, not through here.
+/// Generated bodies are in memory (images served directly are bounded by the render limits);
+/// an original is streamed from the store, never held whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Bytes sent after `body`, read as they are written out.
+    pub stream: Option<Stream>,
 }
+
+/// A response body read from elsewhere (a file, an S3 object) while it is sent, with its
+/// length known in advance for `Content-Length`. Sent once: the first writer takes it.
+#[derive(Clone)]
+pub struct Stream {
+    reader: Arc<Mutex<Option<Box<dyn Read + Send>>>>,
+    len: u64,
+}
+
+impl Stream {
+    /// `len` bytes from `reader` (a shorter reader ends the response early; more is not read).
+    pub fn new(reader: Box<dyn Read + Send>, len: u64) -> Stream {
+        Stream {
+            reader: Arc::new(Mutex::new(Some(Box::new(reader.take(len))))),
+            len,
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The reader, for the one who writes the response out; `None` once taken.
+    pub fn take(&self) -> Option<Box<dyn Read + Send>> {
+        self.reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Stream({} bytes)", self.len)
+    }
+}
+
+/// Streams are equal only to themselves (their clones).
+impl PartialEq for Stream {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.reader, &other.reader)
+    }
+}
+
+impl Eq for Stream {}
 
 impl Response {
     /// An empty response with this status.
@@ -78,6 +131,7 @@ impl Response {
             status,
             headers: Vec::new(),
             body: Vec::new(),
+            stream: None,
         }
     }
 
@@ -111,6 +165,26 @@ impl Response {
         self
     }
 
+    /// Sends `stream` as the body (after `body`, normally empty).
+    pub fn with_stream(mut self, stream: Stream) -> Self {
+        self.stream = Some(stream);
+        self
+    }
+
+    /// The response with its stream read into `body`, for callers that want the bytes (tests,
+    /// tools), not for serving.
+    pub fn collect(mut self) -> std::io::Result<Response> {
+        if let Some(mut reader) = self.stream.take().and_then(|s| s.take()) {
+            reader.read_to_end(&mut self.body)?;
+        }
+        Ok(self)
+    }
+
+    /// The body's whole length: the bytes in memory and the stream's.
+    pub fn body_len(&self) -> u64 {
+        self.body.len() as u64 + self.stream.as_ref().map_or(0, Stream::len)
+    }
+
     /// The first header with this name, compared case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -122,11 +196,12 @@ impl Response {
     /// Drops the body for a `HEAD` request, keeping `Content-Length` as it would have been.
     pub fn for_request(mut self, req: &Request) -> Self {
         if self.header("Content-Length").is_none() {
-            let len = self.body.len().to_string();
+            let len = self.body_len().to_string();
             self.headers.push(("Content-Length".into(), len));
         }
         if req.is_head() {
             self.body.clear();
+            self.stream = None;
         }
         self
     }

@@ -3,7 +3,7 @@
 //! that `make run` needs no web server; production sites put nginx or Apache in front.
 
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
@@ -57,8 +57,8 @@ fn answer(mut raw: tiny_http::Request, handler: &dyn Handler, opts: &Options) {
     // A HEAD response has no body but announces the length a GET would have; tiny_http sends
     // no body for HEAD and takes the length from here.
     let length = match resp.header("content-length").and_then(|v| v.parse().ok()) {
-        Some(n) if resp.body.is_empty() => n,
-        _ => resp.body.len(),
+        Some(n) if resp.body_len() == 0 => n,
+        _ => resp.body_len() as usize,
     };
     let headers = resp
         .headers
@@ -68,10 +68,15 @@ fn answer(mut raw: tiny_http::Request, handler: &dyn Handler, opts: &Options) {
             tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
         })
         .collect();
+    let streamed = resp.stream.as_ref().and_then(|s| s.take());
+    let data: Box<dyn io::Read + Send> = match streamed {
+        Some(reader) => Box::new(io::Cursor::new(resp.body).chain(reader)),
+        None => Box::new(io::Cursor::new(resp.body)),
+    };
     let out = tiny_http::Response::new(
         tiny_http::StatusCode(resp.status),
         headers,
-        io::Cursor::new(resp.body),
+        data,
         Some(length),
         None,
     );

@@ -73,6 +73,8 @@ impl Api {
     pub fn call(&self, method: &str, path: &str, query: &str, body: &[u8]) -> Response {
         self.app
             .handle(self.signed(&self.key, method, path, query, body))
+            .collect()
+            .unwrap()
     }
 
     pub fn upload(&self, fixture: &str, query: &str) -> (u16, Value) {
@@ -196,6 +198,8 @@ fn battery(api: &Api, stored: &dyn Fn(&OriginalId, &str) -> bool) {
     let path = format!("/api/images/{id}");
     let resp = api.app.handle(unsigned("GET", &path, "", b""));
     assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("content-length"), Some("112525"));
+    let resp = resp.collect().unwrap();
     assert_eq!(resp.body, fixture_bytes("photo-rocket-640x427.jpg"));
     assert_eq!(resp.header("content-type"), Some("image/jpeg"));
     let etag = resp.header("etag").unwrap().to_string();

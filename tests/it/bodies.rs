@@ -1,7 +1,8 @@
 //! Request and response bodies on the real transports: a `Content-Length` over
 //! `[api] max_body_bytes` is answered 413 before any of the body is read (CGI, FastCGI,
-//! standalone); a large body waiting for its signature check never sits whole in the server's
-//! memory; a refused body leaves no file behind.
+//! standalone); a large body waiting for its signature check, and a large original on its way
+//! out (from a directory and from S3), never sit whole in the server's memory; a refused body
+//! leaves no file behind.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -12,11 +13,14 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use imgserv::catalog::{Catalog, Inserted};
 use imgserv::http::fastcgi::{
     HEADER_LEN, Header, KEEP_CONN, ROLE_RESPONDER, encode_params, encode_record, kind,
 };
+use imgserv::ingest::{self, Upload};
+use imgserv::original::OriginalId;
 
-use crate::support::{Child, Site, fixture_bytes, free_port, imgserv_cgi};
+use crate::support::{Child, S3Server, Site, fixture_bytes, free_port, imgserv_cgi};
 
 /// How long a server may take to answer a refused body; it never gets the body, so waiting
 /// this long means it is waiting for it.
@@ -246,5 +250,79 @@ fn fastcgi_unsigned_large_upload_stays_out_of_memory_and_leaves_nothing() {
     assert!(
         new.iter().all(|p| p.to_string_lossy().contains(".sqlite")),
         "files left: {new:?}"
+    );
+}
+
+/// Adds `bytes` to the site's store and catalog, as an upload would.
+fn add_original(site: &Site, bytes: &[u8]) -> OriginalId {
+    let config = imgserv::config::load(&site.config_path(), &[]).unwrap();
+    let store = imgserv::store::open(&config.store).unwrap();
+    let mut catalog = Catalog::open(&config.state.catalog_path()).unwrap();
+    match ingest::ingest(
+        &config,
+        store.as_ref(),
+        &mut catalog,
+        bytes,
+        &Upload::default(),
+    ) {
+        Ok(Inserted::New(image)) => image.id,
+        other => panic!("ingest: {other:?}"),
+    }
+}
+
+/// Gets `/api/images/{id}` from a FastCGI server; returns the server's peak memory growth.
+fn download_through_fastcgi(server: &Child, port: u16, id: &OriginalId, want: &[u8]) -> u64 {
+    let before = peak_rss(server.pid());
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let path = format!("/api/images/{id}");
+    s.write_all(&fcgi_head(
+        1,
+        &[("REQUEST_METHOD", "GET"), ("PATH_INFO", &path)],
+    ))
+    .unwrap();
+    fcgi_stdin(&mut s, 1, b"").unwrap();
+    let (status, body) = fcgi_reply(&mut s);
+    assert_eq!(
+        status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&body[..body.len().min(300)])
+    );
+    assert!(body == want, "the original came back different");
+    peak_rss(server.pid()).saturating_sub(before)
+}
+
+#[test]
+fn fastcgi_streams_a_large_original_out_of_the_fs_store() {
+    let site = Site::new();
+    let original = big_jpeg(48 << 20);
+    let id = add_original(&site, &original);
+    let (server, port) = fastcgi_server(&site);
+    let grown = download_through_fastcgi(&server, port, &id, &original);
+    assert!(
+        grown < original.len() as u64 / 4,
+        "peak memory grew by {grown} bytes for a {}-byte original",
+        original.len()
+    );
+}
+
+#[test]
+fn fastcgi_streams_a_large_original_out_of_s3() {
+    let s3 = S3Server::start();
+    let site = Site::with_config(&format!(
+        "[store]\ntype = \"s3\"\nendpoint = \"{}\"\nbucket = \"{}\"\naccess_key = \"{}\"\nsecret_key = \"{}\"\n",
+        s3.endpoint(),
+        S3Server::BUCKET,
+        S3Server::ACCESS_KEY,
+        S3Server::SECRET_KEY
+    ));
+    let original = big_jpeg(48 << 20);
+    let id = add_original(&site, &original);
+    let (server, port) = fastcgi_server(&site);
+    let grown = download_through_fastcgi(&server, port, &id, &original);
+    assert!(
+        grown < original.len() as u64 / 4,
+        "peak memory grew by {grown} bytes for a {}-byte original",
+        original.len()
     );
 }
