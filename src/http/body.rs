@@ -43,8 +43,10 @@ impl Default for Limits {
 pub enum BodyError {
     /// The body (declared or sent) is longer than the limit.
     TooLarge(u64),
-    /// Reading the body from the client or writing its temporary file failed.
+    /// Reading the body from the client failed.
     Io(io::Error),
+    /// Writing the body's temporary file failed (a full disk): the server's trouble.
+    Spool(io::Error),
 }
 
 impl fmt::Display for BodyError {
@@ -52,6 +54,7 @@ impl fmt::Display for BodyError {
         match self {
             BodyError::TooLarge(limit) => write!(f, "request body larger than {limit} bytes"),
             BodyError::Io(e) => write!(f, "reading the request body: {e}"),
+            BodyError::Spool(e) => write!(f, "keeping the request body: {e}"),
         }
     }
 }
@@ -62,6 +65,15 @@ impl BodyError {
         match self {
             BodyError::TooLarge(_) => super::Response::error(413, "body-too-large", self),
             BodyError::Io(_) => super::Response::error(400, "bad-request", self),
+            BodyError::Spool(e) => {
+                log::error!("{self}");
+                let resp = super::Response::error(500, "body-io", "cannot keep the request body");
+                if e.kind() == io::ErrorKind::StorageFull {
+                    resp.with_header("Retry-After", "30")
+                } else {
+                    resp
+                }
+            }
         }
     }
 }
@@ -245,13 +257,13 @@ impl<'l> Spool<'l> {
         if self.file.is_none() && self.memory.len() + bytes.len() > MEMORY_MAX {
             let mut file = tempfile::tempfile_in(&self.limits.spool_dir)
                 .or_else(|_| tempfile::tempfile())
-                .map_err(BodyError::Io)?;
-            file.write_all(&self.memory).map_err(BodyError::Io)?;
+                .map_err(BodyError::Spool)?;
+            file.write_all(&self.memory).map_err(BodyError::Spool)?;
             self.memory = Vec::new();
             self.file = Some(file);
         }
         match &mut self.file {
-            Some(file) => file.write_all(bytes).map_err(BodyError::Io),
+            Some(file) => file.write_all(bytes).map_err(BodyError::Spool),
             None => {
                 self.memory.extend_from_slice(bytes);
                 Ok(())
@@ -356,6 +368,20 @@ mod tests {
         let e = receive(&l, Some(101), &mut Untouchable).unwrap_err();
         assert!(matches!(e, BodyError::TooLarge(100)));
         assert_eq!(e.response().status, 413);
+    }
+
+    #[test]
+    fn a_full_spool_disk_is_the_servers_trouble() {
+        let e = BodyError::Spool(io::ErrorKind::StorageFull.into());
+        let resp = e.response();
+        assert_eq!((resp.status, resp.header("retry-after")), (500, Some("30")));
+        assert!(String::from_utf8_lossy(&resp.body).starts_with("body-io: "));
+        assert_eq!(
+            BodyError::Io(io::ErrorKind::UnexpectedEof.into())
+                .response()
+                .status,
+            400
+        );
     }
 
     #[test]

@@ -465,6 +465,11 @@ impl<'o> Session<'o> {
                 }
             }
             kind::ABORT_REQUEST => match self.current.take_if(|cur| cur.id == id) {
+                // Already answered (413 from its CONTENT_LENGTH): no second END_REQUEST.
+                Some(cur) if cur.answered => Ok(Event::Reply {
+                    records: Vec::new(),
+                    close: !cur.keep_conn,
+                }),
                 Some(cur) => Ok(Event::Reply {
                     records: encode_end_request(id, 0, status::REQUEST_COMPLETE),
                     close: !cur.keep_conn,
@@ -1478,9 +1483,16 @@ mod tests {
         // The body sent anyway is skipped, and the connection stays in step.
         s.write_all(&stream(kind::STDIN, 1, &[7; 2501], 1000))
             .unwrap();
-        s.write_all(&request(1, false, &params[..2], &[8; 2500]))
+        s.write_all(&request(1, true, &params[..2], &[8; 2500]))
             .unwrap();
         assert_eq!(read_reply(&mut s, 1).body, [8; 2500]);
+        // Aborted instead of sent: no second END_REQUEST for the answered request.
+        s.write_all(&head).unwrap();
+        assert_eq!(read_reply(&mut s, 1).status, 413);
+        s.write_all(&rec(kind::ABORT_REQUEST, 1, &[])).unwrap();
+        s.write_all(&request(1, false, &params[..2], &[9; 10]))
+            .unwrap();
+        assert_eq!(read_reply(&mut s, 1).body, [9; 10]);
     }
 
     #[test]
