@@ -223,6 +223,8 @@ impl Read for BodyReader {
 /// anonymous temporary file; refuses more than the limit.
 pub struct Spool<'l> {
     limits: &'l Limits,
+    /// The most bytes taken: the limit, or less when the body's length was declared.
+    max: u64,
     memory: Vec<u8>,
     file: Option<File>,
     len: u64,
@@ -239,6 +241,7 @@ impl<'l> Spool<'l> {
     pub fn new(limits: &'l Limits) -> Self {
         Spool {
             limits,
+            max: limits.max_bytes,
             memory: Vec::new(),
             file: None,
             len: 0,
@@ -249,8 +252,8 @@ impl<'l> Spool<'l> {
     /// Adds bytes; [`BodyError::TooLarge`] once the body passes the limit (the bytes kept so
     /// far stay, but nothing more is taken).
     pub fn push(&mut self, bytes: &[u8]) -> Result<(), BodyError> {
-        if self.len + bytes.len() as u64 > self.limits.max_bytes {
-            return Err(BodyError::TooLarge(self.limits.max_bytes));
+        if self.len + bytes.len() as u64 > self.max {
+            return Err(BodyError::TooLarge(self.max));
         }
         self.len += bytes.len() as u64;
         self.hasher.update(bytes);
@@ -283,6 +286,14 @@ impl<'l> Spool<'l> {
                 Err(e) => return Err(BodyError::Io(e)),
             };
             self.push(&buf[..n])?;
+        }
+    }
+
+    /// Takes no more than a declared length (within the limit): a longer body is refused as
+    /// too large.
+    pub fn declare(&mut self, declared: Option<u64>) {
+        if let Some(n) = declared {
+            self.max = self.max.min(n);
         }
     }
 

@@ -491,6 +491,9 @@ impl<'o> Session<'o> {
                         .into_iter()
                         .find(|(name, _)| *name == b"CONTENT_LENGTH")
                         .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse().ok());
+                    if let Ok(spool) = &mut cur.body {
+                        spool.declare(declared);
+                    }
                     if let Err(e) = super::body::check_declared(&self.opts.body, declared) {
                         let mut records = Vec::new();
                         let resp = e.response().for_request(&Request::default());
@@ -1486,6 +1489,17 @@ mod tests {
         s.write_all(&request(1, true, &params[..2], &[8; 2500]))
             .unwrap();
         assert_eq!(read_reply(&mut s, 1).body, [8; 2500]);
+        // More than CONTENT_LENGTH said is refused too.
+        let mut longer = begin(1, ROLE_RESPONDER, true);
+        longer.extend(stream(
+            kind::PARAMS,
+            1,
+            &nv(&[("CONTENT_LENGTH", b"10")]),
+            7,
+        ));
+        longer.extend(stream(kind::STDIN, 1, &[1; 11], 1000));
+        s.write_all(&longer).unwrap();
+        assert_eq!(read_reply(&mut s, 1).status, 413);
         // Aborted instead of sent: no second END_REQUEST for the answered request.
         s.write_all(&head).unwrap();
         assert_eq!(read_reply(&mut s, 1).status, 413);
