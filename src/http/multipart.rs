@@ -418,10 +418,27 @@ mod tests {
         }
     }
 
-    /// Many almost-delimiters (`\r\n--` and all but the last byte of the boundary): each byte
-    /// of the body is examined a bounded number of times, whatever the boundary's length.
+    /// Bodies that cost a naive search O(n·m): runs of `-` against a boundary of dashes (every
+    /// position of the old `windows().position()` search compared all 71 dashes before the
+    /// `x`, 72 byte comparisons per body byte), and many almost-delimiters. Each body byte is
+    /// handed to the searcher a bounded number of times, and `memmem` is O(n + m) per search.
     #[test]
     fn almost_delimiters_cost_linear_work() {
+        let boundary = format!("{}x", "-".repeat(69));
+        let dashes = "-".repeat(1 << 20);
+        let body = format!(
+            "{dashes}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\n\
+             {dashes}\r\n--{boundary}--"
+        );
+        let mut form = Form::new(body.as_bytes(), &boundary);
+        assert_eq!(form.next_part().unwrap().unwrap().name, "f");
+        let mut data = Vec::new();
+        form.read_to_end(&mut data).unwrap();
+        assert!(data == dashes.as_bytes());
+        assert!(form.next_part().unwrap().is_none());
+        let n = body.len() as u64;
+        assert!(form.scanned() <= 2 * n, "{} for {n}", form.scanned());
+
         // Many tiny parts: each head and each part's data is looked at once.
         let mut body = Vec::new();
         for i in 0..5_000 {
