@@ -379,3 +379,30 @@ fn nginx_fastcgi_signed_multipart_upload_and_streamed_original() {
     );
     assert!(r.body == original, "the original came back different");
 }
+
+/// A CGI process whose data segment is limited to 24 MiB (`ulimit -d`) still answers an
+/// unsigned 48 MiB upload: the body goes to an anonymous temporary file, never into memory
+/// (the old adapter read it into one buffer, and the allocation failed).
+#[test]
+fn cgi_unsigned_large_upload_stays_out_of_memory() {
+    let site = Site::new();
+    let before_files = files(site.dir());
+    let body = big_jpeg(48 << 20);
+    let cgi = imgserv_cgi();
+    let r = crate::support::Cgi::program(Path::new("/bin/sh"))
+        .arg("-c")
+        .arg("ulimit -d 24576 && exec \"$0\"")
+        .arg(cgi.to_str().unwrap())
+        .env("IMGSERV_CONFIG", site.config_path().to_str().unwrap())
+        .method("POST")
+        .path_info("/api/images")
+        .body("image/jpeg", &body)
+        .run();
+    assert_eq!(r.status, 401, "{}\n{}", r.body_text(), r.stderr.0);
+    let after_files = files(site.dir());
+    let new: Vec<_> = after_files.difference(&before_files).collect();
+    assert!(
+        new.iter().all(|p| p.to_string_lossy().contains(".sqlite")),
+        "files left: {new:?}"
+    );
+}
