@@ -33,6 +33,10 @@ use crate::render::Format;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time for a whole request, body included.
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// Time for an original streamed to a client (`open`) to arrive whole once S3 has answered:
+/// the body moves at the client's pace, so the 60 s of a whole request would cut a large
+/// original to a slow client short.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// How long a presigned URL is valid. It is used at once; the margin covers a slow upload's
 /// start and a little clock skew.
 const SIGNED_FOR: Duration = Duration::from_secs(300);
@@ -229,6 +233,11 @@ impl Store for S3Store {
         let response = self
             .agent
             .get(url.as_str())
+            .config()
+            .timeout_global(None)
+            .timeout_recv_response(Some(TIMEOUT))
+            .timeout_recv_body(Some(STREAM_TIMEOUT))
+            .build()
             .call()
             .map_err(|e| network("GET", e))?;
         let status = response.status().as_u16();
