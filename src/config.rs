@@ -94,6 +94,9 @@ pub struct ApiConfig {
     pub public_reads: bool,
     /// Original formats an upload may have, checked by content.
     pub types: Vec<crate::render::Format>,
+    /// Largest request body every transport receives; a larger `Content-Length` gets `413`
+    /// before the body is read.
+    pub max_body_bytes: u64,
 }
 
 /// Signatures (`[security]`).
@@ -331,6 +334,7 @@ struct RawMetrics {
 struct RawApi {
     public_reads: Option<bool>,
     types: Option<Vec<String>>,
+    max_body_bytes: Option<SizeValue>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -968,7 +972,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
         }
     });
     let store = validate_store(raw.store, &cache_dir, base, &mut p);
-    let api = validate_api(raw.api, &mut p);
+    let api = validate_api(raw.api, max_source_bytes, &mut p);
     let security = SecurityConfig {
         require_signed_urls: raw.security.require_signed_urls.unwrap_or(false),
         max_clock_skew: p.duration(
@@ -1039,7 +1043,10 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
     })
 }
 
-fn validate_api(raw: RawApi, p: &mut Problems) -> ApiConfig {
+/// Room for the multipart form around an upload of `[limits] max_source_bytes`.
+const FORM_OVERHEAD: u64 = 1 << 20;
+
+fn validate_api(raw: RawApi, max_source_bytes: u64, p: &mut Problems) -> ApiConfig {
     use crate::render::Format;
     let names = raw
         .types
@@ -1066,9 +1073,18 @@ fn validate_api(raw: RawApi, p: &mut Problems) -> ApiConfig {
     if names.is_empty() {
         p.add("api.types", "expected at least one type");
     }
+    let max_body_bytes = p.size(
+        "api.max_body_bytes",
+        raw.max_body_bytes.as_ref(),
+        max_source_bytes.saturating_add(FORM_OVERHEAD),
+    );
+    if max_body_bytes == 0 {
+        p.add("api.max_body_bytes", "expected at least 1 byte");
+    }
     ApiConfig {
         public_reads: raw.public_reads.unwrap_or(false),
         types,
+        max_body_bytes,
     }
 }
 
@@ -1323,7 +1339,7 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
         ),
         ("server", &["workers", "max_conns"][..]),
         ("mirrors", &["map"][..]),
-        ("api", &["public_reads", "types"][..]),
+        ("api", &["public_reads", "types", "max_body_bytes"][..]),
         ("security", &["require_signed_urls", "max_clock_skew"][..]),
         (
             "evict",

@@ -154,6 +154,7 @@ impl Error {
                 ApiError::Method { .. } => (405, "method-not-allowed", exit::USAGE),
                 ApiError::BadBody(_) => (400, "bad-body", exit::DATAERR),
                 ApiError::ContentType(_) => (415, "unsupported-content-type", exit::DATAERR),
+                ApiError::BodyIo(_) => (500, "body-io", exit::IOERR),
             },
             Error::Ingest(e) => match e {
                 IngestError::TooLarge { .. } => (413, "upload-too-large", exit::DATAERR),

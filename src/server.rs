@@ -79,7 +79,7 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
     let fastcgi_opts = |config: &Config| fastcgi::Options {
         workers: config.server.workers(),
         max_conns,
-        ..fastcgi::Options::default()
+        body: body_limits(config),
     };
     let app = App::new(config);
     let result = match mode {
@@ -89,7 +89,7 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
                 let opts = fastcgi_opts(app.config());
                 fastcgi::serve(listener, Arc::new(app), &opts)
             }
-            _ if is_cgi() => return http::cgi::run(&app),
+            _ if is_cgi() => return http::cgi::run(&app, &body_limits(app.config())),
             _ => {
                 log::error!(
                     "not started by a web server (GATEWAY_INTERFACE is unset and standard input \
@@ -113,7 +113,6 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
         Mode::Listen(addr) => {
             long_lived();
             let config = app.config();
-            let max_body = fastcgi::Options::default().max_body;
             let opts = standalone::Options {
                 script_name: "/imgserv.cgi".into(),
                 static_dir: (!config.cache.url.contains("://")).then(|| {
@@ -125,7 +124,7 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
                 }),
                 index_html: Some(demo_page(config)),
                 workers: config.server.workers(),
-                max_body,
+                body: body_limits(config),
             };
             let handler: Arc<dyn Handler> = Arc::new(app);
             standalone::serve(&addr, handler, opts)
@@ -137,6 +136,15 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
             log::error!("{e}");
             exit::UNAVAILABLE
         }
+    }
+}
+
+/// How every transport receives request bodies: `[api] max_body_bytes`, spooled to the state
+/// directory.
+fn body_limits(config: &Config) -> http::body::Limits {
+    http::body::Limits {
+        max_bytes: config.api.max_body_bytes,
+        spool_dir: config.state.dir.clone(),
     }
 }
 

@@ -264,7 +264,7 @@ pub fn sign_request(
     date: u64,
 ) -> [(String, String); 3] {
     let date = date.to_string();
-    let content = content_sha256(&req.body);
+    let content = req.body.sha256_hex();
     let content_type = canonical_content_type(req.header("content-type")).unwrap_or_default();
     let sts = string_to_sign(
         version,
@@ -323,7 +323,7 @@ pub fn verify<E: From<SignError>>(
         Version::V2 => canonical_content_type(header(req, "content-type")?)
             .ok_or_else(|| malformed("Content-Type holds a control character"))?,
     };
-    if content != content_sha256(&req.body) {
+    if content != req.body.sha256_hex() {
         return Err(SignError::BodyMismatch.into());
     }
     let key = lookup(key_id)?.ok_or_else(|| SignError::UnknownKey(shorten(key_id)))?;
@@ -570,7 +570,7 @@ mod tests {
             headers: content_type
                 .map(|t| vec![("content-type".to_string(), t.to_string())])
                 .unwrap_or_default(),
-            body: body.to_vec(),
+            body: body.to_vec().into(),
             ..Request::default()
         };
         let mut headers = sign_request(version, KEY_ID, SECRET.as_bytes(), &req, DATE).to_vec();
@@ -759,7 +759,7 @@ mod tests {
             }),
             ("content header and body", {
                 let mut r = req.clone();
-                r.body = b"other".to_vec();
+                r.body = b"other".to_vec().into();
                 r.headers[1].1 = content_sha256(b"other");
                 r
             }),
@@ -772,7 +772,7 @@ mod tests {
             );
         }
         let body_only = Request {
-            body: b"other".to_vec(),
+            body: b"other".to_vec().into(),
             ..req.clone()
         };
         assert_eq!(check_at(&body_only, DATE), Err(SignError::BodyMismatch));

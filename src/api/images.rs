@@ -4,6 +4,7 @@
 //! need `read` unless `[api] public_reads` (variants, served by the redirector and the 404
 //! handler, never do).
 
+use std::io::{self, Read};
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
@@ -12,8 +13,8 @@ use super::{ApiError, App};
 use crate::catalog::{self, Image, Inserted, Query, Rights};
 use crate::error::Error;
 use crate::geometry::Size;
-use crate::http::{Request, Response, multipart};
-use crate::ingest::{self, Upload};
+use crate::http::{Request, Response, Stream, multipart};
+use crate::ingest::{self, IngestError, Upload};
 use crate::original::OriginalId;
 use crate::purge;
 use crate::query::{self, QueryError};
@@ -92,38 +93,38 @@ impl App {
             owner: Some(who.user),
         };
         let content_type = req.header("content-type").unwrap_or("");
-        let form;
-        let bytes: &[u8] = match multipart::boundary(content_type) {
+        let limit = self.config.limits.max_source_bytes;
+        let bytes = match multipart::boundary(content_type) {
             Some(boundary) => {
-                form = multipart::parse(&req.body, &boundary).map_err(ApiError::BadBody)?;
-                let mut files = Vec::new();
-                for part in &form {
-                    match part.name.as_str() {
-                        "meta" => upload.meta = json_object(&part.data)?,
+                // The form is read part by part; only the file's bytes are kept.
+                let mut form = multipart::Form::new(req.body.reader(), &boundary);
+                let mut file = None;
+                while let Some(head) = form.next_part().map_err(form_error)? {
+                    match head.name.as_str() {
+                        "meta" => upload.meta = json_object(&field(&mut form)?)?,
                         "category" => {
-                            upload.category = String::from_utf8(part.data.clone())
+                            upload.category = String::from_utf8(field(&mut form)?)
                                 .map_err(|_| ApiError::BadBody("category is not UTF-8".into()))?;
                         }
-                        _ if part.filename.is_some() || part.name == "file" => {
-                            files.push(&part.data[..]);
+                        _ if head.filename.is_some() || head.name == "file" => {
+                            if file.is_some() {
+                                return Err(ApiError::BadBody("more than one file".into()).into());
+                            }
+                            file = Some(read_upload(&mut form, limit)?);
                         }
                         _ => {}
                     }
                 }
-                match files.as_slice() {
-                    [file] => file,
-                    [] => return Err(ApiError::BadBody("the form has no file part".into()).into()),
-                    _ => return Err(ApiError::BadBody("more than one file".into()).into()),
-                }
+                file.ok_or_else(|| ApiError::BadBody("the form has no file part".into()))?
             }
             None if content_type.starts_with("multipart/") => {
                 return Err(ApiError::ContentType(content_type.into()).into());
             }
-            None => &req.body,
+            None => read_upload(&mut req.body.reader(), limit)?,
         };
         let store = self.store()?;
         let inserted = self.with_catalog(|catalog| {
-            ingest::ingest(&self.config, store.as_ref(), catalog, bytes, &upload)
+            ingest::ingest(&self.config, store.as_ref(), catalog, &bytes, &upload)
         })?;
         let (status, image) = match &inserted {
             Inserted::New(i) => (201, i),
@@ -178,8 +179,10 @@ impl App {
         let format = catalog::format_of(&image.mime).ok_or_else(|| {
             crate::render::RenderError::Unsupported(format!("catalogued as {}", image.mime))
         })?;
-        let bytes = self.store()?.get(id, format)?;
-        Ok(resp.with_body(bytes))
+        // Streamed from the store as the client reads it, never held whole.
+        let object = self.store()?.open(id, format)?;
+        let resp = resp.with_header("Content-Length", object.len.to_string());
+        Ok(resp.with_stream(Stream::new(object.reader, object.len)))
     }
 
     /// `GET /api/images/{id}/meta`: the catalog row as JSON.
@@ -194,10 +197,15 @@ impl App {
         self.authorize(req, Rights::WRITE)?;
         let pairs = query::pairs(&req.query)?;
         let category = query::single(&pairs, "category")?;
-        let meta = if req.body.iter().all(u8::is_ascii_whitespace) {
+        let body = req
+            .body
+            .to_vec(MAX_FIELD)
+            .map_err(ApiError::BodyIo)?
+            .ok_or_else(|| ApiError::BadBody(format!("metadata over {MAX_FIELD} bytes")))?;
+        let meta = if body.iter().all(u8::is_ascii_whitespace) {
             None
         } else {
-            Some(json_object(&req.body)?)
+            Some(json_object(&body)?)
         };
         let image = self.with_catalog(|c| {
             let mut image = c
@@ -290,6 +298,53 @@ impl App {
         self.authorize_read(req)?;
         let tree = self.with_catalog(|c| Ok(c.categories()?))?;
         Ok(json(200, &tree))
+    }
+}
+
+/// The largest metadata document or form field (other than the file) read.
+const MAX_FIELD: u64 = 1 << 20;
+
+/// A form field's bytes, up to [`MAX_FIELD`].
+fn field(form: &mut impl Read) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    form.take(MAX_FIELD + 1)
+        .read_to_end(&mut out)
+        .map_err(read_error)?;
+    if out.len() as u64 > MAX_FIELD {
+        return Err(ApiError::BadBody(format!("a form field is over {MAX_FIELD} bytes")).into());
+    }
+    Ok(out)
+}
+
+/// The uploaded file, refused as soon as it passes `limit` (its size is then counted, not
+/// kept).
+fn read_upload(input: &mut impl Read, limit: u64) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    input
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(read_error)?;
+    if out.len() as u64 > limit {
+        let rest = io::copy(input, &mut io::sink()).map_err(read_error)?;
+        let bytes = out.len() as u64 + rest;
+        return Err(IngestError::TooLarge { bytes, limit }.into());
+    }
+    Ok(out)
+}
+
+fn form_error(e: multipart::FormError) -> Error {
+    match e {
+        multipart::FormError::Malformed(why) => ApiError::BadBody(why).into(),
+        multipart::FormError::Io(e) => read_error(e),
+    }
+}
+
+/// A malformed form shows up as `InvalidData` from a part's reader.
+fn read_error(e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::InvalidData {
+        ApiError::BadBody(e.to_string()).into()
+    } else {
+        ApiError::BodyIo(e).into()
     }
 }
 

@@ -39,6 +39,9 @@ pub enum ApiError {
     /// A request body that is not `Content-Type` the route accepts.
     #[error("unsupported content type {0:?}")]
     ContentType(String),
+    /// The received request body could not be read back (its temporary file failed).
+    #[error("reading the request body: {0}")]
+    BodyIo(std::io::Error),
 }
 
 /// The application: configuration plus small pools of connections (SQLite connections are not

@@ -9,35 +9,27 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::panic::{self, AssertUnwindSafe};
 
+use super::body::{self, Limits};
 use super::{Handler, Request, Response, cgi_head, request_from_meta_vars};
 
-/// Largest request body read from standard input.
-pub const MAX_BODY: u64 = 64 << 20;
-
 /// Builds the request from meta-variables and a body reader; an error is the response to send
-/// instead (400 for a meta-variable that is not UTF-8, 413 for a body over the limit).
+/// instead (400 for a meta-variable that is not UTF-8, 413 for a `CONTENT_LENGTH` over the
+/// limit, refused before standard input is read).
 pub fn request_from(
     vars: &[(OsString, OsString)],
     body: &mut dyn Read,
+    limits: &Limits,
 ) -> Result<Request, Response> {
+    // RFC 3875 §4.1.2: no CONTENT_LENGTH, no body (reading on would wait for the server).
     let length = vars
         .iter()
         .find(|(n, _)| n.as_bytes() == b"CONTENT_LENGTH")
         .and_then(|(_, v)| v.to_str())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(0);
-    if length > MAX_BODY {
-        let msg = format!("request body over {MAX_BODY} bytes");
-        return Err(Response::error(413, "body-too-large", msg));
-    }
-    let mut buf = Vec::new();
-    if length > 0 {
-        body.take(length).read_to_end(&mut buf).map_err(|e| {
-            Response::error(400, "bad-request", format!("reading the request body: {e}"))
-        })?;
-    }
+    let body = body::receive(limits, Some(length), body).map_err(|e| e.response())?;
     let pairs = vars.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()));
-    request_from_meta_vars(pairs, buf).map_err(|name| {
+    request_from_meta_vars(pairs, body).map_err(|name| {
         Response::error(
             400,
             "bad-request",
@@ -67,14 +59,17 @@ pub fn handle_catching(handler: &dyn Handler, req: Request) -> Response {
 pub fn write_response(out: &mut dyn Write, resp: &Response) -> io::Result<()> {
     out.write_all(&cgi_head(resp))?;
     out.write_all(&resp.body)?;
+    if let Some(mut reader) = resp.stream.as_ref().and_then(|s| s.take()) {
+        io::copy(&mut reader, out)?;
+    }
     out.flush()
 }
 
 /// Serves the one request of this process. Returns the process exit code (0 even for error
 /// responses: the response is the report).
-pub fn run(handler: &dyn Handler) -> i32 {
+pub fn run(handler: &dyn Handler, limits: &Limits) -> i32 {
     let vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-    let resp = match request_from(&vars, &mut io::stdin().lock()) {
+    let resp = match request_from(&vars, &mut io::stdin().lock(), limits) {
         Ok(req) => handle_catching(handler, req),
         Err(resp) => resp,
     };
@@ -107,19 +102,20 @@ mod tests {
     #[test]
     fn reads_exactly_content_length() {
         let v = vars(&[("REQUEST_METHOD", b"POST"), ("CONTENT_LENGTH", b"3")]);
-        let req = request_from(&v, &mut &b"abcdef"[..]).unwrap();
-        assert_eq!(req.body, b"abc");
+        let req = request_from(&v, &mut &b"abcdef"[..], &Limits::default()).unwrap();
+        assert_eq!(req.body, b"abc".to_vec().into());
         assert_eq!(req.method, "POST");
     }
 
     #[test]
     fn refuses_non_utf8_and_huge_bodies() {
         let v = vars(&[("PATH_INFO", b"/x/\xff")]);
-        let resp = request_from(&v, &mut io::empty()).unwrap_err();
+        let resp = request_from(&v, &mut io::empty(), &Limits::default()).unwrap_err();
         assert_eq!(resp.status, 400);
         assert!(String::from_utf8_lossy(&resp.body).contains("PATH_INFO"));
         let v = vars(&[("CONTENT_LENGTH", b"999999999999")]);
-        assert_eq!(request_from(&v, &mut io::empty()).unwrap_err().status, 413);
+        let resp = request_from(&v, &mut io::empty(), &Limits::default()).unwrap_err();
+        assert_eq!(resp.status, 413);
     }
 
     #[test]

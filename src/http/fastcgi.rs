@@ -24,7 +24,8 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{Handler, Request, Response, cgi_head, request_from_meta_vars};
+use super::body::{BodyError, Limits, Spool};
+use super::{Body, Handler, Request, Response, cgi_head, request_from_meta_vars};
 
 /// The only protocol version there is (`FCGI_VERSION_1`).
 pub const VERSION_1: u8 = 1;
@@ -336,6 +337,19 @@ pub fn write_response<W: Write + ?Sized>(
 ) -> io::Result<()> {
     write_stream(w, kind::STDOUT, request_id, &cgi_head(resp))?;
     write_stream(w, kind::STDOUT, request_id, &resp.body)?;
+    if let Some(mut reader) = resp.stream.as_ref().and_then(|s| s.take()) {
+        // One record's worth at a time: a streamed original is never in memory whole.
+        let mut buf = vec![0u8; MAX_CONTENT_LEN];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            write_record(w, kind::STDOUT, request_id, &buf[..n])?;
+        }
+    }
     write_record(w, kind::STDOUT, request_id, &[])?;
     w.write_all(&encode_end_request(request_id, 0, status::REQUEST_COMPLETE))?;
     w.flush()
@@ -348,9 +362,10 @@ pub struct Options {
     pub workers: usize,
     /// Most open connections, one thread each; `accept` waits while this many are open.
     pub max_conns: usize,
-    /// Largest request body in bytes; a longer `FCGI_STDIN` stream gets `413` and the handler
-    /// is not called.
-    pub max_body: u64,
+    /// Largest request body, and where longer ones are spooled: a `CONTENT_LENGTH` over the
+    /// limit is answered `413` before the body is read, a longer `FCGI_STDIN` stream gets `413`
+    /// and the handler is not called.
+    pub body: Limits,
 }
 
 impl Default for Options {
@@ -358,20 +373,22 @@ impl Default for Options {
         Options {
             workers: thread::available_parallelism().map_or(1, |n| n.get()),
             max_conns: 256,
-            max_body: 64 << 20,
+            body: Limits::default(),
         }
     }
 }
 
 /// The request being received on a connection.
 #[derive(Debug)]
-struct InProgress {
+struct InProgress<'o> {
     id: u16,
     keep_conn: bool,
     params: Vec<u8>,
     params_done: bool,
-    body: Vec<u8>,
-    body_len: u64,
+    /// The body so far, or why it is refused (then the rest of `FCGI_STDIN` is skipped).
+    body: Result<Spool<'o>, BodyError>,
+    /// Already answered (a `CONTENT_LENGTH` over the limit): skip `FCGI_STDIN` to its end.
+    answered: bool,
     stdin_done: bool,
 }
 
@@ -381,8 +398,8 @@ struct Incoming {
     id: u16,
     keep_conn: bool,
     params: Vec<u8>,
-    /// `None` when the body was longer than `max_body` (and was thrown away).
-    body: Option<Vec<u8>>,
+    /// The body, or why it was refused (too long, or its spool could not be written).
+    body: Result<Body, BodyError>,
 }
 
 /// What the connection must do after a record.
@@ -400,7 +417,7 @@ enum Event {
 #[derive(Debug)]
 struct Session<'o> {
     opts: &'o Options,
-    current: Option<InProgress>,
+    current: Option<InProgress<'o>>,
 }
 
 impl<'o> Session<'o> {
@@ -439,8 +456,8 @@ impl<'o> Session<'o> {
                             keep_conn,
                             params: Vec::new(),
                             params_done: false,
-                            body: Vec::new(),
-                            body_len: 0,
+                            body: Ok(Spool::new(&self.opts.body)),
+                            answered: false,
                             stdin_done: false,
                         });
                         Ok(Event::Nothing)
@@ -448,6 +465,11 @@ impl<'o> Session<'o> {
                 }
             }
             kind::ABORT_REQUEST => match self.current.take_if(|cur| cur.id == id) {
+                // Already answered (413 from its CONTENT_LENGTH): no second END_REQUEST.
+                Some(cur) if cur.answered => Ok(Event::Reply {
+                    records: Vec::new(),
+                    close: !cur.keep_conn,
+                }),
                 Some(cur) => Ok(Event::Reply {
                     records: encode_end_request(id, 0, status::REQUEST_COMPLETE),
                     close: !cur.keep_conn,
@@ -464,6 +486,26 @@ impl<'o> Session<'o> {
                 };
                 if rec.content.is_empty() {
                     cur.params_done = true;
+                    // The declared length is known before any of the body: refuse it now.
+                    let declared = split_params(&cur.params)?
+                        .into_iter()
+                        .find(|(name, _)| *name == b"CONTENT_LENGTH")
+                        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse().ok());
+                    if let Ok(spool) = &mut cur.body {
+                        spool.declare(declared);
+                    }
+                    if let Err(e) = super::body::check_declared(&self.opts.body, declared) {
+                        let mut records = Vec::new();
+                        let resp = e.response().for_request(&Request::default());
+                        write_response(&mut records, id, &resp)
+                            .expect("writing to memory cannot fail");
+                        cur.body = Err(e);
+                        cur.answered = true;
+                        return Ok(Event::Reply {
+                            records,
+                            close: false,
+                        });
+                    }
                 } else if cur.params.len() + rec.content.len() > MAX_PARAMS_LEN {
                     return Err(ProtocolError::ParamsTooLarge);
                 } else {
@@ -481,14 +523,20 @@ impl<'o> Session<'o> {
                 };
                 if rec.content.is_empty() {
                     cur.stdin_done = true;
-                } else {
-                    cur.body_len += rec.content.len() as u64;
-                    if cur.body_len <= self.opts.max_body {
-                        cur.body.extend_from_slice(rec.content);
-                    } else {
-                        // Keep reading the stream to stay in step, but not its bytes.
-                        cur.body = Vec::new();
+                } else if let Ok(spool) = &mut cur.body {
+                    // Past the limit, keep reading the stream to stay in step, but not its
+                    // bytes.
+                    if let Err(e) = spool.push(rec.content) {
+                        cur.body = Err(e);
                     }
+                }
+                if cur.answered && cur.stdin_done {
+                    let close = !cur.keep_conn;
+                    self.current = None;
+                    return Ok(Event::Reply {
+                        records: Vec::new(),
+                        close,
+                    });
                 }
                 Ok(self.complete())
             }
@@ -499,12 +547,15 @@ impl<'o> Session<'o> {
 
     /// Hands over the current request once both its streams have ended.
     fn complete(&mut self) -> Event {
-        match self.current.take_if(|c| c.params_done && c.stdin_done) {
+        match self
+            .current
+            .take_if(|c| c.params_done && c.stdin_done && !c.answered)
+        {
             Some(cur) => Event::Request(Incoming {
                 id: cur.id,
                 keep_conn: cur.keep_conn,
                 params: cur.params,
-                body: (cur.body_len <= self.opts.max_body).then_some(cur.body),
+                body: cur.body.map(Spool::finish),
             }),
             None => Event::Nothing,
         }
@@ -588,16 +639,10 @@ fn respond(
     incoming: Incoming,
     handler: &dyn Handler,
     workers: &Arc<Semaphore>,
-    opts: &Options,
 ) -> Result<Response, ProtocolError> {
-    let Some(body) = incoming.body else {
-        let limit = opts.max_body;
-        let resp = Response::error(
-            413,
-            "body-too-large",
-            format!("request body larger than {limit} bytes"),
-        );
-        return Ok(resp.for_request(&Request::default()));
+    let body = match incoming.body {
+        Ok(body) => body,
+        Err(e) => return Ok(e.response().for_request(&Request::default())),
     };
     let pairs = split_params(&incoming.params)?;
     let req = match request_from_meta_vars(pairs, body) {
@@ -655,7 +700,7 @@ fn run_connection<S: Read + Write>(
             }
             Event::Request(incoming) => {
                 let (id, keep_conn) = (incoming.id, incoming.keep_conn);
-                let resp = respond(incoming, handler, workers, opts)?;
+                let resp = respond(incoming, handler, workers)?;
                 let mut w =
                     BufWriter::with_capacity(HEADER_LEN + MAX_CONTENT_LEN + 8, reader.get_mut());
                 write_response(&mut w, id, &resp)?;
@@ -721,7 +766,10 @@ pub fn fuzz_one(data: &[u8]) {
     let opts = Options {
         workers: 1,
         max_conns: 1,
-        max_body: 1024,
+        body: Limits {
+            max_bytes: 1024,
+            ..Limits::default()
+        },
     };
     let out = replay(data, &echo, &opts);
     // Whatever we wrote must itself be well-formed records.
@@ -1101,7 +1149,9 @@ mod tests {
             panic!("test handler panic");
         }
         if req.path == "/echo" {
-            return Response::new(200).with_body(req.body);
+            let mut body = Vec::new();
+            req.body.reader().read_to_end(&mut body).unwrap();
+            return Response::new(200).with_body(body);
         }
         if let Some(n) = req.path.strip_prefix("/big/") {
             return Response::new(200).with_body(pattern(n.parse().unwrap()));
@@ -1396,7 +1446,10 @@ mod tests {
                 app(req)
             }),
             Options {
-                max_body: 2500,
+                body: Limits {
+                    max_bytes: 2500,
+                    ..Limits::default()
+                },
                 ..Options::default()
             },
         );
@@ -1408,6 +1461,52 @@ mod tests {
         s.write_all(&request(2, false, params, &[7; 2500])).unwrap();
         assert_eq!(read_reply(&mut s, 2).body, [7; 2500]);
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn declared_length_over_max_body_is_413_before_the_body_arrives() {
+        let addr = start(Options {
+            body: Limits {
+                max_bytes: 2500,
+                ..Limits::default()
+            },
+            ..Options::default()
+        });
+        let params: &[(&str, &[u8])] = &[
+            ("REQUEST_METHOD", b"POST"),
+            ("PATH_INFO", b"/echo"),
+            ("CONTENT_LENGTH", b"2501"),
+        ];
+        let mut s = connect(addr);
+        let mut head = begin(1, ROLE_RESPONDER, true);
+        head.extend(stream(kind::PARAMS, 1, &nv(params), 7));
+        s.write_all(&head).unwrap();
+        // No FCGI_STDIN yet: the answer comes from CONTENT_LENGTH alone.
+        assert_eq!(read_reply(&mut s, 1).status, 413);
+        // The body sent anyway is skipped, and the connection stays in step.
+        s.write_all(&stream(kind::STDIN, 1, &[7; 2501], 1000))
+            .unwrap();
+        s.write_all(&request(1, true, &params[..2], &[8; 2500]))
+            .unwrap();
+        assert_eq!(read_reply(&mut s, 1).body, [8; 2500]);
+        // More than CONTENT_LENGTH said is refused too.
+        let mut longer = begin(1, ROLE_RESPONDER, true);
+        longer.extend(stream(
+            kind::PARAMS,
+            1,
+            &nv(&[("CONTENT_LENGTH", b"10")]),
+            7,
+        ));
+        longer.extend(stream(kind::STDIN, 1, &[1; 11], 1000));
+        s.write_all(&longer).unwrap();
+        assert_eq!(read_reply(&mut s, 1).status, 413);
+        // Aborted instead of sent: no second END_REQUEST for the answered request.
+        s.write_all(&head).unwrap();
+        assert_eq!(read_reply(&mut s, 1).status, 413);
+        s.write_all(&rec(kind::ABORT_REQUEST, 1, &[])).unwrap();
+        s.write_all(&request(1, false, &params[..2], &[9; 10]))
+            .unwrap();
+        assert_eq!(read_reply(&mut s, 1).body, [9; 10]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //!
 //! This module owns no routing and no image logic (see `api`); the adapters only translate.
 
+pub mod body;
 pub mod cgi;
 pub mod fastcgi;
 pub mod multipart;
@@ -10,6 +11,10 @@ pub mod standalone;
 pub mod target;
 
 use std::fmt;
+use std::io::Read;
+use std::sync::{Arc, Mutex, PoisonError};
+
+pub use body::Body;
 
 /// One request, as every transport delivers it.
 ///
@@ -26,8 +31,9 @@ pub struct Request {
     pub query: String,
     /// Request headers with lower-case names (`content-type`, `if-none-match`, …).
     pub headers: Vec<(String, String)>,
-    /// The request body (empty for `GET`/`HEAD`).
-    pub body: Vec<u8>,
+    /// The request body (empty for `GET`/`HEAD`), received within `[api] max_body_bytes`;
+    /// routes read it as a stream.
+    pub body: Body,
     /// The peer's address when the transport knows it (CGI `REMOTE_ADDR`).
     pub remote_addr: Option<String>,
     /// The decoded URL path of a missing file that this request stands in for, when the web
@@ -62,16 +68,67 @@ impl Request {
     }
 }
 
-/// One response: status, headers and the whole body.
+/// One response: status, headers, a body in memory and optionally a [`Stream`] sent after it.
 ///
-/// Bodies are in memory: images served directly are bounded by the render limits, and cached
-/// files are normally served by the web server, not through here.
+/// Generated bodies are in memory (images served directly are bounded by the render limits);
+/// an original is streamed from the store, never held whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Bytes sent after `body`, read as they are written out.
+    pub stream: Option<Stream>,
 }
+
+/// A response body read from elsewhere (a file, an S3 object) while it is sent, with its
+/// length known in advance for `Content-Length`. Sent once: the first writer takes it.
+#[derive(Clone)]
+pub struct Stream {
+    reader: Arc<Mutex<Option<Box<dyn Read + Send>>>>,
+    len: u64,
+}
+
+impl Stream {
+    /// `len` bytes from `reader` (a shorter reader ends the response early; more is not read).
+    pub fn new(reader: Box<dyn Read + Send>, len: u64) -> Stream {
+        Stream {
+            reader: Arc::new(Mutex::new(Some(Box::new(reader.take(len))))),
+            len,
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The reader, for the one who writes the response out; `None` once taken.
+    pub fn take(&self) -> Option<Box<dyn Read + Send>> {
+        self.reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Stream({} bytes)", self.len)
+    }
+}
+
+/// Streams are equal only to themselves (their clones).
+impl PartialEq for Stream {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.reader, &other.reader)
+    }
+}
+
+impl Eq for Stream {}
 
 impl Response {
     /// An empty response with this status.
@@ -80,6 +137,7 @@ impl Response {
             status,
             headers: Vec::new(),
             body: Vec::new(),
+            stream: None,
         }
     }
 
@@ -113,6 +171,26 @@ impl Response {
         self
     }
 
+    /// Sends `stream` as the body (after `body`, normally empty).
+    pub fn with_stream(mut self, stream: Stream) -> Self {
+        self.stream = Some(stream);
+        self
+    }
+
+    /// The response with its stream read into `body`, for callers that want the bytes (tests,
+    /// tools), not for serving.
+    pub fn collect(mut self) -> std::io::Result<Response> {
+        if let Some(mut reader) = self.stream.take().and_then(|s| s.take()) {
+            reader.read_to_end(&mut self.body)?;
+        }
+        Ok(self)
+    }
+
+    /// The body's whole length: the bytes in memory and the stream's.
+    pub fn body_len(&self) -> u64 {
+        self.body.len() as u64 + self.stream.as_ref().map_or(0, Stream::len)
+    }
+
     /// The first header with this name, compared case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -124,11 +202,12 @@ impl Response {
     /// Drops the body for a `HEAD` request, keeping `Content-Length` as it would have been.
     pub fn for_request(mut self, req: &Request) -> Self {
         if self.header("Content-Length").is_none() {
-            let len = self.body.len().to_string();
+            let len = self.body_len().to_string();
             self.headers.push(("Content-Length".into(), len));
         }
         if req.is_head() {
             self.body.clear();
+            self.stream = None;
         }
         self
     }
@@ -179,7 +258,7 @@ where
 ///
 /// Returns the name of the first meta-variable that the handler needs but which is not valid
 /// UTF-8, so that the adapter can answer `400` naming it instead of losing it.
-pub fn request_from_meta_vars<'a, I>(vars: I, body: Vec<u8>) -> Result<Request, String>
+pub fn request_from_meta_vars<'a, I>(vars: I, body: Body) -> Result<Request, String>
 where
     I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
 {
@@ -277,7 +356,7 @@ mod tests {
             (b"HTTP_CONTENT_TYPE", b"image/png"),
             (b"HTTP_CONTENT_LENGTH", b"0"),
         ];
-        let req = request_from_meta_vars(vars, Vec::new()).unwrap();
+        let req = request_from_meta_vars(vars, Body::default()).unwrap();
         assert_eq!(req.method, "HEAD");
         assert_eq!(req.query, "src=a.jpg&width=10");
         assert_eq!(req.path, "/x");
@@ -307,7 +386,7 @@ mod tests {
             (b"REDIRECT_URL", b"/cache/a/1/2.jpg"),
             (b"REDIRECT_QUERY_STRING", b"sig=x"),
         ];
-        let req = request_from_meta_vars(apache, Vec::new()).unwrap();
+        let req = request_from_meta_vars(apache, Body::default()).unwrap();
         assert_eq!(req.missing.as_deref(), Some("/cache/a/1/2.jpg"));
         assert_eq!(
             req.query, "sig=x",
@@ -318,12 +397,12 @@ mod tests {
             (b"REDIRECT_STATUS", b"200"),
             (b"IMGSERV_404", b"/cache/a/1/2.jpg"),
         ];
-        let req = request_from_meta_vars(nginx, Vec::new()).unwrap();
+        let req = request_from_meta_vars(nginx, Body::default()).unwrap();
         assert_eq!(req.missing.as_deref(), Some("/cache/a/1/2.jpg"));
         assert_eq!(req.query, "sig=y");
         let bad: Vec<(&[u8], &[u8])> = vec![(b"IMGSERV_404", b"/cache/\xff")];
         assert_eq!(
-            request_from_meta_vars(bad, Vec::new()),
+            request_from_meta_vars(bad, Body::default()),
             Err("IMGSERV_404".to_string())
         );
     }
@@ -333,7 +412,7 @@ mod tests {
         let vars: Vec<(&[u8], &[u8])> =
             vec![(b"PATH_INFO", b"/x/\xff"), (b"QUERY_STRING", b"src=a.jpg")];
         assert_eq!(
-            request_from_meta_vars(vars, Vec::new()),
+            request_from_meta_vars(vars, Body::default()),
             Err("PATH_INFO".to_string())
         );
     }

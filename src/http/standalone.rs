@@ -8,6 +8,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
 
+use super::body::{self, Limits};
 use super::{Handler, Request, Response};
 use crate::render::Format;
 
@@ -21,8 +22,9 @@ pub struct Options {
     pub index_html: Option<String>,
     /// Threads answering requests.
     pub workers: usize,
-    /// Largest request body.
-    pub max_body: u64,
+    /// Largest request body (a larger `Content-Length` is refused before the body is read),
+    /// and where longer bodies are spooled.
+    pub body: Limits,
 }
 
 /// Serves until the process ends.
@@ -55,8 +57,8 @@ fn answer(mut raw: tiny_http::Request, handler: &dyn Handler, opts: &Options) {
     // A HEAD response has no body but announces the length a GET would have; tiny_http sends
     // no body for HEAD and takes the length from here.
     let length = match resp.header("content-length").and_then(|v| v.parse().ok()) {
-        Some(n) if resp.body.is_empty() => n,
-        _ => resp.body.len(),
+        Some(n) if resp.body_len() == 0 => n,
+        _ => resp.body_len() as usize,
     };
     let headers = resp
         .headers
@@ -66,10 +68,15 @@ fn answer(mut raw: tiny_http::Request, handler: &dyn Handler, opts: &Options) {
             tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
         })
         .collect();
+    let streamed = resp.stream.as_ref().and_then(|s| s.take());
+    let data: Box<dyn io::Read + Send> = match streamed {
+        Some(reader) => Box::new(io::Cursor::new(resp.body).chain(reader)),
+        None => Box::new(io::Cursor::new(resp.body)),
+    };
     let out = tiny_http::Response::new(
         tiny_http::StatusCode(resp.status),
         headers,
-        io::Cursor::new(resp.body),
+        data,
         Some(length),
         None,
     );
@@ -122,17 +129,14 @@ fn route(raw: &mut tiny_http::Request, handler: &dyn Handler, opts: &Options) ->
         Some(rest) if in_script => rest,
         _ => return Response::error(404, "not-found", format!("no such resource: {path}")),
     };
-    let mut body = Vec::new();
-    if let Err(e) = raw
-        .as_reader()
-        .take(opts.max_body + 1)
-        .read_to_end(&mut body)
-    {
-        return Response::error(400, "bad-request", format!("reading the request body: {e}"));
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return Response::error(404, "not-found", format!("no such resource: {path}"));
     }
-    if body.len() as u64 > opts.max_body {
-        return Response::error(413, "body-too-large", "request body too large");
-    }
+    let declared = raw.body_length().map(|n| n as u64);
+    let body = match body::receive(&opts.body, declared, raw.as_reader()) {
+        Ok(body) => body,
+        Err(e) => return e.response(),
+    };
     let req = Request {
         method,
         path: rest.to_string(),

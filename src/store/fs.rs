@@ -12,7 +12,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Store, StoreError, key};
+use super::{Object, Store, StoreError, key};
 use crate::original::OriginalId;
 use crate::render::Format;
 
@@ -68,6 +68,19 @@ impl Store for FsStore {
         fs::read(self.path(id, format)).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => StoreError::NotFound,
             _ => e.into(),
+        })
+    }
+
+    fn open(&self, id: &OriginalId, format: Format) -> Result<Object, StoreError> {
+        let file = File::open(self.path(id, format)).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::NotFound,
+            _ => e.into(),
+        })?;
+        // The length of this file, even if a delete unlinks its name meanwhile.
+        let len = file.metadata()?.len();
+        Ok(Object {
+            reader: Box::new(file),
+            len,
         })
     }
 

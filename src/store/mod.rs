@@ -24,6 +24,10 @@ pub trait Store: Send + Sync {
     fn put(&self, id: &OriginalId, format: Format, bytes: &[u8]) -> Result<(), StoreError>;
     /// The original's bytes; [`StoreError::NotFound`] when absent.
     fn get(&self, id: &OriginalId, format: Format) -> Result<Vec<u8>, StoreError>;
+    /// The original's bytes as a stream, with its length, for sending it on without holding
+    /// it in memory; [`StoreError::NotFound`] when absent. Errors while reading show up as
+    /// `io::Error`s of the reader.
+    fn open(&self, id: &OriginalId, format: Format) -> Result<Object, StoreError>;
     /// Whether the original is stored.
     fn exists(&self, id: &OriginalId, format: Format) -> Result<bool, StoreError>;
     /// Removes the original; `Ok` when it is already absent.
@@ -31,6 +35,12 @@ pub trait Store: Send + Sync {
     /// A short human description for logs ("fs:/var/lib/imgserv/originals",
     /// "s3:http://127.0.0.1:9000/bucket").
     fn describe(&self) -> String;
+}
+
+/// An original being read: a reader and the number of bytes it will give.
+pub struct Object {
+    pub reader: Box<dyn io::Read + Send>,
+    pub len: u64,
 }
 
 /// Opens the store the configuration names. Nothing is created and nothing is contacted: the

@@ -25,7 +25,7 @@ use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use ureq::Agent;
 use ureq::http::Response;
 
-use super::{Store, StoreError, key};
+use super::{Object, Store, StoreError, key};
 use crate::original::OriginalId;
 use crate::render::Format;
 
@@ -33,6 +33,10 @@ use crate::render::Format;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time for a whole request, body included.
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// Time for an original streamed to a client (`open`) to arrive whole once S3 has answered:
+/// the body moves at the client's pace, so the 60 s of a whole request would cut a large
+/// original to a slow client short.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// How long a presigned URL is valid. It is used at once; the margin covers a slow upload's
 /// start and a little clock skew.
 const SIGNED_FOR: Duration = Duration::from_secs(300);
@@ -217,6 +221,49 @@ impl Store for S3Store {
             (200, body) => Ok(body),
             (404, body) if !is_no_such_bucket(&body) => Err(StoreError::NotFound),
             (status, body) => Err(failure("GET", status, &body, &self.bucket)),
+        }
+    }
+
+    fn open(&self, id: &OriginalId, format: Format) -> Result<Object, StoreError> {
+        let key = self.object_key(id, format);
+        let url = self
+            .bucket
+            .get_object(Some(&self.credentials), &key)
+            .sign(SIGNED_FOR);
+        let response = self
+            .agent
+            .get(url.as_str())
+            .config()
+            .timeout_global(None)
+            .timeout_recv_response(Some(TIMEOUT))
+            .timeout_recv_body(Some(STREAM_TIMEOUT))
+            .build()
+            .call()
+            .map_err(|e| network("GET", e))?;
+        let status = response.status().as_u16();
+        let len = response.body().content_length();
+        match (status, len) {
+            // The body is read as the client takes it, up to the length S3 announced.
+            (200, Some(len)) => {
+                let reader = response
+                    .into_body()
+                    .into_with_config()
+                    .limit(MAX_OBJECT_BYTES)
+                    .reader();
+                Ok(Object {
+                    reader: Box::new(reader),
+                    len,
+                })
+            }
+            // Without a length (chunked): read it whole, as `get` does.
+            _ => match self.finish("GET", Ok(response))? {
+                (200, body) => Ok(Object {
+                    len: body.len() as u64,
+                    reader: Box::new(std::io::Cursor::new(body)),
+                }),
+                (404, body) if !is_no_such_bucket(&body) => Err(StoreError::NotFound),
+                (status, body) => Err(failure("GET", status, &body, &self.bucket)),
+            },
         }
     }
 

@@ -306,7 +306,8 @@ fn a_miss_syncs_its_file_before_the_rename_and_the_directories_after() {
     let calls: Vec<Call> = trace
         .lines()
         .filter_map(|line| {
-            let call = line.split_once(' ').map_or(line, |(_, c)| c);
+            // "PID  call(…) = ret": strace pads the PID to five columns.
+            let call = line.split_once(' ').map_or(line, |(_, c)| c).trim_start();
             let (name, args) = call.split_once('(')?;
             let (args, ret) = args.rsplit_once(") = ")?;
             if ret.starts_with('-') {

@@ -22,7 +22,7 @@ use imgserv::ingest::{self, Upload};
 use imgserv::original::OriginalId;
 use imgserv::purge;
 use imgserv::render::Format;
-use imgserv::store::{self, Store, StoreError};
+use imgserv::store::{self, Object, Store, StoreError};
 
 use crate::api::{Api, assert_error, unsigned};
 use crate::support::{Child, S3Server, fixture_bytes};
@@ -67,6 +67,10 @@ impl Store for Hooked<'_> {
         self.inner.get(id, format)
     }
 
+    fn open(&self, id: &OriginalId, format: Format) -> Result<Object, StoreError> {
+        self.inner.open(id, format)
+    }
+
     fn exists(&self, id: &OriginalId, format: Format) -> Result<bool, StoreError> {
         self.inner.exists(id, format)
     }
@@ -103,9 +107,7 @@ fn uploaded(api: &Api, fixture: &str) -> OriginalId {
 fn assert_kept(api: &Api, store: &dyn Store, id: &OriginalId, bytes: &[u8]) {
     let config = api.config();
     assert_eq!(store.get(id, Format::Jpeg).unwrap(), bytes);
-    let resp = api
-        .app
-        .handle(unsigned("GET", &format!("/api/images/{id}"), "", b""));
+    let resp = api.call("GET", &format!("/api/images/{id}"), "", b"");
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
     assert_eq!(resp.body, bytes);
     let mut catalog = api.catalog();

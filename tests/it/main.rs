@@ -8,6 +8,7 @@ mod support;
 mod admin;
 mod api;
 mod attacks;
+mod bodies;
 mod cache;
 mod corpus;
 mod delete_race;

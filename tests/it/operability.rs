@@ -84,7 +84,7 @@ fn fsck_reports_each_planted_problem_once_and_repair_keeps_every_original() {
     let (status, lost) = api.upload("photo-chelsea-cat-451x300.png", "");
     assert_eq!(status, 201, "{lost}");
     let lost: OriginalId = lost["id"].as_str().unwrap().parse().unwrap();
-    let r = crate::api::get_404(&api.app, &format!("/cache/{kept}/200/200"), "");
+    let r = crate::api::get_404(&api.app, &format!("/cache/{kept}/200/133.jpg"), "");
     assert_eq!(r.status, 200);
     site.add_original("photo-rocket-640x427.jpg");
     let r = Cgi::new(site)

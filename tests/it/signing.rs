@@ -124,7 +124,8 @@ fn cgi(api: &Api, req: &Request) -> Cgi {
             cgi = cgi.env(&var, value);
         }
     }
-    cgi.body(req.header("content-type").unwrap_or(""), &req.body)
+    let body = req.body.to_vec(u64::MAX).unwrap().unwrap_or_default();
+    cgi.body(req.header("content-type").unwrap_or(""), &body)
 }
 
 fn code(r: &CgiResponse) -> String {

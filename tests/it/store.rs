@@ -61,6 +61,10 @@ fn battery(store: &dyn Store, file_of: &dyn Fn(&str) -> PathBuf) {
         store.get(&jpeg_id, jpeg_format),
         Err(StoreError::NotFound)
     ));
+    assert!(matches!(
+        store.open(&jpeg_id, jpeg_format),
+        Err(StoreError::NotFound)
+    ));
     store.delete(&jpeg_id, jpeg_format).unwrap();
 
     // Stored: at exactly ab/cd/<id>.jpg, whole.
@@ -69,6 +73,7 @@ fn battery(store: &dyn Store, file_of: &dyn Fn(&str) -> PathBuf) {
     assert!(store.exists(&jpeg_id, jpeg_format).unwrap());
     assert_eq!(store.get(&jpeg_id, jpeg_format).unwrap(), jpeg);
     assert_eq!(store.get(&png_id, png_format).unwrap(), png);
+    assert_eq!(streamed(store, &png_id, png_format), png);
     let file = file_of(&layout(&jpeg_id, jpeg_format));
     assert_eq!(
         fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())),
@@ -105,6 +110,15 @@ fn battery(store: &dyn Store, file_of: &dyn Fn(&str) -> PathBuf) {
     assert!(!file.exists());
     store.delete(&jpeg_id, jpeg_format).unwrap();
     assert_eq!(store.get(&png_id, png_format).unwrap(), png);
+}
+
+/// An original read through `Store::open`, checking the length it announced.
+fn streamed(store: &dyn Store, id: &OriginalId, format: Format) -> Vec<u8> {
+    let mut object = store.open(id, format).unwrap();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut object.reader, &mut bytes).unwrap();
+    assert_eq!(object.len, bytes.len() as u64);
+    bytes
 }
 
 /// The status and code a client would get for a store error.
@@ -290,6 +304,7 @@ fn s3_objects_over_ten_megabytes_round_trip() {
         bytes.len() as u64
     );
     assert!(store.get(&id, Format::Jpeg).unwrap() == bytes);
+    assert!(streamed(&store, &id, Format::Jpeg) == bytes);
 }
 
 #[test]
