@@ -619,7 +619,9 @@ fn public_reads_true_restores_unsigned_reads_and_writes_still_need_a_key() {
     }
     let resp = api
         .app
-        .handle(unsigned("GET", &format!("/api/images/{id}"), "", b""));
+        .handle(unsigned("GET", &format!("/api/images/{id}"), "", b""))
+        .collect()
+        .unwrap();
     assert_eq!(resp.body, fixture_bytes("photo-rocket-640x427.jpg"));
     let body = fixture_bytes("tiny-1x1.png");
     assert_error(

@@ -174,7 +174,8 @@ fn cgi_answers_a_content_length_over_the_limit_before_reading_stdin() {
 
 #[test]
 fn fastcgi_answers_a_content_length_over_the_limit_before_the_body_and_goes_on() {
-    let site = Site::with_config("[api]\nmax_body_bytes = 1000\n");
+    // Public reads: the second request, a GET of the categories, needs no signature.
+    let site = Site::with_config("[api]\nmax_body_bytes = 1000\npublic_reads = true\n");
     let (_server, port) = fastcgi_server(&site);
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(ANSWER_WITHIN)).unwrap();
@@ -294,7 +295,8 @@ fn download_through_fastcgi(server: &Child, port: u16, id: &OriginalId, want: &[
 
 #[test]
 fn fastcgi_streams_a_large_original_out_of_the_fs_store() {
-    let site = Site::new();
+    // Public reads: the raw FastCGI GET is not signed (what is measured is memory).
+    let site = Site::with_config("[api]\npublic_reads = true\n");
     let original = big_jpeg(48 << 20);
     let id = add_original(&site, &original);
     let (server, port) = fastcgi_server(&site);
@@ -310,7 +312,7 @@ fn fastcgi_streams_a_large_original_out_of_the_fs_store() {
 fn fastcgi_streams_a_large_original_out_of_s3() {
     let s3 = S3Server::start();
     let site = Site::with_config(&format!(
-        "[store]\ntype = \"s3\"\nendpoint = \"{}\"\nbucket = \"{}\"\naccess_key = \"{}\"\nsecret_key = \"{}\"\n",
+        "[api]\npublic_reads = true\n[store]\ntype = \"s3\"\nendpoint = \"{}\"\nbucket = \"{}\"\naccess_key = \"{}\"\nsecret_key = \"{}\"\n",
         s3.endpoint(),
         S3Server::BUCKET,
         S3Server::ACCESS_KEY,
@@ -337,7 +339,10 @@ fn nginx_fastcgi_signed_multipart_upload_and_streamed_original() {
         let mut catalog = Catalog::open(&config.state.catalog_path()).unwrap();
         catalog.add_user("alice").unwrap();
         catalog
-            .add_key("alice", imgserv::catalog::Rights::WRITE)
+            .add_key(
+                "alice",
+                imgserv::catalog::Rights::WRITE | imgserv::catalog::Rights::READ,
+            )
             .unwrap()
     };
     let nginx = crate::support::Nginx::fastcgi(&site);
@@ -368,7 +373,19 @@ fn nginx_fastcgi_signed_multipart_upload_and_streamed_original() {
     assert_eq!(json["category"], "/big");
     assert_eq!(json["bytes"], original.len() as u64);
 
-    let r = crate::support::get(&nginx.url(&format!("/cgi-bin/imgserv.cgi/api/images/{id}")));
+    let path = format!("/api/images/{id}");
+    let req = crate::api::sign_with(&key, crate::api::unsigned("GET", &path, "", b""));
+    let headers: Vec<(&str, &str)> = req
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let r = crate::support::request(
+        "GET",
+        &nginx.url(&format!("/cgi-bin/imgserv.cgi{path}")),
+        &headers,
+        b"",
+    );
     assert_eq!(r.status, 200, "{}", r.body_text());
     assert_eq!(
         r.header("content-length"),

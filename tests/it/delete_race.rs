@@ -17,14 +17,13 @@ use std::time::{Duration, Instant};
 use imgserv::cache::Cache;
 use imgserv::catalog::{Doomed, Inserted, Rights};
 use imgserv::config::Config;
-use imgserv::http::Handler;
 use imgserv::ingest::{self, Upload};
 use imgserv::original::OriginalId;
 use imgserv::purge;
 use imgserv::render::Format;
 use imgserv::store::{self, Object, Store, StoreError};
 
-use crate::api::{Api, assert_error, unsigned};
+use crate::api::{Api, assert_error};
 use crate::support::{Child, S3Server, fixture_bytes};
 
 const PHOTO: &str = "photo-rocket-640x427.jpg";
