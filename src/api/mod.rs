@@ -246,7 +246,11 @@ impl Handler for App {
         let resp = self
             .route(&req)
             .unwrap_or_else(|e| error_response(&e, json));
-        let resp = resp.for_request(&req);
+        // Uploaded bytes are served as the type they were sniffed as, never as HTML: a JPEG
+        // that is also an HTML page (a polyglot) must not be sniffed into one by a browser.
+        let resp = resp
+            .for_request(&req)
+            .with_header("X-Content-Type-Options", "nosniff");
         crate::metrics::served(resp.body.len() as u64);
         crate::access::log(&req, self.route_name(&req), &resp, started.elapsed());
         resp

@@ -184,6 +184,7 @@ fn static_file(dir: &Path, rel: &str, cache_control: &str, method: &str) -> Opti
             let mut resp = Response::new(200)
                 .with_header("Content-Type", mime)
                 .with_header("Cache-Control", cache_control)
+                .with_header("X-Content-Type-Options", "nosniff")
                 .with_body(bytes);
             if method == "HEAD" {
                 let len = resp.body.len().to_string();

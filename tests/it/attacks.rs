@@ -300,3 +300,112 @@ fn oversized_parameters_are_refused() {
     }
     assert!(files_below(&site.cache()).is_empty());
 }
+
+/// CRC-32 (ISO-HDLC), for PNG chunks.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+const HTML: &[u8] = b"<html><body><script>alert(document.cookie)</script></body></html>";
+
+/// Real images that are also something else: HTML in a JPEG comment, a ZIP after the JPEG's
+/// end, HTML in a PNG text chunk and after a GIF's trailer. (name, bytes, MIME type)
+fn polyglots() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    let jpeg = crate::support::fixture_bytes("photo-rocket-640x427.jpg");
+    let mut jpeg_html = b"\xff\xd8\xff\xfe".to_vec();
+    jpeg_html.extend(u16::try_from(HTML.len() + 2).unwrap().to_be_bytes());
+    jpeg_html.extend(HTML);
+    jpeg_html.extend(&jpeg[2..]);
+    // An empty ZIP archive is its end-of-central-directory record alone; unzip reads it at
+    // the end of the file, whatever precedes it.
+    let mut jpeg_zip = jpeg.clone();
+    jpeg_zip.extend(b"PK\x05\x06");
+    jpeg_zip.extend([0u8; 18]);
+    let png = crate::support::fixture_bytes("photo-hopper-128x128.png");
+    let mut chunk = b"tEXt".to_vec();
+    chunk.extend(b"Comment\0");
+    chunk.extend(HTML);
+    let mut png_html = png[..33].to_vec(); // the signature and IHDR
+    png_html.extend(u32::try_from(chunk.len() - 4).unwrap().to_be_bytes());
+    png_html.extend(&chunk);
+    png_html.extend(crc32(&chunk).to_be_bytes());
+    png_html.extend(&png[33..]);
+    let mut gif_html = crate::support::fixture_bytes("gif-static-hopper-128x128.gif");
+    gif_html.extend(HTML);
+    vec![
+        ("jpeg-with-html-comment", jpeg_html, "image/jpeg"),
+        ("jpeg-with-zip", jpeg_zip, "image/jpeg"),
+        ("png-with-html-text", png_html, "image/png"),
+        ("gif-with-html-after-trailer", gif_html, "image/gif"),
+    ]
+}
+
+/// Polyglot uploads are stored as the images they also are, and served as images (with
+/// `nosniff`), never as HTML; their variants are re-encoded and carry nothing of the rest.
+#[test]
+fn polyglot_uploads_are_stored_but_never_served_as_html() {
+    use crate::api::{Api, json, sign_with, unsigned};
+    use imgserv::http::Handler;
+    let api = Api::new("");
+    for (name, bytes, mime) in polyglots() {
+        let resp = api.call("POST", "/api/images", "", &bytes);
+        assert_eq!(
+            resp.status,
+            201,
+            "{name}: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
+        let id = json(&resp)["id"].as_str().unwrap().to_owned();
+        assert_eq!(json(&resp)["mime"], mime, "{name}");
+
+        for method in ["GET", "HEAD"] {
+            let req = sign_with(
+                &api.key,
+                unsigned(method, &format!("/api/images/{id}"), "", b""),
+            );
+            let resp = api.app.handle(req).collect().unwrap();
+            assert_eq!(resp.status, 200, "{name} {method}");
+            assert_eq!(resp.header("Content-Type"), Some(mime), "{name} {method}");
+            assert_eq!(
+                resp.header("X-Content-Type-Options"),
+                Some("nosniff"),
+                "{name} {method}"
+            );
+            if method == "GET" {
+                assert_eq!(resp.body, bytes, "{name}: stored as uploaded");
+            }
+        }
+        // 100×100 is the served size of each (its canonical 404-handler name); a GIF's
+        // variant is a PNG.
+        let ext = if mime == "image/jpeg" { "jpg" } else { "png" };
+        let (w, h) = if name.starts_with("jpeg") {
+            (100, 67)
+        } else {
+            (100, 100)
+        };
+        let variant = crate::api::get_404(&api.app, &format!("/cache/{id}/{w}/{h}.{ext}"), "");
+        assert_eq!(variant.status, 200, "{name}");
+        assert!(
+            variant
+                .header("Content-Type")
+                .unwrap()
+                .starts_with("image/")
+        );
+        assert_eq!(variant.header("X-Content-Type-Options"), Some("nosniff"));
+        assert!(
+            !variant.body.windows(7).any(|w| w == b"<script"),
+            "{name}: the variant is re-encoded"
+        );
+    }
+}

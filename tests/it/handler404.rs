@@ -92,6 +92,8 @@ fn second(base: &str, id: &str, first: &HttpResponse) {
     assert_eq!(r.status, 200, "{}", r.body_text());
     assert_eq!(r.body, first.body);
     assert_eq!(r.header("content-type"), Some("image/jpeg"));
+    // Served by the web server from the shipped snippets: never sniffed into another type.
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
 }
 
 /// A box that snaps to another size: a cacheable redirect to the canonical URL, no new file.
