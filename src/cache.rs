@@ -934,6 +934,28 @@ mod tests {
         .unwrap()
     }
 
+    /// Stores a 10×10 PNG variant of source `n` holding `bytes` bytes, last used at time `n`
+    /// (so the variants stored first are the least recently used); returns its path.
+    fn store_used_at(c: &mut Cache, n: u32, bytes: usize) -> String {
+        let k = key(n);
+        let rel = variant_path(&k.dir(), Size::new(10, 10), Format::Png);
+        c.store(
+            &k,
+            (Format::Png, Size::new(20, 20)),
+            &rel,
+            Size::new(10, 10),
+            &vec![0; bytes],
+        )
+        .unwrap();
+        c.conn
+            .execute(
+                "UPDATE variants SET last_access = ?1 WHERE path = ?2",
+                params![n, rel],
+            )
+            .unwrap();
+        rel
+    }
+
     #[test]
     fn layout_is_hashed_and_versioned() {
         let a = key(1).dir();
@@ -1072,27 +1094,8 @@ mod tests {
     fn eviction_removes_least_recently_used_first() {
         let t = tempfile::tempdir().unwrap();
         let mut c = open(&t, 250);
-        let mut rels = Vec::new();
-        for n in 0..5 {
-            let k = key(n);
-            let rel = variant_path(&k.dir(), Size::new(10, 10), Format::Png);
-            c.store(
-                &k,
-                (Format::Png, Size::new(20, 20)),
-                &rel,
-                Size::new(10, 10),
-                &[0; 50],
-            )
-            .unwrap();
-            // Make access order explicit: variant n was last used at time n.
-            c.conn
-                .execute(
-                    "UPDATE variants SET last_access = ?1 WHERE path = ?2",
-                    params![n, rel],
-                )
-                .unwrap();
-            rels.push(rel);
-        }
+        // Make access order explicit: variant n was last used at time n.
+        let rels: Vec<String> = (0..5).map(|n| store_used_at(&mut c, n, 50)).collect();
         assert_eq!(c.totals().unwrap().bytes, 250);
         // Use variant 0 again: now variant 1 is the least recently used.
         c.conn
@@ -1348,27 +1351,11 @@ mod tests {
         // 1,000 bytes, low water at 90 % (the default): 900.
         let mut c = open(&t, 1000);
         assert_eq!(c.low_water, 900);
+        // Distinct, increasing access times: the first stored is the least recently used.
         let mut n = 0;
         let mut store = |c: &mut Cache| {
-            let k = key(n);
-            let rel = variant_path(&k.dir(), Size::new(10, 10), Format::Png);
-            c.store(
-                &k,
-                (Format::Png, Size::new(20, 20)),
-                &rel,
-                Size::new(10, 10),
-                &[0; 100],
-            )
-            .unwrap();
-            // Distinct, increasing access times: the first stored is the least recently used.
-            c.conn
-                .execute(
-                    "UPDATE variants SET last_access = ?1 WHERE path = ?2",
-                    params![n, rel],
-                )
-                .unwrap();
             n += 1;
-            rel
+            store_used_at(c, n - 1, 100)
         };
         let rels: Vec<String> = (0..10).map(|_| store(&mut c)).collect();
         assert_eq!(
