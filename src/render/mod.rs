@@ -6,6 +6,8 @@
 //! This module works on bytes in memory. It decides nothing about sizes (see `geometry`) and
 //! touches no files (see `cache` and `source`).
 
+#[doc(hidden)]
+pub mod entropy_check;
 mod jpeg;
 mod jpeg_entropy;
 mod jpeg_rows;
