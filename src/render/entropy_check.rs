@@ -31,7 +31,7 @@ pub fn fuzz_one(data: &[u8]) {
 pub fn difference(data: &[u8]) -> Option<String> {
     let params = Params {
         scale_num: [8, 4, 2, 1][data.len() % 4],
-        fancy: data.len() / 4 % 2 == 0,
+        fancy: (data.len() / 4).is_multiple_of(2),
     };
     let geometry = jpeg_rows::open(data, params).ok()??;
     let scale = u64::from(8 / params.scale_num);
