@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages imgserv needs to build and to run its test suite.
 #
-#   scripts/install-deps.sh              build + test dependencies (web servers, vips, rsync, curl,
+#   scripts/install-deps.sh              build + test dependencies (web servers, vips, rsync, curl, jpgicc,
 #                                        and s3s-fs, a local S3 server, built with cargo install)
 #   scripts/install-deps.sh --build-only what `make` / `make run` need (a C compiler, nasm)
 #   scripts/install-deps.sh --bench      what `make` and `make bench` need: vips, ImageMagick,
@@ -54,6 +54,8 @@ if ! $build_only; then
   need libvips-tools vipsthumbnail
   need rsync rsync
   need curl curl
+  # Little CMS's jpgicc: the reference colour conversion render::color's tests compare with.
+  need liblcms2-utils jpgicc
 fi
 if $bench; then
   need nginx-light nginx
