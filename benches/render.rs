@@ -85,5 +85,45 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(render_benches, benches);
+/// Colour management (`[render] color_management`): the conversion of a variant's pixels to
+/// sRGB from Adobe RGB and Display P3 (and the sRGB profile's check, which converts nothing),
+/// and a whole render of the Adobe RGB photo with and without it.
+fn color_benches(c: &mut Criterion) {
+    use imgserv::render::{ColorManagement, color};
+    let mut g = c.benchmark_group("color");
+    g.sample_size(20);
+    let rocket = fixture("photo-rocket-640x427.jpg");
+    let probe = render::probe(&rocket, u64::MAX).unwrap();
+    let pixels = render::decode_full(&rocket, &probe).unwrap();
+    for (name, file) in [
+        ("adobe-rgb", "photo-rocket-640x427.jpg"),
+        ("display-p3", "icc-displayp3-640x427.jpg"),
+        ("srgb-recognised", "photo-hubble-deep-field-1000x872.jpg"),
+    ] {
+        let icc = color::icc_profile(&fixture(file), Format::Jpeg).unwrap();
+        g.bench_function(format!("to-srgb-{name}-640x427"), |b| {
+            b.iter(|| color::to_srgb(&mut pixels.clone(), black_box(&icc)))
+        });
+    }
+    g.bench_function("clone-640x427 (subtract from to-srgb)", |b| {
+        b.iter(|| black_box(pixels.clone()))
+    });
+    let target = Size::new(320, 213);
+    for (name, color) in [
+        ("convert", ColorManagement::Convert),
+        ("off", ColorManagement::Off),
+    ] {
+        let opts = RenderOptions {
+            color,
+            ..RenderOptions::default()
+        };
+        g.bench_function(
+            format!("render-adobe-rgb-640x427-into-320x213-{name}"),
+            |b| b.iter(|| render::render(black_box(&rocket), &probe, target, &opts).unwrap()),
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(render_benches, benches, color_benches);
 criterion_main!(render_benches);

@@ -2,7 +2,7 @@
 # Install the Debian packages imgserv needs to build and to run its test suite.
 #
 #   scripts/install-deps.sh              build + test dependencies (web servers, vips, rsync, curl,
-#                                        strace,
+#                                        strace, jpgicc,
 #                                        and s3s-fs, a local S3 server, built with cargo install)
 #   scripts/install-deps.sh --build-only what `make` / `make run` need (a C compiler, nasm)
 #   scripts/install-deps.sh --bench      what `make` and `make bench` need: vips, ImageMagick,
@@ -61,6 +61,8 @@ if ! $build_only; then
   need openssl openssl
   # tests/it/cache.rs traces a miss's syscalls to check what it syncs, and in which order.
   need strace strace
+  # Little CMS's jpgicc: the reference colour conversion render::color's tests compare with.
+  need liblcms2-utils jpgicc
 fi
 if $bench; then
   need nginx-light nginx

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::geometry::{Raster, Size};
-use crate::render::{Filter, RenderOptions};
+use crate::render::{ColorManagement, Filter, RenderOptions};
 use crate::source::remote::RemoteOptions;
 
 /// Where the configuration is read from when neither `--config` nor `IMGSERV_CONFIG` says.
@@ -402,6 +402,7 @@ struct RawRender {
     webp_quality: Option<i64>,
     filter: Option<String>,
     png_compression: Option<String>,
+    color_management: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -865,6 +866,19 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
             Filter::default()
         }),
     };
+    let color = match raw.render.color_management.as_deref() {
+        None => ColorManagement::default(),
+        Some(name) => ColorManagement::from_name(name).unwrap_or_else(|| {
+            p.add(
+                "render.color_management",
+                format!(
+                    "expected one of {}, got {name:?}",
+                    ColorManagement::NAMES.join(", ")
+                ),
+            );
+            ColorManagement::default()
+        }),
+    };
     let png_fast = match raw.render.png_compression.as_deref() {
         None | Some("fast") => true,
         Some("best") => false,
@@ -1030,6 +1044,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
             filter,
             png_fast,
             max_pixels,
+            color,
         },
         remote,
         server,
@@ -1323,7 +1338,13 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
         ),
         (
             "render",
-            &["quality", "webp_quality", "filter", "png_compression"][..],
+            &[
+                "quality",
+                "webp_quality",
+                "filter",
+                "png_compression",
+                "color_management",
+            ][..],
         ),
         (
             "remote",
@@ -1393,6 +1414,7 @@ mod tests {
         assert_eq!(c.cache.url, "/cache");
         assert_eq!(c.limits.max_pixels, 50_000_000);
         assert_eq!(c.render.quality, 85);
+        assert_eq!(c.render.color, ColorManagement::Convert);
         assert!(c.remote.allow_hosts.is_empty());
     }
 
@@ -1421,7 +1443,7 @@ mod tests {
     fn every_problem_is_reported_with_its_key() {
         let d = dirs();
         let text = format!(
-            "{}raster = 0\nmax_bytes = \"2 gigs\"\nurl = \"cache url\"\n[limits]\nmax_width = -5\n[render]\nfilter = \"sinc\"\nquality = 101\n[remote]\nallow_hosts = [\"http://x\"]\nttl = \"soon\"\n",
+            "{}raster = 0\nmax_bytes = \"2 gigs\"\nurl = \"cache url\"\n[limits]\nmax_width = -5\n[render]\nfilter = \"sinc\"\nquality = 101\ncolor_management = \"vivid\"\n[remote]\nallow_hosts = [\"http://x\"]\nttl = \"soon\"\n",
             minimal()
         );
         let errs = from_str(&text, d.path()).unwrap_err().to_string();
@@ -1432,6 +1454,7 @@ mod tests {
             "limits.max_width: expected an integer from 1 to 65535, got -5",
             "render.filter: expected one of",
             "render.quality: expected an integer from 1 to 100, got 101",
+            "render.color_management: expected one of convert, keep, off, got \"vivid\"",
             "remote.allow_hosts: expected host names",
             "remote.ttl: expected a duration",
         ] {

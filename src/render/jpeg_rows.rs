@@ -5,9 +5,12 @@
 //! to libjpeg): after `jpeg_start_decompress`, `cinfo->entropy`, libjpeg's entropy module, is
 //! pointed at ours, whose public part is the struct libjpeg calls through (`decode_mcu`, also
 //! with no blocks for `jpeg_skip_scanlines`). `mozjpeg-sys` keeps that pointer and the scan's
-//! MCU layout private, so they are read through [`Tail`], the end of the decompressor struct,
-//! whose size and alignment are asserted at compile time; the layout is installed only when
-//! libjpeg's view of the scan (components, blocks per MCU, their components, spectral
+//! MCU layout private, so they are read through [`Tail`], the end of the decompressor struct.
+//! `mozjpeg-sys` is pinned to one version, and every offset this module relies on ([`LAYOUT`],
+//! from `offset_of!`) is compared with the C compiler's own for that version's headers
+//! (`jpeg_layout.c`, compiled by build.rs): by a test, and once a process before our decoder is
+//! first installed; on any difference libjpeg keeps its own. Our decoder is installed only
+//! when libjpeg's view of the scan (components, blocks per MCU, their components, spectral
 //! selection, the source position) is the same as [`jpeg_entropy::Layout`]'s.
 //!
 //! The crate denies `unsafe_code`; this module is one of its three reviewed exceptions (with
@@ -185,6 +188,9 @@ impl Decoder<'_> {
     /// `jpeg_start_decompress` and before the first MCU, when the file is one it covers and
     /// libjpeg's view of the scan is the same as ours; otherwise libjpeg keeps its own.
     fn own_entropy_decoding(&mut self) {
+        if !layout_is_the_c_compilers() {
+            return;
+        }
         let Some(layout) = jpeg_entropy::Layout::parse(self.bytes) else {
             return;
         };
@@ -267,6 +273,120 @@ const TAIL_OFFSET: usize = mem::offset_of!(ffi::jpeg_decompress_struct, max_h_sa
 const _: () =
     assert!(TAIL_OFFSET + mem::size_of::<Tail>() == mem::size_of::<ffi::jpeg_decompress_struct>());
 const _: () = assert!(TAIL_OFFSET.is_multiple_of(mem::align_of::<Tail>()));
+
+type Cinfo = ffi::jpeg_decompress_struct;
+
+/// Every size and offset this module relies on, as Rust lays the structs out, in the order of
+/// `imgserv_jpeg_layout` in `jpeg_layout.c` (the C compiler's, for the headers of the libjpeg
+/// that `mozjpeg-sys` builds).
+const LAYOUT: [(&str, usize); 33] = [
+    (
+        "sizeof(struct jpeg_decompress_struct)",
+        mem::size_of::<Cinfo>(),
+    ),
+    (
+        "_Alignof(struct jpeg_decompress_struct)",
+        mem::align_of::<Cinfo>(),
+    ),
+    ("err", mem::offset_of!(Cinfo, common.err)),
+    ("src", mem::offset_of!(Cinfo, src)),
+    ("num_components", mem::offset_of!(Cinfo, num_components)),
+    ("jpeg_color_space", mem::offset_of!(Cinfo, jpeg_color_space)),
+    ("out_color_space", mem::offset_of!(Cinfo, out_color_space)),
+    ("scale_num", mem::offset_of!(Cinfo, scale_num)),
+    ("scale_denom", mem::offset_of!(Cinfo, scale_denom)),
+    (
+        "do_fancy_upsampling",
+        mem::offset_of!(Cinfo, do_fancy_upsampling),
+    ),
+    ("output_width", mem::offset_of!(Cinfo, output_width)),
+    ("output_height", mem::offset_of!(Cinfo, output_height)),
+    (
+        "output_components",
+        mem::offset_of!(Cinfo, output_components),
+    ),
+    ("output_scanline", mem::offset_of!(Cinfo, output_scanline)),
+    (
+        "max_h_samp_factor",
+        TAIL_OFFSET + mem::offset_of!(Tail, max_h_samp_factor),
+    ),
+    (
+        "max_v_samp_factor",
+        mem::offset_of!(Cinfo, max_v_samp_factor),
+    ),
+    (
+        "comps_in_scan",
+        TAIL_OFFSET + mem::offset_of!(Tail, comps_in_scan),
+    ),
+    (
+        "blocks_in_MCU",
+        TAIL_OFFSET + mem::offset_of!(Tail, blocks_in_MCU),
+    ),
+    (
+        "MCU_membership",
+        TAIL_OFFSET + mem::offset_of!(Tail, MCU_membership),
+    ),
+    ("sizeof MCU_membership", mem::size_of::<[c_int; 10]>()),
+    ("Ss", TAIL_OFFSET + mem::offset_of!(Tail, Ss)),
+    ("Se", TAIL_OFFSET + mem::offset_of!(Tail, Se)),
+    ("Ah", TAIL_OFFSET + mem::offset_of!(Tail, Ah)),
+    ("Al", TAIL_OFFSET + mem::offset_of!(Tail, Al)),
+    (
+        "unread_marker",
+        TAIL_OFFSET + mem::offset_of!(Tail, unread_marker),
+    ),
+    ("entropy", TAIL_OFFSET + mem::offset_of!(Tail, entropy)),
+    (
+        "jpeg_source_mgr.next_input_byte",
+        mem::offset_of!(ffi::jpeg_source_mgr, next_input_byte),
+    ),
+    (
+        "jpeg_source_mgr.bytes_in_buffer",
+        mem::offset_of!(ffi::jpeg_source_mgr, bytes_in_buffer),
+    ),
+    (
+        "sizeof(struct jpeg_entropy_decoder)",
+        mem::size_of::<EntropyPublic>(),
+    ),
+    (
+        "jpeg_entropy_decoder.start_pass",
+        mem::offset_of!(EntropyPublic, start_pass),
+    ),
+    (
+        "jpeg_entropy_decoder.decode_mcu",
+        mem::offset_of!(EntropyPublic, decode_mcu),
+    ),
+    (
+        "jpeg_entropy_decoder.insufficient_data",
+        mem::offset_of!(EntropyPublic, insufficient_data),
+    ),
+    // `Tail` is the 6.2 ABI's (no `jpeg70_abi` feature).
+    ("JPEG_LIB_VERSION", 62),
+];
+
+unsafe extern "C" {
+    /// `jpeg_layout.c`'s table: the C compiler's sizes and offsets, in [`LAYOUT`]'s order.
+    static imgserv_jpeg_layout: [usize; 0];
+    static imgserv_jpeg_layout_len: usize;
+}
+
+/// The C compiler's side of [`LAYOUT`].
+fn c_layout() -> &'static [usize] {
+    // SAFETY: `jpeg_layout.c` defines both: a constant array of `imgserv_jpeg_layout_len`
+    // `size_t`s (`usize` on every target Rust supports), never written.
+    unsafe {
+        std::slice::from_raw_parts(
+            std::ptr::addr_of!(imgserv_jpeg_layout).cast::<usize>(),
+            imgserv_jpeg_layout_len,
+        )
+    }
+}
+
+/// Whether every entry of [`LAYOUT`] is the C compiler's (compared once a process).
+fn layout_is_the_c_compilers() -> bool {
+    static SAME: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SAME.get_or_init(|| c_layout().iter().copied().eq(LAYOUT.iter().map(|e| e.1)))
+}
 
 /// The [`Tail`] of `cinfo`.
 fn tail(cinfo: *mut ffi::jpeg_decompress_struct) -> *mut Tail {
@@ -366,7 +486,7 @@ fn own_entropy() -> bool {
 }
 
 /// [`decode_rows`], with our entropy decoder or (`own_entropy` false) libjpeg's.
-fn decode_rows_with(
+pub(super) fn decode_rows_with(
     bytes: &[u8],
     params: Params,
     rows: Range<u32>,
@@ -496,6 +616,27 @@ mod tests {
             (Ok(None), Ok(None)) | (Err(_), Err(_)) => true,
             _ => false,
         }
+    }
+
+    #[test]
+    fn every_offset_relied_on_is_the_c_compilers() {
+        let c = c_layout();
+        assert_eq!(
+            c.len(),
+            LAYOUT.len(),
+            "jpeg_layout.c and LAYOUT list the same entries"
+        );
+        let wrong: Vec<String> = LAYOUT
+            .iter()
+            .zip(c)
+            .filter(|((_, rust), c)| rust != *c)
+            .map(|((name, rust), c)| format!("{name}: Rust {rust}, C {c}"))
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "libjpeg's layout is not Tail's: {wrong:?}"
+        );
+        assert!(layout_is_the_c_compilers());
     }
 
     #[test]

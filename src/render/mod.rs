@@ -6,6 +6,9 @@
 //! This module works on bytes in memory. It decides nothing about sizes (see `geometry`) and
 //! touches no files (see `cache` and `source`).
 
+pub mod color;
+#[doc(hidden)]
+pub mod entropy_check;
 mod jpeg;
 mod jpeg_entropy;
 mod jpeg_rows;
@@ -19,6 +22,7 @@ use std::time::Instant;
 
 use image::{ImageDecoder, ImageFormat};
 
+pub use color::ColorManagement;
 pub use pixels::{Layout, Pixels};
 
 use crate::geometry::Size;
@@ -198,6 +202,8 @@ pub struct RenderOptions {
     pub png_fast: bool,
     /// Largest original in pixels; checked on the header before decoding.
     pub max_pixels: u64,
+    /// What a variant does with its original's ICC profile.
+    pub color: ColorManagement,
 }
 
 impl Default for RenderOptions {
@@ -208,6 +214,7 @@ impl Default for RenderOptions {
             filter: Filter::default(),
             png_fast: true,
             max_pixels: 50_000_000,
+            color: ColorManagement::default(),
         }
     }
 }
@@ -349,17 +356,34 @@ pub fn render(
     } else {
         None
     };
-    let resized = match split {
+    let mut resized = match split {
         Some(pixels) => pixels,
         None => {
             let decoded = metrics::time(Stage::Decode, || decode(bytes, probe, stored_target))?;
             metrics::time(Stage::Resize, || decoded.resize(stored_target, opts.filter))?
         }
     };
+    // After the resize: the conversion costs the variant's pixels, not the original's.
+    let icc = match opts.color {
+        ColorManagement::Off => None,
+        _ => color::icc_profile(bytes, probe.format),
+    };
+    let keep = match (opts.color, icc) {
+        (ColorManagement::Convert, Some(icc)) => {
+            color::to_srgb(&mut resized, &icc);
+            None
+        }
+        (ColorManagement::Keep, icc) => icc,
+        _ => None,
+    };
     let oriented = resized.orient(probe.orientation);
     let format = probe.format.output();
     let lossless = probe.format == Format::Webp && webp_is_lossless(bytes);
     let bytes = metrics::time(Stage::Encode, || encode(&oriented, format, opts, lossless))?;
+    let bytes = match keep {
+        Some(icc) => color::embed(bytes, format, &icc),
+        None => bytes,
+    };
     Ok(Rendered {
         bytes,
         format,
