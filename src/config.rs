@@ -231,6 +231,10 @@ pub struct ServerConfig {
     workers: Option<usize>,
     /// Open connections at once.
     pub max_conns: usize,
+    /// How long a FastCGI or standalone connection may send nothing while a request (its head,
+    /// records or body) is being read before it is closed; also the standalone server's idle
+    /// keep-alive time.
+    pub read_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -422,6 +426,7 @@ struct RawRemote {
 struct RawServer {
     workers: Option<i64>,
     max_conns: Option<i64>,
+    read_timeout: Option<DurationValue>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -946,7 +951,18 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
             .workers
             .map(|n| p.int::<usize>("server.workers", Some(n), 1, 1024, 1)),
         max_conns: p.int::<usize>("server.max_conns", raw.server.max_conns, 1, 65_536, 256),
+        read_timeout: p.duration(
+            "server.read_timeout",
+            raw.server.read_timeout.as_ref(),
+            Duration::from_secs(30),
+        ),
     };
+    if server.read_timeout.is_zero() {
+        p.add(
+            "server.read_timeout",
+            "must be at least one second: zero would never time out",
+        );
+    }
 
     let mut presets = BTreeMap::new();
     for (name, boxes) in raw.presets {
@@ -1358,7 +1374,7 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "max_bytes",
             ][..],
         ),
-        ("server", &["workers", "max_conns"][..]),
+        ("server", &["workers", "max_conns", "read_timeout"][..]),
         ("mirrors", &["map"][..]),
         ("api", &["public_reads", "types", "max_body_bytes"][..]),
         ("security", &["require_signed_urls", "max_clock_skew"][..]),
@@ -1416,6 +1432,21 @@ mod tests {
         assert_eq!(c.render.quality, 85);
         assert_eq!(c.render.color, ColorManagement::Convert);
         assert!(c.remote.allow_hosts.is_empty());
+    }
+
+    #[test]
+    fn server_read_timeout_defaults_to_30s_and_refuses_zero_or_garbage() {
+        let d = dirs();
+        let c = from_str(minimal(), d.path()).unwrap();
+        assert_eq!(c.server.read_timeout, Duration::from_secs(30));
+        let text = format!("{}[server]\nread_timeout = \"5s\"\n", minimal());
+        let c = from_str(&text, d.path()).unwrap();
+        assert_eq!(c.server.read_timeout, Duration::from_secs(5));
+        for bad in ["\"0s\"", "0", "\"soon\""] {
+            let text = format!("{}[server]\nread_timeout = {bad}\n", minimal());
+            let err = from_str(&text, d.path()).unwrap_err().to_string();
+            assert!(err.contains("server.read_timeout"), "{bad}: {err}");
+        }
     }
 
     #[test]

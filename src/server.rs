@@ -80,6 +80,7 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
         workers: config.server.workers(),
         max_conns,
         body: body_limits(config),
+        read_timeout: config.server.read_timeout,
     };
     let app = App::new(config);
     let result = match mode {
@@ -124,6 +125,8 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
                 }),
                 index_html: Some(demo_page(config)),
                 workers: config.server.workers(),
+                max_conns,
+                read_timeout: config.server.read_timeout,
                 body: body_limits(config),
             };
             let handler: Arc<dyn Handler> = Arc::new(app);

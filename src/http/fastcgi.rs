@@ -13,7 +13,7 @@
 //! a `400`, every per-connection failure ends only that connection, and accept errors back off.
 
 use std::fs;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
@@ -366,6 +366,11 @@ pub struct Options {
     /// limit is answered `413` before the body is read, a longer `FCGI_STDIN` stream gets `413`
     /// and the handler is not called.
     pub body: Limits,
+    /// How long a connection may send nothing once a request or a record has begun (between
+    /// its records, inside one, in the body) before it is closed, its thread and connection
+    /// slot freed. An idle kept-alive connection, between requests, waits without a deadline:
+    /// the web server keeps it for reuse and closes it itself.
+    pub read_timeout: Duration,
 }
 
 impl Default for Options {
@@ -374,6 +379,7 @@ impl Default for Options {
             workers: thread::available_parallelism().map_or(1, |n| n.get()),
             max_conns: 256,
             body: Limits::default(),
+            read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -595,16 +601,16 @@ impl<'o> Session<'o> {
 
 /// A counting semaphore: at most `n` permits out at once.
 #[derive(Debug)]
-struct Semaphore {
+pub(super) struct Semaphore {
     free: Mutex<usize>,
     freed: Condvar,
 }
 
 /// Returns its slot to the semaphore when dropped, also while unwinding.
-struct Permit(Arc<Semaphore>);
+pub(super) struct Permit(Arc<Semaphore>);
 
 impl Semaphore {
-    fn new(n: usize) -> Arc<Self> {
+    pub(super) fn new(n: usize) -> Arc<Self> {
         Arc::new(Semaphore {
             free: Mutex::new(n),
             freed: Condvar::new(),
@@ -612,7 +618,7 @@ impl Semaphore {
     }
 
     /// Waits for a free slot.
-    fn acquire(self: &Arc<Self>) -> Permit {
+    pub(super) fn acquire(self: &Arc<Self>) -> Permit {
         // Nothing panics while holding the lock, so a poisoned lock still holds a valid count.
         let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
         while *free == 0 {
@@ -677,9 +683,11 @@ fn respond(
 }
 
 /// Speaks FastCGI on one connection until the peer closes it, a request without
-/// `FCGI_KEEP_CONN` has been answered, or something fails.
+/// `FCGI_KEEP_CONN` has been answered, or something fails — a read that waits longer than
+/// `opts.read_timeout` inside a request included. `set_timeout` sets the socket's read timeout.
 fn run_connection<S: Read + Write>(
     io: S,
+    set_timeout: &dyn Fn(Option<Duration>) -> io::Result<()>,
     handler: &dyn Handler,
     workers: &Arc<Semaphore>,
     opts: &Options,
@@ -687,7 +695,28 @@ fn run_connection<S: Read + Write>(
     let mut reader = BufReader::with_capacity(HEADER_LEN + MAX_CONTENT_LEN + 256, io);
     let mut session = Session::new(opts);
     let mut buf = Vec::new();
-    while let Some(record) = read_record(&mut reader, &mut buf)? {
+    let mut timed = false;
+    loop {
+        if session.current.is_none() && reader.buffer().is_empty() {
+            // Idle between requests: no deadline until the next record's first byte.
+            if timed {
+                set_timeout(None)?;
+                timed = false;
+            }
+            match reader.fill_buf() {
+                Ok([]) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !timed {
+            set_timeout(Some(opts.read_timeout))?;
+            timed = true;
+        }
+        let Some(record) = read_record(&mut reader, &mut buf)? else {
+            return Ok(());
+        };
         match session.on_record(record)? {
             Event::Nothing => {}
             Event::Reply { records, close } => {
@@ -710,7 +739,6 @@ fn run_connection<S: Read + Write>(
             }
         }
     }
-    Ok(())
 }
 
 /// Runs one connection over in-memory bytes, as if a web server had sent `input` and then
@@ -739,7 +767,7 @@ pub fn replay(input: &[u8], handler: &dyn Handler, opts: &Options) -> Vec<u8> {
         output: Vec::new(),
     };
     let workers = Semaphore::new(1);
-    if let Err(e) = run_connection(&mut io, handler, &workers, opts) {
+    if let Err(e) = run_connection(&mut io, &|_| Ok(()), handler, &workers, opts) {
         log::debug!("fastcgi replay: {e}");
     }
     io.output
@@ -770,6 +798,7 @@ pub fn fuzz_one(data: &[u8]) {
             max_bytes: 1024,
             ..Limits::default()
         },
+        read_timeout: Duration::from_secs(1),
     };
     let out = replay(data, &echo, &opts);
     // Whatever we wrote must itself be well-formed records.
@@ -819,6 +848,13 @@ impl Write for &Stream {
 }
 
 impl Stream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(timeout),
+            Stream::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+
     /// Closes our side, then reads what the peer still sends (up to a second, 1 MiB), so that
     /// unread input does not make the kernel reset the connection and discard our last
     /// records before the web server has read them.
@@ -939,6 +975,14 @@ fn listener_from_fd(fd: OwnedFd) -> io::Result<Option<Listener>> {
     }
 }
 
+/// A socket read timeout: `EAGAIN` (`WouldBlock`) on Linux, `TimedOut` elsewhere.
+pub(super) fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
 /// Waits after failed accepts: 10 ms doubling to 1 s, back to 10 ms after a success.
 #[derive(Debug)]
 struct Backoff(Duration);
@@ -997,8 +1041,13 @@ pub fn serve(listener: Listener, handler: Arc<dyn Handler>, opts: &Options) -> i
             .name("fastcgi-conn".into())
             .spawn(move || {
                 let _permit = permit;
-                match run_connection(&stream, handler.as_ref(), &workers, &opts) {
+                let set_timeout = |t| stream.set_read_timeout(t);
+                match run_connection(&stream, &set_timeout, handler.as_ref(), &workers, &opts) {
                     Ok(()) => log::debug!("fastcgi: connection done"),
+                    Err(ConnectionError::Io(e)) if is_timeout(&e) => log::info!(
+                        "fastcgi: closing a connection that sent nothing for {:?} mid-request",
+                        opts.read_timeout
+                    ),
                     Err(ConnectionError::Io(e)) => log::debug!("fastcgi: connection ended: {e}"),
                     Err(ConnectionError::Protocol(e)) => log::warn!("fastcgi: closing: {e}"),
                 }
@@ -1521,6 +1570,75 @@ mod tests {
         assert_eq!(get(addr, b"/b").status, 200);
         idle.write_all(&get_request(2, false, b"/c")).unwrap();
         assert_eq!(read_reply(&mut idle, 2).status, 200);
+    }
+
+    /// A POST of 10 bytes whose params and body are each in one record.
+    fn post_request() -> Vec<u8> {
+        let params: &[(&str, &[u8])] = &[
+            ("REQUEST_METHOD", b"POST"),
+            ("PATH_INFO", b"/echo"),
+            ("CONTENT_LENGTH", b"10"),
+        ];
+        let mut out = begin(1, ROLE_RESPONDER, true);
+        out.extend(stream(kind::PARAMS, 1, &nv(params), 1000));
+        out.extend(stream(kind::STDIN, 1, b"0123456789", 5));
+        out
+    }
+
+    #[test]
+    fn a_client_stalled_inside_a_request_is_closed_after_read_timeout_holding_no_worker() {
+        let addr = start(Options {
+            workers: 1,
+            read_timeout: Duration::from_secs(1),
+            ..Options::default()
+        });
+        let full = post_request();
+        let begin_len = begin(1, ROLE_RESPONDER, true).len();
+        let cuts = [
+            ("mid-header of the first record", 3),
+            ("mid-record", begin_len + HEADER_LEN + 4),
+            ("between records", begin_len),
+            ("mid-body", full.len() - HEADER_LEN - 4),
+        ];
+        for (what, cut) in cuts {
+            let mut stalled = connect(addr);
+            stalled.write_all(&full[..cut]).unwrap();
+            // Meanwhile another client is served by the only worker.
+            assert_eq!(get(addr, b"/b").status, 200, "{what}");
+            let t = Instant::now();
+            assert_closed(&mut stalled);
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "{what}: {:?}",
+                t.elapsed()
+            );
+        }
+        // The whole request on a kept-alive connection, then idle past the timeout: an idle
+        // connection between requests is the web server's to close, not ours.
+        let mut kept = connect(addr);
+        kept.write_all(&full).unwrap();
+        assert_eq!(read_reply(&mut kept, 1).body, b"0123456789");
+        thread::sleep(Duration::from_millis(1500));
+        kept.write_all(&get_request(2, false, b"/c")).unwrap();
+        assert_eq!(read_reply(&mut kept, 2).status, 200);
+    }
+
+    #[test]
+    fn a_stalled_client_frees_the_last_connection_slot_after_read_timeout() {
+        let addr = start(Options {
+            max_conns: 1,
+            read_timeout: Duration::from_secs(1),
+            ..Options::default()
+        });
+        let full = post_request();
+        let mut stalled = connect(addr);
+        stalled.write_all(&full[..full.len() - 3]).unwrap();
+        thread::sleep(Duration::from_millis(100));
+        let t = Instant::now();
+        // Accepted by the kernel, served once the stalled connection is closed.
+        assert_eq!(get(addr, b"/b").status, 200);
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert_closed(&mut stalled);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod body;
 pub mod cgi;
 pub mod fastcgi;
+pub mod http1;
 pub mod multipart;
 pub mod standalone;
 pub mod target;
@@ -228,9 +229,12 @@ pub fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         409 => "Conflict",
+        411 => "Length Required",
         413 => "Content Too Large",
+        414 => "URI Too Long",
         415 => "Unsupported Media Type",
         422 => "Unprocessable Content",
+        431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
         503 => "Service Unavailable",

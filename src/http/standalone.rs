@@ -4,11 +4,15 @@
 
 use std::fs;
 use std::io::{self, Read};
+use std::net::{IpAddr, TcpListener};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use super::body::{self, Limits};
+use super::fastcgi::Semaphore;
+use super::http1::{self, Head};
 use super::{Handler, Request, Response};
 use crate::render::Format;
 
@@ -20,75 +24,76 @@ pub struct Options {
     pub static_dir: Option<(String, PathBuf, String)>,
     /// HTML served at `/`.
     pub index_html: Option<String>,
-    /// Threads answering requests.
+    /// Requests handled at once; the rest wait. Reading a request holds none.
     pub workers: usize,
+    /// Most open connections, one thread each; `accept` waits while this many are open.
+    pub max_conns: usize,
+    /// How long a connection may send nothing (idle, or inside a head or body) before it is
+    /// closed.
+    pub read_timeout: Duration,
     /// Largest request body (a larger `Content-Length` is refused before the body is read),
     /// and where longer bodies are spooled.
     pub body: Limits,
 }
 
-/// Serves until the process ends.
+/// Serves until the process ends: a thread per connection (at most `max_conns`), at most
+/// `workers` of them in the handler at once.
 pub fn serve(addr: &str, handler: Arc<dyn Handler>, opts: Options) -> io::Result<()> {
-    let server = tiny_http::Server::http(addr).map_err(io::Error::other)?;
+    let listener = TcpListener::bind(addr)?;
     log::info!("listening on http://{addr}{}", opts.script_name);
-    let server = Arc::new(server);
     let opts = Arc::new(opts);
-    let threads: Vec<_> = (0..opts.workers.max(1))
-        .map(|_| {
-            let (server, handler, opts) = (server.clone(), handler.clone(), opts.clone());
-            thread::spawn(move || {
-                loop {
-                    match server.recv() {
-                        Ok(req) => answer(req, handler.as_ref(), &opts),
-                        Err(e) => log::warn!("accept: {e}"),
-                    }
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        let _ = t.join();
-    }
-    Ok(())
-}
-
-fn answer(mut raw: tiny_http::Request, handler: &dyn Handler, opts: &Options) {
-    let resp = route(&mut raw, handler, opts);
-    // A HEAD response has no body but announces the length a GET would have; tiny_http sends
-    // no body for HEAD and takes the length from here.
-    let length = match resp.header("content-length").and_then(|v| v.parse().ok()) {
-        Some(n) if resp.body_len() == 0 => n,
-        _ => resp.body_len() as usize,
-    };
-    let headers = resp
-        .headers
-        .iter()
-        .filter(|(name, _)| !name.eq_ignore_ascii_case("content-length"))
-        .filter_map(|(name, value)| {
-            tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
-        })
-        .collect();
-    let streamed = resp.stream.as_ref().and_then(|s| s.take());
-    let data: Box<dyn io::Read + Send> = match streamed {
-        Some(reader) => Box::new(io::Cursor::new(resp.body).chain(reader)),
-        None => Box::new(io::Cursor::new(resp.body)),
-    };
-    let out = tiny_http::Response::new(
-        tiny_http::StatusCode(resp.status),
-        headers,
-        data,
-        Some(length),
-        None,
-    );
-    if let Err(e) = raw.respond(out) {
-        log::debug!("writing the response: {e}");
+    let conns = Semaphore::new(opts.max_conns.max(1));
+    let workers = Semaphore::new(opts.workers.max(1));
+    loop {
+        let permit = conns.acquire();
+        let (stream, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // EMFILE and the like: wait rather than spin.
+                log::warn!("accept: {e}");
+                drop(permit);
+                thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let (handler, opts, workers) = (handler.clone(), opts.clone(), workers.clone());
+        let spawned = thread::Builder::new()
+            .name("http-conn".into())
+            .spawn(move || {
+                let _permit = permit;
+                let answer = |head: &Head, declared: Option<u64>, body: &mut dyn Read| {
+                    let peer = peer.ip();
+                    route(
+                        head,
+                        declared,
+                        body,
+                        peer,
+                        handler.as_ref(),
+                        &opts,
+                        &workers,
+                    )
+                };
+                http1::serve_connection(&stream, opts.read_timeout, &answer);
+            });
+        if let Err(e) = spawned {
+            log::warn!("cannot start a connection thread: {e}");
+            thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
-fn route(raw: &mut tiny_http::Request, handler: &dyn Handler, opts: &Options) -> Response {
-    let method = raw.method().as_str().to_ascii_uppercase();
-    let url = raw.url().to_string();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+fn route(
+    head: &Head,
+    declared: Option<u64>,
+    input: &mut dyn Read,
+    peer: IpAddr,
+    handler: &dyn Handler,
+    opts: &Options,
+    workers: &Arc<Semaphore>,
+) -> Response {
+    let method = head.method.to_ascii_uppercase();
+    let url = head.target.as_str();
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let Ok(path) = percent_encoding::percent_decode_str(path).decode_utf8() else {
         return Response::error(400, "bad-request", "request path is not valid UTF-8");
     };
@@ -98,6 +103,10 @@ fn route(raw: &mut tiny_http::Request, handler: &dyn Handler, opts: &Options) ->
             .with_header("Content-Type", "text/html; charset=utf-8")
             .with_body(html.clone().into_bytes());
     }
+    let handle = |req: Request| {
+        let _slot = workers.acquire();
+        super::cgi::handle_catching(handler, req)
+    };
     let below = |prefix: &str| path.strip_prefix(prefix).and_then(|r| r.strip_prefix('/'));
     // The script first: it may be mounted below the cache URL (or the cache URL be the root).
     let script = opts.script_name.as_str();
@@ -116,14 +125,13 @@ fn route(raw: &mut tiny_http::Request, handler: &dyn Handler, opts: &Options) ->
         }
         // A missing file is the handler's, as behind nginx's `try_files $uri @imgserv`: it
         // may be a 404-handler URL that renders the variant and leaves it here.
-        let req = Request {
+        return handle(Request {
             method,
             query: query.to_string(),
-            remote_addr: raw.remote_addr().map(|a| a.ip().to_string()),
+            remote_addr: Some(peer.to_string()),
             missing: Some(path.clone()),
             ..Request::default()
-        };
-        return super::cgi::handle_catching(handler, req);
+        });
     }
     let rest = match path.strip_prefix(script) {
         Some(rest) if in_script => rest,
@@ -132,30 +140,19 @@ fn route(raw: &mut tiny_http::Request, handler: &dyn Handler, opts: &Options) ->
     if !(rest.is_empty() || rest.starts_with('/')) {
         return Response::error(404, "not-found", format!("no such resource: {path}"));
     }
-    let declared = raw.body_length().map(|n| n as u64);
-    let body = match body::receive(&opts.body, declared, raw.as_reader()) {
+    let body = match body::receive(&opts.body, declared, input) {
         Ok(body) => body,
         Err(e) => return e.response(),
     };
-    let req = Request {
+    handle(Request {
         method,
         path: rest.to_string(),
         query: query.to_string(),
-        headers: raw
-            .headers()
-            .iter()
-            .map(|h| {
-                (
-                    h.field.as_str().as_str().to_ascii_lowercase(),
-                    h.value.as_str().to_string(),
-                )
-            })
-            .collect(),
+        headers: head.fields.clone(),
         body,
-        remote_addr: raw.remote_addr().map(|a| a.ip().to_string()),
+        remote_addr: Some(peer.to_string()),
         missing: None,
-    };
-    super::cgi::handle_catching(handler, req)
+    })
 }
 
 /// A file below `dir`, refusing anything that is not a plain relative path.

@@ -25,6 +25,7 @@ mod redirector;
 mod remote;
 mod routing;
 mod signing;
+mod slow_clients;
 mod store;
 mod upload;
 mod web;
