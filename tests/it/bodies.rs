@@ -297,8 +297,8 @@ fn download_through_fastcgi(server: &Child, port: u16, id: &OriginalId, want: &[
 /// memory grows by less than a quarter of the original's size.
 fn streams_a_48_mib_original_out(site: &Site) {
     let original = big_jpeg(48 << 20);
-    let id = add_original(&site, &original);
-    let (server, port) = fastcgi_server(&site);
+    let id = add_original(site, &original);
+    let (server, port) = fastcgi_server(site);
     let grown = download_through_fastcgi(&server, port, &id, &original);
     assert!(
         grown < original.len() as u64 / 4,
