@@ -5,6 +5,9 @@
 #   make test            fmt + clippy + the whole test suite (installs missing Debian packages as root)
 #   make bench           micro-benchmarks, then imgserv side by side with vips, ImageMagick,
 #                        nginx and thumbor (see BENCHMARKS.md; ~15 minutes)
+#   make soak            10 minutes of mixed traffic through nginx to the FastCGI server, then
+#                        PASS/FAIL on 5xx, memory, the cache's size and fsck (RELIABILITY.md);
+#                        SOAK_SECONDS=60 for a shorter run
 #   make install         PREFIX=/usr/local DESTDIR= (does not build: run make first)
 #
 # GNU make. Cargo decides what to rebuild, so the cargo steps always run (they are quick no-ops
@@ -32,7 +35,7 @@ RUN_SAMPLES = photo-rocket-640x427.jpg photo-chelsea-cat-451x300.png \
 	photo-bridge-4352x2448-progressive.jpg exif-orient-6.jpg \
 	webp-lossy-hopper-128x128.webp gif-static-hopper-128x128.gif
 
-.PHONY: all build-deps test-deps bench-deps run test bench install uninstall clean
+.PHONY: all build-deps test-deps bench-deps run test bench soak install uninstall clean
 
 all: build-deps
 	$(CARGO) build --release $(addprefix --bin ,$(BINARIES))
@@ -105,6 +108,16 @@ bench: bench-deps
 	python3 bench/precache.py --bin $(RELEASE_DIR) --rounds 5 --json $(BENCH_OUT)/precache.json
 	python3 bench/thumbor.py --imgserv $(RELEASE_DIR)/imgserv-cgi \
 		--thumbor $(BENCH_VENV)/bin/thumbor --rounds 5 --json $(BENCH_OUT)/thumbor.json
+
+# bench/soak.py: a private nginx (etc/nginx-fastcgi.conf) in front of imgserv-cgi --fastcgi, a
+# small [cache] max_bytes, hits, misses, uploads, deletes and bad inputs from 4 client threads;
+# prints the figures and PASS/FAIL per criterion, keeps JSON in $(BENCH_OUT)/soak.json.
+SOAK_SECONDS ?= 600
+
+soak: test-deps
+	$(CARGO) build --bin imgserv-cgi --bin imgserv-admin
+	mkdir -p $(BENCH_OUT)
+	python3 bench/soak.py --bin $(DEBUG_DIR) --duration $(SOAK_SECONDS) --json $(BENCH_OUT)/soak.json
 
 install:
 	@for f in $(addprefix $(RELEASE_DIR)/,$(BINARIES)) cgi-bin/imgserv.cgi; do \
