@@ -552,8 +552,10 @@ impl Cache {
     /// keep the bytes of an evicted variant alive). Then evicts as [`Cache::store`] does.
     ///
     /// The row goes first, so a crash can leave a row without a file (forgotten when it is
-    /// evicted), never an uncounted file. `NotFound` when `rel` is not indexed (evicted since).
-    pub fn alias(&mut self, rel: &str, alias: &str) -> Result<(), CacheError> {
+    /// evicted), never an uncounted file. `false`, with nothing written, when `rel` is no
+    /// longer indexed: another process evicted it, or removed its original, since it was
+    /// stored (the caller decides whether to store it again).
+    pub fn alias(&mut self, rel: &str, alias: &str) -> Result<bool, CacheError> {
         let added = self
             .conn
             .prepare_cached(
@@ -565,15 +567,14 @@ impl Cache {
             )?
             .execute(params![rel, alias, now()])?;
         if added == 0 {
-            let msg = format!("{rel} is not in the index");
-            return Err(CacheError::Io(io::Error::new(io::ErrorKind::NotFound, msg)));
+            return Ok(false);
         }
         if let Err(e) = link_atomically(&self.dir.join(rel), &self.dir.join(alias)) {
             let _ = self.forget(alias);
             return Err(e.into());
         }
         self.evict_to(self.max_bytes, Some(alias))?;
-        Ok(())
+        Ok(true)
     }
 
     /// Removes the rows of `rels` in one transaction (callers evicting many remove the files
@@ -1144,8 +1145,8 @@ mod tests {
         let facts = (Format::Png, Size::new(20, 20));
         c.store(&k, facts, &rel, Size::new(10, 10), &[7; 300])
             .unwrap();
-        c.alias(&rel, "abc/10/10.png").unwrap();
-        c.alias(&rel, "abc/10/10.png").unwrap();
+        assert!(c.alias(&rel, "abc/10/10.png").unwrap());
+        assert!(c.alias(&rel, "abc/10/10.png").unwrap());
         let names = fs::read_dir(c.file("abc/10")).unwrap().count();
         assert_eq!(names, 1, "again: the same name, no temporary left");
         use std::os::unix::fs::MetadataExt;
@@ -1163,10 +1164,12 @@ mod tests {
         assert_eq!(c.evict_to(0, None).unwrap().count, 2);
         assert!(!c.file(&rel).exists() && !c.file("abc/10/10.png").exists());
         assert_eq!(c.totals().unwrap(), Totals::default());
-        // An alias of a variant the index does not have is refused, and writes nothing.
-        let err = c.alias(&rel, "abc/10/10.png").unwrap_err();
-        assert!(matches!(&err, CacheError::Io(e) if e.kind() == io::ErrorKind::NotFound));
+        // An alias of a variant the index no longer has (evicted, or its original deleted, by
+        // another process since it was stored) is no error the client should see: `false`,
+        // and nothing written.
+        assert!(!c.alias(&rel, "abc/10/10.png").unwrap());
         assert!(!c.file("abc/10/10.png").exists());
+        assert_eq!(c.totals().unwrap(), Totals::default());
     }
 
     #[test]

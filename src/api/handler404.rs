@@ -16,6 +16,7 @@ use std::io;
 use std::path::Path;
 
 use super::{ApiError, App};
+use crate::cache::CacheError;
 use crate::catalog::{CatalogError, Image};
 use crate::config::Config;
 use crate::error::Error;
@@ -25,6 +26,10 @@ use crate::original::OriginalId;
 use crate::query;
 use crate::render::Format;
 use crate::variant;
+
+/// How often a variant that went (evicted, or its original deleted, by another process)
+/// between storing it and naming it is stored again before the request gets `503`.
+const ALIAS_TRIES: u32 = 3;
 
 /// The path below the cache URL of `missing`, the URL path the web server found no file for;
 /// a 404 when it is not below the cache URL (or is the cache URL itself).
@@ -98,7 +103,7 @@ impl App {
         let serving = geometry::box_serving(original, target.bbox, raster);
         let (v, canonical) = self.with_cache(|cache| {
             let bbox = serving.unwrap_or(target.bbox);
-            let plan = variant::plan_stored(&self.config, cache, store, &image, bbox)?;
+            let plan = variant::plan_stored(&self.config, cache, store.clone(), &image, bbox)?;
             if target.ext.is_some_and(|ext| ext != plan.format) {
                 return Err(ApiError::NoRoute(missing.to_string()).into());
             }
@@ -113,7 +118,19 @@ impl App {
             // The canonical file is written before a redirect to it, so that the redirect's
             // target is a plain file for the web server (and needs no signature).
             let mut v = variant::realize(&self.config, cache, plan)?;
-            cache.alias(&v.rel, &canonical)?;
+            let mut tries = 1;
+            while !cache.alias(&v.rel, &canonical)? {
+                // Another process evicted the variant, or deleted its original, between
+                // storing and naming it: plan it again (a deleted original is then not found)
+                // and store it again, a few times at most.
+                if tries == ALIAS_TRIES {
+                    return Err(CacheError::Busy(format!("{rel}: evicted {tries} times")).into());
+                }
+                tries += 1;
+                log::info!("404 handler {rel}: {} went before it was named", v.rel);
+                let plan = variant::plan_stored(&self.config, cache, store.clone(), &image, bbox)?;
+                v = variant::realize(&self.config, cache, plan)?;
+            }
             log::info!(
                 "404 handler {rel} -> {} {}",
                 v.rel,
