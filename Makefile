@@ -5,6 +5,8 @@
 #   make test            fmt + clippy + the whole test suite (installs missing Debian packages as root)
 #   make bench           micro-benchmarks, then imgserv side by side with vips, ImageMagick,
 #                        nginx and thumbor (see BENCHMARKS.md; ~15 minutes)
+#   make soak            long reliability runs; crash: 200 SIGKILLs in the crash tests
+#                        (IMGSERV_CRASH_KILLS; IMGSERV_CRASH_SEED replays a failed run)
 #   make install         PREFIX=/usr/local DESTDIR= (does not build: run make first)
 #
 # GNU make. Cargo decides what to rebuild, so the cargo steps always run (they are quick no-ops
@@ -75,6 +77,11 @@ test: test-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
+
+# The kill -9 tests of tests/it/crash.rs with 200 kills in all (make test makes 24).
+.PHONY: soak
+soak: test-deps
+	IMGSERV_CRASH_KILLS=200 $(CARGO) test --test it crash:: -- --test-threads=1
 
 # The side-by-side harnesses (bench/*.py) print medians, ratios and PASS/FAIL per target of
 # issue 5, and keep JSON in $(BENCH_OUT). BENCH_ROUNDS repeats the interleaved runs.
