@@ -13,8 +13,9 @@
 //! `IMGSERV_CRASH_KILLS` sets the number of kills in all three tests (24 by default, `make soak`
 //! sets 200); the seed is printed when a test fails and `IMGSERV_CRASH_SEED` replays it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, File, FileTimes};
+use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -235,8 +236,8 @@ fn unique_jpeg(photo: &str, n: u64, pad: usize) -> Vec<u8> {
 /// whose fate a kill left open.
 #[derive(Default)]
 struct Ledger {
-    acknowledged: BTreeMap<OriginalId, Arc<Vec<u8>>>,
-    uncertain: BTreeMap<OriginalId, Arc<Vec<u8>>>,
+    acknowledged: BTreeSet<OriginalId>,
+    uncertain: BTreeSet<OriginalId>,
     /// Images an upload or delete of which was killed: its upload intent or removal claim may
     /// hold a later DELETE's removals back until it expires (see the follow-up).
     interrupted: HashSet<OriginalId>,
@@ -250,17 +251,17 @@ impl Ledger {
             self.interrupted.insert(id.clone());
         }
         match op {
-            Op::Upload { id, bytes } => {
+            Op::Upload { id, .. } => {
                 if status.is_some_and(|s| op.succeeded(s)) {
                     self.uncertain.remove(id);
-                    self.acknowledged.insert(id.clone(), bytes.clone());
-                } else if !self.acknowledged.contains_key(id) {
-                    self.uncertain.insert(id.clone(), bytes.clone());
+                    self.acknowledged.insert(id.clone());
+                } else if !self.acknowledged.contains(id) {
+                    self.uncertain.insert(id.clone());
                 }
             }
             Op::Delete { id } => {
-                if let Some(bytes) = self.acknowledged.remove(id) {
-                    self.uncertain.insert(id.clone(), bytes);
+                if self.acknowledged.remove(id) {
+                    self.uncertain.insert(id.clone());
                 }
                 if status.is_some_and(|s| op.succeeded(s)) {
                     self.uncertain.remove(id);
@@ -272,7 +273,7 @@ impl Ledger {
 
     /// A random next request: mostly renders, large uploads, deletes of acknowledged images.
     fn choose(&mut self, rng: &mut Rng) -> Op {
-        let ids: Vec<&OriginalId> = self.acknowledged.keys().collect();
+        let ids: Vec<&OriginalId> = self.acknowledged.iter().collect();
         match rng.below(10) {
             0..=2 => Op::Render {
                 src: PHOTOS[rng.below(PHOTOS.len() as u64) as usize],
@@ -294,8 +295,8 @@ impl Ledger {
             },
             _ => {
                 self.uploads += 1;
-                // 3.7 MB to 11.7 MB: the body is still arriving for much of the delays.
-                let pad = rng.below(8 << 20) as usize;
+                // 3.7 MB to 7.7 MB: the body is still arriving for much of the delays.
+                let pad = rng.below(4 << 20) as usize;
                 let bytes = unique_jpeg(PHOTOS[0], rng.next() ^ self.uploads, pad);
                 Op::Upload {
                     id: OriginalId::of(&bytes).unwrap(),
@@ -311,8 +312,8 @@ struct Rig {
     site: Site,
     config: Config,
     key: ApiKey,
-    /// Files already found complete: (path, length, mtime).
-    checked: HashSet<(String, u64, SystemTime)>,
+    /// Files already found complete: (path, length, inode); a file renamed over it is new.
+    checked: HashSet<(String, u64, u64)>,
     repairs: usize,
 }
 
@@ -379,7 +380,7 @@ impl Rig {
             let Ok(meta) = fs::metadata(&file) else {
                 continue;
             };
-            let seen = (path.clone(), meta.len(), meta.modified().unwrap());
+            let seen = (path.clone(), meta.len(), meta.ino());
             if self.checked.contains(&seen) {
                 continue;
             }
@@ -394,16 +395,25 @@ impl Rig {
         }
     }
 
-    /// (2): every acknowledged upload is in the catalog, its original in the store, whole.
-    fn check_acknowledged(&self, ledger: &Ledger, after: &str) {
+    /// (2): every acknowledged upload is in the catalog and its original in the store; with
+    /// `whole`, the original is read and hashed too (after fsck: reading every original after
+    /// every kill would make a soak run quadratic).
+    fn check_acknowledged(&self, ledger: &Ledger, after: &str, whole: bool) {
         let catalog = Catalog::open(&self.config.state.catalog_path()).unwrap();
         let store = imgserv::store::open(&self.config.store).unwrap();
-        for id in ledger.acknowledged.keys() {
+        for id in &ledger.acknowledged {
             let image = catalog.get(id).unwrap();
             assert!(
                 image.is_some(),
                 "{after}: acknowledged upload {id} is not in the catalog"
             );
+            if !whole {
+                assert!(
+                    store.exists(id, Format::Jpeg).unwrap(),
+                    "{after}: acknowledged original {id} is not in the store"
+                );
+                continue;
+            }
             let bytes = store
                 .get(id, Format::Jpeg)
                 .unwrap_or_else(|e| panic!("{after}: acknowledged original {id}: {e}"));
@@ -437,9 +447,7 @@ impl Rig {
             );
             self.repairs += 1;
         }
-        self.check_acknowledged(ledger, &format!("{after}, fsck"));
-        // Aged files changed their mtime: they were checked already.
-        self.checked.clear();
+        self.check_acknowledged(ledger, &format!("{after}, fsck"), true);
     }
 
     fn fsck(&self, args: &[&str]) -> (i32, String) {
@@ -518,7 +526,7 @@ impl Durations {
 /// Runs `op` to its end in CGI and asserts it succeeds (a redirect to a whole file).
 fn follow_up(rig: &Rig, op: &Op, ledger: &mut Ledger, durations: &mut Durations, after: &str) {
     if let Op::Missing { id, .. } = op
-        && !ledger.acknowledged.contains_key(id)
+        && !ledger.acknowledged.contains(id)
     {
         // A delete in flight with it may have removed the image: nothing to ask again.
         return;
@@ -595,7 +603,7 @@ fn cgi_kills(test: &str, extra: &str, kills: usize) {
             killed += 1;
         }
         rig.check_cache(&after);
-        rig.check_acknowledged(&ledger, &after);
+        rig.check_acknowledged(&ledger, &after, false);
         if killed % FSCK_EVERY == 0 && outcome.killed {
             rig.check_fsck(&ledger, &after);
         }
@@ -704,7 +712,7 @@ fn standalone_server_killed_with_requests_in_flight() {
             ledger.record(op, *status);
         }
         rig.check_cache(&after);
-        rig.check_acknowledged(&ledger, &after);
+        rig.check_acknowledged(&ledger, &after, false);
         if round % FSCK_EVERY == 0 {
             rig.check_fsck(&ledger, &after);
         }
