@@ -364,11 +364,17 @@ impl Rig {
     fn check_cache(&mut self, after: &str) {
         let cache = imgserv::cache::Cache::open_config(&self.config).unwrap();
         for (path, bytes) in cache.variants().unwrap() {
-            let file = self.site.cache().join(&path);
-            let len = fs::metadata(&file)
-                .unwrap_or_else(|e| panic!("{after}: the index lists {path}, but: {e}"))
-                .len();
-            assert_eq!(len, bytes, "{after}: {path} has the length the index says");
+            // A row without its file is allowed: a removal killed between the unlink and the
+            // row's deletion leaves one (files go first, so that nothing unindexed is served);
+            // fsck reports it as missing-variant, the pending removal or --repair drops it,
+            // and a request renders the file again.
+            if let Ok(meta) = fs::metadata(self.site.cache().join(&path)) {
+                assert_eq!(
+                    meta.len(),
+                    bytes,
+                    "{after}: {path} has the length the index says"
+                );
+            }
         }
         drop(cache);
         for path in files_below(&self.site.cache()) {
