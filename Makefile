@@ -7,7 +7,8 @@
 #                        nginx and thumbor (see BENCHMARKS.md; ~15 minutes)
 #   make soak            10 minutes of mixed traffic through nginx to the FastCGI server, then
 #                        PASS/FAIL on 5xx, memory, the cache's size and fsck (RELIABILITY.md);
-#                        SOAK_SECONDS=60 for a shorter run
+#                        SOAK_SECONDS=60 for a shorter run; then 200 SIGKILLs in the crash
+#                        tests (IMGSERV_CRASH_KILLS; IMGSERV_CRASH_SEED replays a failed run)
 #   make install         PREFIX=/usr/local DESTDIR= (does not build: run make first)
 #
 # GNU make. Cargo decides what to rebuild, so the cargo steps always run (they are quick no-ops
@@ -118,6 +119,8 @@ soak: test-deps
 	$(CARGO) build --bin imgserv-cgi --bin imgserv-admin
 	mkdir -p $(BENCH_OUT)
 	python3 bench/soak.py --bin $(DEBUG_DIR) --duration $(SOAK_SECONDS) --json $(BENCH_OUT)/soak.json
+	@# The kill -9 tests of tests/it/crash.rs with 200 kills in all (make test makes 24).
+	IMGSERV_CRASH_KILLS=200 $(CARGO) test --test it crash:: -- --test-threads=1
 
 install:
 	@for f in $(addprefix $(RELEASE_DIR)/,$(BINARIES)) cgi-bin/imgserv.cgi; do \

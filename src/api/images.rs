@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::{Map, Value};
 
 use super::{ApiError, App};
-use crate::catalog::{self, Image, Inserted, Query, Rights};
+use crate::catalog::{self, CatalogError, Image, Inserted, Query, Rights};
 use crate::error::Error;
 use crate::geometry::Size;
 use crate::http::{Request, Response, Stream, multipart};
@@ -231,10 +231,28 @@ impl App {
     fn delete(&self, req: &Request, id: &OriginalId) -> Result<Response, Error> {
         self.authorize(req, Rights::DELETE)?;
         let store = self.store()?;
-        let deleted = self.with_catalog(|c| Ok(c.delete(id)?))?;
+        // A DELETE that died after its transaction (a crash, a kill) left its removals
+        // pending, the image's files still served until the next sweep: the client's retry
+        // finishes them, rather than answering 404 with the job half done.
+        let pending = self.with_catalog(|c| match c.delete(id) {
+            Ok(deleted) => Ok(deleted.pending),
+            Err(CatalogError::NotFound(_)) => {
+                let left: Vec<_> = c
+                    .pending()?
+                    .into_iter()
+                    .filter(|p| p.image == *id)
+                    .collect();
+                if left.is_empty() {
+                    Err(CatalogError::NotFound(id.clone()).into())
+                } else {
+                    Ok(left)
+                }
+            }
+            Err(e) => Err(e.into()),
+        })?;
         self.with_cache(|cache| {
             self.with_catalog(|c| {
-                purge::finish_delete(&self.config, store.as_ref(), cache, c, &deleted.pending);
+                purge::finish_delete(&self.config, store.as_ref(), cache, c, &pending);
                 Ok(())
             })
         })?;

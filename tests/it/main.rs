@@ -11,6 +11,7 @@ mod attacks;
 mod bodies;
 mod cache;
 mod corpus;
+mod crash;
 mod delete_race;
 mod diskfull;
 mod docs;

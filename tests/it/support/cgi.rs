@@ -120,6 +120,68 @@ impl Cgi {
         }
     }
 
+    /// Runs the program and sends it SIGKILL after `delay` unless it has exited by then, as a
+    /// crash of the machine or an OOM kill would. The answer is what the program had written
+    /// when it exited or died: a client reading it would have seen that much.
+    pub fn run_killed_after(self, delay: std::time::Duration) -> Killed {
+        let mut child = Command::new(&self.program)
+            .args(&self.args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start CGI {}: {e}", self.program.display()));
+        let mut stdin = child.stdin.take().unwrap();
+        let body = self.body;
+        let writer = thread::spawn(move || {
+            let _ = stdin.write_all(&body);
+        });
+        let mut stdout = child.stdout.take().unwrap();
+        let reader = thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stdout.read_to_end(&mut buf);
+            buf
+        });
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr_reader = thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stderr.read_to_end(&mut buf);
+            buf
+        });
+        let deadline = std::time::Instant::now() + delay;
+        let mut exited = child.try_wait().unwrap();
+        while exited.is_none() && std::time::Instant::now() < deadline {
+            thread::sleep(std::time::Duration::from_millis(1));
+            exited = child.try_wait().unwrap();
+        }
+        let killed = exited.is_none();
+        if killed {
+            // std's kill is SIGKILL.
+            let _ = child.kill();
+        }
+        let exit = child.wait().unwrap();
+        writer.join().unwrap();
+        let stdout = reader.join().unwrap();
+        let stderr = String::from_utf8_lossy(&stderr_reader.join().unwrap()).into_owned();
+        let response = parse(&stdout)
+            .ok()
+            .map(|(status, reason, headers, body)| CgiResponse {
+                status,
+                reason,
+                headers,
+                body,
+                exit,
+                stderr: StderrEcho(stderr.clone()),
+            });
+        Killed {
+            killed,
+            response,
+            stderr,
+        }
+    }
+
     /// Runs the program and parses its answer. Panics (with its stderr) if the output is not
     /// a CGI response, which is what a web server reports as "premature end of script headers".
     pub fn run(self) -> CgiResponse {
@@ -199,6 +261,16 @@ impl CgiResponse {
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+}
+
+/// What [`Cgi::run_killed_after`] saw.
+#[derive(Debug)]
+pub struct Killed {
+    /// Whether SIGKILL ended the program (false: it had exited by itself).
+    pub killed: bool,
+    /// The answer, if its header block was complete when the program exited or died.
+    pub response: Option<CgiResponse>,
+    pub stderr: String,
 }
 
 /// The CGI's stderr; printed when dropped during a panic.

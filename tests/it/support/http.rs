@@ -48,6 +48,16 @@ pub fn follow(base: &str, location: &str) -> HttpResponse {
 
 /// Any request; transport errors panic (with the URL), HTTP error statuses do not.
 pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+    try_request(method, url, headers, body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Any request; a transport error (a server that died mid-answer, say) is `Err`, naming the URL.
+pub fn try_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<HttpResponse, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .max_redirects(0)
         .http_status_as_error(false)
@@ -62,7 +72,7 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -
     let request = builder.body(body.to_vec()).expect("build request");
     let response = agent
         .run(request)
-        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        .map_err(|e| format!("{method} {url}: {e}"))?;
     let status = response.status().as_u16();
     let headers = response
         .headers()
@@ -77,12 +87,12 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -
         .with_config()
         .limit(u64::MAX)
         .read_to_vec()
-        .unwrap_or_else(|e| panic!("{method} {url}: reading the body: {e}"));
-    HttpResponse {
+        .map_err(|e| format!("{method} {url}: reading the body: {e}"))?;
+    Ok(HttpResponse {
         status,
         headers,
         body,
-    }
+    })
 }
 
 fn resolve(base: &str, location: &str) -> String {

@@ -14,8 +14,8 @@ mod s3;
 mod site;
 
 pub use apache::Apache;
-pub use cgi::{Cgi, CgiResponse};
-pub use http::{HttpResponse, follow, get, request};
+pub use cgi::{Cgi, CgiResponse, Killed};
+pub use http::{HttpResponse, follow, get, request, try_request};
 pub use nginx::{Nginx, spawn_fcgi};
 pub use process::{Child, free_port, pid_alive, process_group_members, wait_for_port};
 pub use s3::S3Server;

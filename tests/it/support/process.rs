@@ -174,6 +174,17 @@ impl Child {
         );
     }
 
+    /// SIGKILL to the whole group, as a crash would; waits until every member is gone.
+    pub fn kill(&mut self) {
+        let pgid = self.pid();
+        kill_group(pgid, "KILL");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        wait_until(Duration::from_secs(10), || {
+            process_group_members(pgid).is_empty()
+        });
+    }
+
     /// Stops the process group and waits for every member to go. Idempotent.
     pub fn stop(&mut self) {
         let pgid = self.pid();
