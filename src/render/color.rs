@@ -413,14 +413,7 @@ mod tests {
     use crate::geometry::Size;
     use crate::render::{self, RenderOptions};
 
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures")
-                .join(name),
-        )
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
-    }
+    use crate::render::fixture;
 
     fn description(icc: &[u8]) -> String {
         match ColorProfile::new_from_slice(icc).unwrap().description {

@@ -88,14 +88,7 @@ mod tests {
 
     use super::*;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures")
-                .join(name),
-        )
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
-    }
+    use crate::render::fixture;
 
     /// A xorshift generator: the same mutations on every run.
     struct Mutator(u64);

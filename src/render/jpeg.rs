@@ -501,10 +501,7 @@ mod tests {
         }
     }
 
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::render::fixture;
 
     /// The split decode and resize against the single-thread path: same size, every channel
     /// within ±1 (the bands' filter positions are computed from a different origin, which can

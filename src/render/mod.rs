@@ -534,6 +534,13 @@ fn webp_is_lossless(bytes: &[u8]) -> bool {
     false
 }
 
+/// A file of `tests/fixtures`, for the render modules' unit tests.
+#[cfg(test)]
+pub(crate) fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

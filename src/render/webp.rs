@@ -159,10 +159,7 @@ mod tests {
         assert_eq!(scaled_size(s(4000, 2), s(100, 1)), s(4000, 2));
     }
 
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::render::fixture;
 
     #[test]
     fn decodes_scaled_full_and_with_alpha() {
