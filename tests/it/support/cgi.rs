@@ -120,10 +120,10 @@ impl Cgi {
         }
     }
 
-    /// Runs the program and sends it SIGKILL after `delay` unless it has exited by then, as a
-    /// crash of the machine or an OOM kill would. The answer is what the program had written
-    /// when it exited or died: a client reading it would have seen that much.
-    pub fn run_killed_after(self, delay: std::time::Duration) -> Killed {
+    /// Starts the program with the body on its stdin and its stdout and stderr read, each on
+    /// a thread of its own: a program that answers before reading all of its stdin would
+    /// otherwise deadlock against us filling the pipe.
+    fn spawn(self) -> Running {
         let mut child = Command::new(&self.program)
             .args(&self.args)
             .env_clear()
@@ -136,20 +136,32 @@ impl Cgi {
         let mut stdin = child.stdin.take().unwrap();
         let body = self.body;
         let writer = thread::spawn(move || {
-            let _ = stdin.write_all(&body);
+            let _ = stdin.write_all(&body); // EPIPE is fine: the program may not read it all
         });
-        let mut stdout = child.stdout.take().unwrap();
-        let reader = thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = stdout.read_to_end(&mut buf);
-            buf
-        });
-        let mut stderr = child.stderr.take().unwrap();
-        let stderr_reader = thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = stderr.read_to_end(&mut buf);
-            buf
-        });
+        let read_all = |mut from: Box<dyn Read + Send>| {
+            thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = from.read_to_end(&mut buf);
+                buf
+            })
+        };
+        let stdout = read_all(Box::new(child.stdout.take().unwrap()));
+        let stderr = read_all(Box::new(child.stderr.take().unwrap()));
+        Running {
+            program: self.program,
+            child,
+            writer,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Runs the program and sends it SIGKILL after `delay` unless it has exited by then, as a
+    /// crash of the machine or an OOM kill would. The answer is what the program had written
+    /// when it exited or died: a client reading it would have seen that much.
+    pub fn run_killed_after(self, delay: std::time::Duration) -> Killed {
+        let mut running = self.spawn();
+        let child = &mut running.child;
         let deadline = std::time::Instant::now() + delay;
         let mut exited = child.try_wait().unwrap();
         while exited.is_none() && std::time::Instant::now() < deadline {
@@ -161,10 +173,7 @@ impl Cgi {
             // std's kill is SIGKILL.
             let _ = child.kill();
         }
-        let exit = child.wait().unwrap();
-        writer.join().unwrap();
-        let stdout = reader.join().unwrap();
-        let stderr = String::from_utf8_lossy(&stderr_reader.join().unwrap()).into_owned();
+        let (exit, stdout, stderr) = running.finish();
         let response = parse(&stdout)
             .ok()
             .map(|(status, reason, headers, body)| CgiResponse {
@@ -185,38 +194,9 @@ impl Cgi {
     /// Runs the program and parses its answer. Panics (with its stderr) if the output is not
     /// a CGI response, which is what a web server reports as "premature end of script headers".
     pub fn run(self) -> CgiResponse {
-        let mut child = Command::new(&self.program)
-            .args(&self.args)
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start CGI {}: {e}", self.program.display()));
-        // Write the body from another thread: a program that answers before reading all of
-        // its stdin would otherwise deadlock against us filling the pipe.
-        let mut stdin = child.stdin.take().unwrap();
-        let body = self.body;
-        let writer = thread::spawn(move || {
-            let _ = stdin.write_all(&body); // EPIPE is fine: the program may not read it all
-        });
-        let mut stderr = child.stderr.take().unwrap();
-        let stderr_reader = thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = stderr.read_to_end(&mut buf);
-            buf
-        });
-        let mut stdout = Vec::new();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_end(&mut stdout)
-            .unwrap();
-        let exit = child.wait().unwrap();
-        writer.join().unwrap();
-        let stderr = String::from_utf8_lossy(&stderr_reader.join().unwrap()).into_owned();
+        let running = self.spawn();
+        let program = running.program.clone();
+        let (exit, stdout, stderr) = running.finish();
         match parse(&stdout) {
             Ok((status, reason, headers, body)) => CgiResponse {
                 status,
@@ -229,10 +209,31 @@ impl Cgi {
             Err(problem) => panic!(
                 "CGI {} wrote no valid response ({problem}); exit {exit}\n\
                  stdout: {:?}\nstderr:\n{stderr}",
-                self.program.display(),
+                program.display(),
                 String::from_utf8_lossy(&stdout[..stdout.len().min(2000)])
             ),
         }
+    }
+}
+
+/// A started CGI program and the threads feeding and reading it.
+struct Running {
+    program: PathBuf,
+    child: std::process::Child,
+    writer: thread::JoinHandle<()>,
+    stdout: thread::JoinHandle<Vec<u8>>,
+    stderr: thread::JoinHandle<Vec<u8>>,
+}
+
+impl Running {
+    /// Waits for the program to end: its exit status, everything it wrote to stdout, its
+    /// stderr as text.
+    fn finish(mut self) -> (ExitStatus, Vec<u8>, String) {
+        let exit = self.child.wait().unwrap();
+        self.writer.join().unwrap();
+        let stdout = self.stdout.join().unwrap();
+        let stderr = String::from_utf8_lossy(&self.stderr.join().unwrap()).into_owned();
+        (exit, stdout, stderr)
     }
 }
 
