@@ -11,7 +11,9 @@
 //! tens of MB of fresh pages: a fifth of the time of a 10 MP progressive render in `perf`
 //! (`exc_page_fault`, `clear_page_erms`, `unmap_page_range`; BENCHMARKS.md item 13). With the
 //! thresholds below, such buffers come from glibc's arenas and stay there between renders: the
-//! process keeps its peak working set (per worker thread's arena) as resident memory.
+//! process keeps its peak working set (per worker thread's arena) as resident memory. Renders
+//! therefore run only on long-lived threads: the servers' workers (`src/http/workers.rs`) and
+//! the render helpers (`src/render/helpers.rs`).
 //!
 //! A CGI process renders once and exits, so it does not call this.
 #![allow(unsafe_code)]

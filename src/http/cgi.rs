@@ -43,8 +43,13 @@ pub fn handle_catching(handler: &dyn Handler, req: Request) -> Response {
     let is_head = req.is_head();
     match panic::catch_unwind(AssertUnwindSafe(|| handler.handle(req))) {
         Ok(resp) => resp,
-        Err(_) => {
-            log::error!("handler panicked");
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(no message)");
+            log::error!("handler panicked: {msg}");
             let resp = Response::error(500, "panic", "internal error");
             if is_head {
                 resp.with_body(Vec::new())

@@ -18,13 +18,14 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::body::{BodyError, Limits, Spool};
+use super::cgi::handle_catching;
+use super::workers::Workers;
 use super::{Body, Handler, Request, Response, cgi_head, request_from_meta_vars};
 
 /// The only protocol version there is (`FCGI_VERSION_1`).
@@ -358,7 +359,8 @@ pub fn write_response<W: Write + ?Sized>(
 /// How the server is bounded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
-    /// Most requests being handled at once; the rest wait for a slot. Idle connections hold none.
+    /// Threads that run the handler ([`Workers`]): requests handled at once; the rest wait.
+    /// Idle connections hold none.
     pub workers: usize,
     /// Most open connections, one thread each; `accept` waits while this many are open.
     pub max_conns: usize,
@@ -640,11 +642,10 @@ impl Drop for Permit {
 }
 
 /// Turns a complete request into its response: `413`, `400` naming a non-UTF-8
-/// meta-variable, or the handler's answer (`500` if it panics).
+/// meta-variable, or what `run` answers (a worker running the handler; `500` if it panics).
 fn respond(
     incoming: Incoming,
-    handler: &dyn Handler,
-    workers: &Arc<Semaphore>,
+    run: &dyn Fn(Request) -> Response,
 ) -> Result<Response, ProtocolError> {
     let body = match incoming.body {
         Ok(body) => body,
@@ -666,20 +667,7 @@ fn respond(
         method: req.method.clone(),
         ..Request::default()
     };
-    let outcome = {
-        let _slot = workers.acquire();
-        panic::catch_unwind(AssertUnwindSafe(|| handler.handle(req)))
-    };
-    let resp = outcome.unwrap_or_else(|payload| {
-        let msg = payload
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("(no message)");
-        log::warn!("fastcgi: handler panicked: {msg}");
-        Response::error(500, "panic", "internal error")
-    });
-    Ok(resp.for_request(&method_only))
+    Ok(run(req).for_request(&method_only))
 }
 
 /// Speaks FastCGI on one connection until the peer closes it, a request without
@@ -688,8 +676,7 @@ fn respond(
 fn run_connection<S: Read + Write>(
     io: S,
     set_timeout: &dyn Fn(Option<Duration>) -> io::Result<()>,
-    handler: &dyn Handler,
-    workers: &Arc<Semaphore>,
+    run: &dyn Fn(Request) -> Response,
     opts: &Options,
 ) -> Result<(), ConnectionError> {
     let mut reader = BufReader::with_capacity(HEADER_LEN + MAX_CONTENT_LEN + 256, io);
@@ -729,7 +716,7 @@ fn run_connection<S: Read + Write>(
             }
             Event::Request(incoming) => {
                 let (id, keep_conn) = (incoming.id, incoming.keep_conn);
-                let resp = respond(incoming, handler, workers)?;
+                let resp = respond(incoming, run)?;
                 let mut w =
                     BufWriter::with_capacity(HEADER_LEN + MAX_CONTENT_LEN + 8, reader.get_mut());
                 write_response(&mut w, id, &resp)?;
@@ -766,8 +753,8 @@ pub fn replay(input: &[u8], handler: &dyn Handler, opts: &Options) -> Vec<u8> {
         input,
         output: Vec::new(),
     };
-    let workers = Semaphore::new(1);
-    if let Err(e) = run_connection(&mut io, &|_| Ok(()), handler, &workers, opts) {
+    let run = |req| handle_catching(handler, req);
+    if let Err(e) = run_connection(&mut io, &|_| Ok(()), &run, opts) {
         log::debug!("fastcgi replay: {e}");
     }
     io.output
@@ -1006,7 +993,8 @@ impl Backoff {
     }
 }
 
-/// Serves FastCGI on `listener` forever, one thread per connection.
+/// Serves FastCGI on `listener` forever: one thread per connection reads requests and writes
+/// responses, and `opts.workers` threads ([`Workers`]) run the handler.
 ///
 /// Returns only on a setup error (zero `workers` or `max_conns`, a listener that cannot be made
 /// blocking); a failing connection or `accept()` is logged and the loop goes on.
@@ -1020,7 +1008,7 @@ pub fn serve(listener: Listener, handler: Arc<dyn Handler>, opts: &Options) -> i
     // A socket inherited on fd 0 may be non-blocking; accept() would then spin.
     listener.set_nonblocking(false)?;
     let conns = Semaphore::new(opts.max_conns);
-    let workers = Semaphore::new(opts.workers);
+    let workers = Arc::new(Workers::start(opts.workers, handler)?);
     let mut backoff = Backoff::new();
     loop {
         let permit = conns.acquire();
@@ -1036,13 +1024,14 @@ pub fn serve(listener: Listener, handler: Arc<dyn Handler>, opts: &Options) -> i
             }
         };
         backoff.reset();
-        let (handler, workers, opts) = (Arc::clone(&handler), Arc::clone(&workers), opts.clone());
+        let (workers, opts) = (Arc::clone(&workers), opts.clone());
         let spawned = thread::Builder::new()
             .name("fastcgi-conn".into())
             .spawn(move || {
                 let _permit = permit;
                 let set_timeout = |t| stream.set_read_timeout(t);
-                match run_connection(&stream, &set_timeout, handler.as_ref(), &workers, &opts) {
+                let run = |req| workers.handle(req);
+                match run_connection(&stream, &set_timeout, &run, &opts) {
                     Ok(()) => log::debug!("fastcgi: connection done"),
                     Err(ConnectionError::Io(e)) if is_timeout(&e) => log::info!(
                         "fastcgi: closing a connection that sent nothing for {:?} mid-request",

@@ -10,6 +10,7 @@ pub mod http1;
 pub mod multipart;
 pub mod standalone;
 pub mod target;
+pub mod workers;
 
 use std::fmt;
 use std::io::Read;

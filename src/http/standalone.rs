@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::body::{self, Limits};
 use super::fastcgi::Semaphore;
 use super::http1::{self, Head};
+use super::workers::Workers;
 use super::{Handler, Request, Response};
 use crate::render::Format;
 
@@ -24,7 +25,8 @@ pub struct Options {
     pub static_dir: Option<(String, PathBuf, String)>,
     /// HTML served at `/`.
     pub index_html: Option<String>,
-    /// Requests handled at once; the rest wait. Reading a request holds none.
+    /// Threads that run the handler: requests handled at once; the rest wait. Reading a
+    /// request holds none.
     pub workers: usize,
     /// Most open connections, one thread each; `accept` waits while this many are open.
     pub max_conns: usize,
@@ -36,14 +38,14 @@ pub struct Options {
     pub body: Limits,
 }
 
-/// Serves until the process ends: a thread per connection (at most `max_conns`), at most
-/// `workers` of them in the handler at once.
+/// Serves until the process ends: a thread per connection (at most `max_conns`), and the
+/// handler on `workers` threads of its own ([`Workers`]).
 pub fn serve(addr: &str, handler: Arc<dyn Handler>, opts: Options) -> io::Result<()> {
     let listener = TcpListener::bind(addr)?;
     log::info!("listening on http://{addr}{}", opts.script_name);
     let opts = Arc::new(opts);
     let conns = Semaphore::new(opts.max_conns.max(1));
-    let workers = Semaphore::new(opts.workers.max(1));
+    let workers = Arc::new(Workers::start(opts.workers, handler)?);
     loop {
         let permit = conns.acquire();
         let (stream, peer) = match listener.accept() {
@@ -56,22 +58,14 @@ pub fn serve(addr: &str, handler: Arc<dyn Handler>, opts: Options) -> io::Result
                 continue;
             }
         };
-        let (handler, opts, workers) = (handler.clone(), opts.clone(), workers.clone());
+        let (opts, workers) = (opts.clone(), workers.clone());
         let spawned = thread::Builder::new()
             .name("http-conn".into())
             .spawn(move || {
                 let _permit = permit;
                 let answer = |head: &Head, declared: Option<u64>, body: &mut dyn Read| {
                     let peer = peer.ip();
-                    route(
-                        head,
-                        declared,
-                        body,
-                        peer,
-                        handler.as_ref(),
-                        &opts,
-                        &workers,
-                    )
+                    route(head, declared, body, peer, &opts, &workers)
                 };
                 http1::serve_connection(&stream, opts.read_timeout, &answer);
             });
@@ -87,9 +81,8 @@ fn route(
     declared: Option<u64>,
     input: &mut dyn Read,
     peer: IpAddr,
-    handler: &dyn Handler,
     opts: &Options,
-    workers: &Arc<Semaphore>,
+    workers: &Workers,
 ) -> Response {
     let method = head.method.to_ascii_uppercase();
     let url = head.target.as_str();
@@ -103,10 +96,7 @@ fn route(
             .with_header("Content-Type", "text/html; charset=utf-8")
             .with_body(html.clone().into_bytes());
     }
-    let handle = |req: Request| {
-        let _slot = workers.acquire();
-        super::cgi::handle_catching(handler, req)
-    };
+    let handle = |req: Request| workers.handle(req);
     let below = |prefix: &str| path.strip_prefix(prefix).and_then(|r| r.strip_prefix('/'));
     // The script first: it may be mounted below the cache URL (or the cache URL be the root).
     let script = opts.script_name.as_str();

@@ -9,6 +9,7 @@
 pub mod color;
 #[doc(hidden)]
 pub mod entropy_check;
+mod helpers;
 mod jpeg;
 mod jpeg_entropy;
 mod jpeg_rows;
