@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::geometry::{Raster, Size};
 use crate::render::{ColorManagement, Filter, RenderOptions};
 use crate::source::remote::RemoteOptions;
+pub use crate::store::{Secret, StoreConfig};
 
 /// Where the configuration is read from when neither `--config` nor `IMGSERV_CONFIG` says.
 pub const DEFAULT_PATH: &str = "/etc/imgserv/imgserv.toml";
@@ -245,48 +246,6 @@ impl ServerConfig {
         self.workers.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
         })
-    }
-}
-
-/// Where uploaded originals are kept (`[store]`); `store::open` makes a `Store` of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreConfig {
-    /// Files under `dir`, laid out `ab/cd/<id>.<ext>`.
-    Fs { dir: PathBuf },
-    /// Objects in an S3-compatible bucket, keyed `<prefix>ab/cd/<id>.<ext>`.
-    S3 {
-        /// `http(s)://host[:port][/path]`, without a trailing slash.
-        endpoint: String,
-        region: String,
-        bucket: String,
-        /// `endpoint/bucket/key` rather than `bucket.endpoint/key`.
-        path_style: bool,
-        access_key: String,
-        secret_key: Secret,
-        /// Empty or ending in `/`.
-        prefix: String,
-    },
-}
-
-/// A credential: kept out of `Debug` output (and so out of logs and panic messages).
-#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(secret: impl Into<String>) -> Secret {
-        Secret(secret.into())
-    }
-
-    /// The secret itself, for signing.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
     }
 }
 
@@ -554,7 +513,7 @@ impl AwsEnv {
         };
         AwsEnv {
             access_key_id: get("AWS_ACCESS_KEY_ID"),
-            secret_access_key: get("AWS_SECRET_ACCESS_KEY").map(Secret),
+            secret_access_key: get("AWS_SECRET_ACCESS_KEY").map(Secret::new),
             region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
         }
     }
@@ -567,7 +526,11 @@ impl AwsEnv {
         if unset(&store.access_key) {
             store.access_key.clone_from(&self.access_key_id);
         }
-        if store.secret_key.as_ref().is_none_or(|s| s.0.is_empty()) {
+        if store
+            .secret_key
+            .as_ref()
+            .is_none_or(|s| s.expose().is_empty())
+        {
             store.secret_key.clone_from(&self.secret_access_key);
         }
         if unset(&store.region) {
@@ -1244,7 +1207,7 @@ fn validate_store(raw: RawStore, cache_dir: &Path, base: &Path, p: &mut Problems
                 given(raw.access_key),
                 " (or set IMGSERV_STORE_ACCESS_KEY or AWS_ACCESS_KEY_ID)",
             );
-            let secret_key = match raw.secret_key.filter(|s| !s.0.is_empty()) {
+            let secret_key = match raw.secret_key.filter(|s| !s.expose().is_empty()) {
                 Some(secret) => secret,
                 None => {
                     p.add(
