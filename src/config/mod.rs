@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::geometry::{Raster, Size};
+pub use crate::metrics::MetricsConfig;
 use crate::render::{ColorManagement, Filter, RenderOptions};
 use crate::source::remote::RemoteOptions;
 pub use crate::store::{Secret, StoreConfig};
@@ -76,15 +77,6 @@ pub struct Config {
     pub security: SecurityConfig,
     pub evict: EvictConfig,
     pub metrics: MetricsConfig,
-}
-
-/// `[metrics]`: `GET /metrics` in the FastCGI and standalone servers.
-#[derive(Debug, Clone, Default)]
-pub struct MetricsConfig {
-    /// Off by default.
-    pub enabled: bool,
-    /// Addresses and networks that may read them; empty: any.
-    pub allow: Vec<crate::metrics::Network>,
 }
 
 /// The REST interface (`[api]`).
