@@ -20,7 +20,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::config::MetricsConfig;
 use crate::error::Error;
 use crate::http::{Request, Response};
 
@@ -175,6 +174,16 @@ pub fn request_notes() -> (Option<&'static str>, Option<&'static str>) {
 /// Lets `/metrics` answer in this process: the long-lived servers call it, a CGI process never.
 pub fn expose() {
     EXPOSED.store(true, Ordering::Relaxed);
+}
+
+/// `[metrics]`: `GET /metrics` in the FastCGI and standalone servers. `config` validates the
+/// file's `[metrics]` into it (and re-exports it as `config::MetricsConfig`).
+#[derive(Debug, Clone, Default)]
+pub struct MetricsConfig {
+    /// Off by default.
+    pub enabled: bool,
+    /// Addresses and networks that may read them; empty: any.
+    pub allow: Vec<Network>,
 }
 
 /// `GET /metrics`: 404 unless this process is a long-lived server and `[metrics] enabled`,

@@ -11,8 +11,10 @@ pub mod fs;
 pub mod s3;
 
 use std::io;
+use std::path::PathBuf;
 
-use crate::config::StoreConfig;
+use serde::Deserialize;
+
 use crate::original::OriginalId;
 use crate::render::Format;
 
@@ -41,6 +43,49 @@ pub trait Store: Send + Sync {
 pub struct Object {
     pub reader: Box<dyn io::Read + Send>,
     pub len: u64,
+}
+
+/// Where uploaded originals are kept (`[store]`); [`open`] makes a `Store` of it. `config`
+/// validates the file's `[store]` into it (and re-exports it as `config::StoreConfig`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// Files under `dir`, laid out `ab/cd/<id>.<ext>`.
+    Fs { dir: PathBuf },
+    /// Objects in an S3-compatible bucket, keyed `<prefix>ab/cd/<id>.<ext>`.
+    S3 {
+        /// `http(s)://host[:port][/path]`, without a trailing slash.
+        endpoint: String,
+        region: String,
+        bucket: String,
+        /// `endpoint/bucket/key` rather than `bucket.endpoint/key`.
+        path_style: bool,
+        access_key: String,
+        secret_key: Secret,
+        /// Empty or ending in `/`.
+        prefix: String,
+    },
+}
+
+/// A credential: kept out of `Debug` output (and so out of logs and panic messages).
+#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(secret: impl Into<String>) -> Secret {
+        Secret(secret.into())
+    }
+
+    /// The secret itself, for signing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 /// Opens the store the configuration names. Nothing is created and nothing is contacted: the

@@ -45,7 +45,8 @@ const MAX_OBJECT_BYTES: u64 = 1 << 32;
 /// The most of an error answer we read.
 const MAX_ERROR_BYTES: u64 = 64 << 10;
 
-/// What [`S3Store::new`] needs; `config::StoreConfig::S3` holds the validated values.
+/// What [`S3Store::new`] needs; [`StoreConfig::S3`](super::StoreConfig::S3) holds the validated
+/// values.
 #[derive(Clone)]
 pub struct S3Options {
     /// `http(s)://host[:port][/path]`.
