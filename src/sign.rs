@@ -1113,4 +1113,42 @@ mod tests {
         let info: KeyInfo = c.key(&k.id).unwrap().unwrap().into();
         assert!(info.revoked && info.secret == k.secret.expose().as_bytes());
     }
+
+    #[test]
+    fn keys_of_a_catalog_made_before_migrations_keep_exactly_their_rights() {
+        use crate::catalog::testing::made_before_migrations;
+        let all = [Rights::READ, Rights::WRITE, Rights::DELETE, Rights::ADMIN];
+        for version in [1, 2] {
+            let t = tempfile::tempdir().unwrap();
+            let path = t.path().join("catalog.sqlite");
+            let keys = made_before_migrations(&path, version);
+            let c = crate::catalog::Catalog::open(&path).unwrap();
+            for k in &keys {
+                let mut req = Request {
+                    method: "GET".into(),
+                    path: "/api/images".into(),
+                    ..Request::default()
+                };
+                req.headers =
+                    sign_request(Version::V2, k.id, k.secret.as_bytes(), &req, DATE).to_vec();
+                let verified = verify(&req, DATE, Duration::from_secs(300), |id| {
+                    Ok::<_, SignError>(c.key(id).unwrap().map(KeyInfo::from))
+                });
+                if k.revoked {
+                    assert_eq!(verified, Err(SignError::RevokedKey(k.id.into())));
+                    continue;
+                }
+                let verified = verified.unwrap();
+                assert_eq!(verified.user, k.user, "v{version} {}", k.id);
+                for right in all {
+                    assert_eq!(
+                        verified.require(right).is_ok(),
+                        k.rights.contains(right),
+                        "v{version} {} {right}",
+                        k.id
+                    );
+                }
+            }
+        }
+    }
 }

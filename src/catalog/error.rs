@@ -2,6 +2,7 @@
 
 use std::io;
 
+use crate::db::MigrateError;
 use crate::original::OriginalId;
 use crate::query::QueryError;
 
@@ -44,6 +45,13 @@ pub enum CatalogError {
     /// recorded. Retrying succeeds.
     #[error("the upload of {0} outlived the upload grace period; retry")]
     UploadExpired(OriginalId),
+    /// The catalog was written by a newer imgserv: its schema version is past the last
+    /// migration this code knows. Nothing was changed.
+    #[error(
+        "catalog schema version {found} is newer than this imgserv knows (at most {known}); \
+         run the imgserv that upgraded it, or restore a backup"
+    )]
+    TooNew { found: i64, known: i64 },
     /// The catalog stayed locked beyond the busy timeout.
     #[error("catalog is busy: {0}")]
     Busy(String),
@@ -62,6 +70,15 @@ impl From<rusqlite::Error> for CatalogError {
                 CatalogError::Busy(e.to_string())
             }
             _ => CatalogError::Db(e),
+        }
+    }
+}
+
+impl From<MigrateError> for CatalogError {
+    fn from(e: MigrateError) -> Self {
+        match e {
+            MigrateError::TooNew { found, known } => CatalogError::TooNew { found, known },
+            MigrateError::Db(e) => e.into(),
         }
     }
 }

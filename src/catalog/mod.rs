@@ -34,7 +34,7 @@ mod removal;
 mod schema;
 mod search;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 mod users;
 
 pub use categories::{Category, MAX_CATEGORY_BYTES, MAX_CATEGORY_DEPTH, normalize_category};
