@@ -122,6 +122,7 @@ impl Error {
                 CatalogError::Query(_) => (400, "bad-request", exit::USAGE),
                 CatalogError::Removing(_) => (503, "removal-in-progress", exit::TEMPFAIL),
                 CatalogError::UploadExpired(_) => (503, "upload-expired", exit::TEMPFAIL),
+                CatalogError::TooNew { .. } => (500, "catalog-too-new", exit::CONFIG),
                 CatalogError::Busy(_) => (503, "catalog-busy", exit::TEMPFAIL),
                 CatalogError::Db(_) => (500, "catalog-db", exit::SOFTWARE),
                 CatalogError::Io(_) => (500, "catalog-io", exit::IOERR),

@@ -17,7 +17,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode, percent_encod
 use sha2::{Digest, Sha256};
 
 use crate::cache::hex;
-use crate::catalog::Rights;
+use crate::catalog::{ApiKey, Rights};
 use crate::http::Request;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -126,6 +126,18 @@ impl std::fmt::Debug for KeyInfo {
             .field("rights", &self.rights)
             .field("revoked", &self.revoked)
             .finish_non_exhaustive()
+    }
+}
+
+/// A catalog key as the verifier needs it.
+impl From<ApiKey> for KeyInfo {
+    fn from(k: ApiKey) -> Self {
+        KeyInfo {
+            user: k.user,
+            rights: k.rights,
+            secret: k.secret.expose().as_bytes().to_vec(),
+            revoked: k.revoked.is_some(),
+        }
     }
 }
 
@@ -1083,5 +1095,60 @@ mod tests {
         assert!(url_check("/cache/a b.jpg", query, DATE).is_ok());
         assert!(sign_href("/other/x", "/img", KEY_ID, SECRET.as_bytes(), None).is_err());
         assert!(sign_href("/imgx", "/img", KEY_ID, SECRET.as_bytes(), None).is_err());
+    }
+
+    #[test]
+    fn a_catalog_key_verifies_with_its_secret_and_rights_until_revoked() {
+        let t = tempfile::tempdir().unwrap();
+        let mut c = crate::catalog::Catalog::open(&t.path().join("catalog.sqlite")).unwrap();
+        c.add_user("alice").unwrap();
+        let k = c.add_key("alice", Rights::READ | Rights::DELETE).unwrap();
+        let info = KeyInfo::from(c.key(&k.id).unwrap().unwrap());
+        assert_eq!(
+            (info.user.as_str(), info.rights, info.revoked),
+            ("alice", Rights::READ | Rights::DELETE, false)
+        );
+        assert_eq!(info.secret, k.secret.expose().as_bytes());
+        c.revoke(&k.id).unwrap();
+        let info: KeyInfo = c.key(&k.id).unwrap().unwrap().into();
+        assert!(info.revoked && info.secret == k.secret.expose().as_bytes());
+    }
+
+    #[test]
+    fn keys_of_a_catalog_made_before_migrations_keep_exactly_their_rights() {
+        use crate::catalog::testing::made_before_migrations;
+        let all = [Rights::READ, Rights::WRITE, Rights::DELETE, Rights::ADMIN];
+        for version in [1, 2] {
+            let t = tempfile::tempdir().unwrap();
+            let path = t.path().join("catalog.sqlite");
+            let keys = made_before_migrations(&path, version);
+            let c = crate::catalog::Catalog::open(&path).unwrap();
+            for k in &keys {
+                let mut req = Request {
+                    method: "GET".into(),
+                    path: "/api/images".into(),
+                    ..Request::default()
+                };
+                req.headers =
+                    sign_request(Version::V2, k.id, k.secret.as_bytes(), &req, DATE).to_vec();
+                let verified = verify(&req, DATE, Duration::from_secs(300), |id| {
+                    Ok::<_, SignError>(c.key(id).unwrap().map(KeyInfo::from))
+                });
+                if k.revoked {
+                    assert_eq!(verified, Err(SignError::RevokedKey(k.id.into())));
+                    continue;
+                }
+                let verified = verified.unwrap();
+                assert_eq!(verified.user, k.user, "v{version} {}", k.id);
+                for right in all {
+                    assert_eq!(
+                        verified.require(right).is_ok(),
+                        k.rights.contains(right),
+                        "v{version} {} {right}",
+                        k.id
+                    );
+                }
+            }
+        }
     }
 }

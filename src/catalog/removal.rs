@@ -25,9 +25,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::{
-    Catalog, CatalogError, Doomed, Intent, PendingDelete, Swept, ext_of, get_image, now_ms,
-};
+use super::images::get_image;
+use super::{Catalog, CatalogError, Doomed, Intent, PendingDelete, Swept, ext_of, now_ms};
 use crate::db::BUSY_TIMEOUT;
 use crate::original::OriginalId;
 
@@ -526,5 +525,73 @@ mod tests {
         assert_eq!(sweeper.join().unwrap().unwrap(), Swept::Removed);
         // Well under the busy timeout they used to wait (then fail), with room for a slow CI.
         assert!(took < BUSY_TIMEOUT / 2, "writes waited {took:?}");
+    }
+
+    #[test]
+    fn uploads_and_removals_of_the_same_bytes() {
+        // The shared helpers, not this module's `new` and `open`.
+        use crate::catalog::testing::{add, new, open};
+        use serde_json::json;
+
+        let t = tempfile::tempdir().unwrap();
+        let mut c = open(&t);
+        let grace = Duration::from_secs(3600);
+        let never = |_: &PendingDelete| -> Result<(), CatalogError> { panic!("removed") };
+        // Deleted, then uploaded again before the sweep: the original must stay.
+        add(&mut c, 1, "/", json!({}));
+        let d = c.delete(&id(1)).unwrap();
+        let intent = c.begin_upload(&id(1), "image/jpeg").unwrap();
+        // While the upload is in flight, the original is not removed.
+        assert_eq!(
+            c.sweep(&d.pending[0], grace, never).unwrap(),
+            Swept::Deferred
+        );
+        assert!(matches!(
+            c.insert(&new(1, "/", json!({})), Some(intent)).unwrap(),
+            Inserted::New(_)
+        ));
+        assert_eq!(
+            c.sweep(&d.pending[0], grace, never).unwrap(),
+            Swept::Cancelled
+        );
+        // Variants go whatever happened: they are rendered again.
+        let mut variants = false;
+        let r = c.sweep(&d.pending[1], grace, |_| {
+            variants = true;
+            Ok::<(), CatalogError>(())
+        });
+        assert_eq!((r.unwrap(), variants), (Swept::Removed, true));
+        assert_eq!(c.pending().unwrap(), [], "the intent went with the insert");
+        // An upload that crashed after placing its file: removed once past the grace period.
+        let _crashed = c.begin_upload(&id(2), "image/png").unwrap();
+        let p = c.pending().unwrap();
+        assert_eq!(
+            (p.len(), p[0].what, p[0].ext.as_str()),
+            (1, Doomed::Upload, "png")
+        );
+        assert_eq!(c.sweep(&p[0], grace, never).unwrap(), Swept::Deferred);
+        let mut gone = None;
+        let r = c.sweep(&p[0], Duration::ZERO, |p| {
+            gone = Some(p.image.clone());
+            Ok::<(), CatalogError>(())
+        });
+        assert_eq!((r.unwrap(), gone), (Swept::Removed, Some(id(2))));
+        // An intent passed with another image's insert is not dropped.
+        let stray = c.begin_upload(&id(4), "image/jpeg").unwrap();
+        c.insert(&new(5, "/", json!({})), Some(stray)).unwrap();
+        let p = c.pending().unwrap();
+        assert_eq!((p.len(), &p[0].image), (1, &id(4)));
+        c.sweep(&p[0], Duration::ZERO, |_| Ok::<(), CatalogError>(()))
+            .unwrap();
+        // An intent for bytes that existed all along never removes them.
+
+        add(&mut c, 3, "/", json!({}));
+        let _late = c.begin_upload(&id(3), "image/jpeg").unwrap();
+        let p = c.pending().unwrap();
+        assert_eq!(
+            c.sweep(&p[0], Duration::ZERO, never).unwrap(),
+            Swept::Cancelled
+        );
+        assert!(c.get(&id(3)).unwrap().is_some());
     }
 }

@@ -1,0 +1,76 @@
+//! The catalog: what is known about each original (mime, size, owner, category, free metadata),
+//! full-text search over it, the files waiting to be deleted, and the users and API keys.
+//!
+//! All SQL lives here, behind plain Rust types, so that another database can follow. It does
+//! not store bytes (that is `store`), check signatures (`sign`) or speak HTTP (`api`).
+//!
+//! Files and rows never disagree for long, and never so that an original is lost:
+//! - an upload first records an intent ([`Catalog::begin_upload`]), then places the file, then
+//!   inserts the row and drops the intent in one transaction; a crash leaves the intent, which
+//!   the sweep turns into a removal once it is older than the grace period;
+//! - a deletion removes the row and records what to remove in one transaction, then removes it;
+//! - every removal claims its row in a short transaction that first checks the image has not
+//!   come back and no fresh upload of it is in flight, removes the objects with no lock held,
+//!   then drops the row; an upload of the same bytes waits while such a claim is live (see
+//!   `removal`, which owns that protocol).
+//!
+//! The catalog file holds API key secrets (HMAC needs them on the server): it must be readable
+//! only by the server's user.
+//!
+//! The submodules split it by concern: `schema` (the tables and opening the file), `images`,
+//! `search`, `categories`, `pending` (deletions and what they leave to remove), `removal`,
+//! `users`, `keys` (API keys and rights) and `error`. Everything is used as `catalog::X`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::Connection;
+
+mod categories;
+mod error;
+mod images;
+mod keys;
+mod pending;
+mod removal;
+mod schema;
+mod search;
+#[cfg(test)]
+pub(crate) mod testing;
+mod users;
+
+pub use categories::{Category, MAX_CATEGORY_BYTES, MAX_CATEGORY_DEPTH, normalize_category};
+pub use error::CatalogError;
+pub use images::{Image, Inserted, MAX_META_BYTES, NewImage, ext_of, format_of};
+pub use keys::{ApiKey, Rights, Secret};
+pub use pending::{Deleted, Doomed, Intent, PendingDelete, Swept};
+pub use removal::{CLAIM_LEASE, Claim, Claimed, UPLOAD_WAIT};
+pub use search::{MAX_PER_PAGE, Page, Query};
+pub use users::User;
+
+/// The catalog database.
+pub struct Catalog {
+    conn: Connection,
+}
+
+/// `s` quoted, cut at 64 characters, for an error message.
+fn shorten(s: &str) -> String {
+    format!("{:?}", s.chars().take(64).collect::<String>())
+}
+
+fn conversion(col: usize, name: &str) -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnType(col, name.into(), rusqlite::types::Type::Text)
+}
+
+fn bad_column(col: usize, name: &str) -> CatalogError {
+    CatalogError::Db(conversion(col, name))
+}
+
+fn collect<T>(rows: impl Iterator<Item = rusqlite::Result<T>>) -> Result<Vec<T>, CatalogError> {
+    rows.map(|r| r.map_err(CatalogError::from)).collect()
+}
+
+/// Unix time in milliseconds.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
