@@ -7,8 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use imgserv::geometry::{self, BoundingBox, Raster, Size};
-use imgserv::render::{self, Filter, Format, RenderOptions};
+use imgserv::domain::format::Format;
+use imgserv::domain::geometry::{self, BoundingBox, Raster, Size};
+use imgserv::render::{self, Filter, RenderOptions};
 
 const PHOTO: &str = "photo-nexus6p-exif-4032x3024.jpg";
 const PNG: &str = "photo-astronaut-512x512.png";

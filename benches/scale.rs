@@ -14,8 +14,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use imgserv::cache::{Cache, SourceKey, variant_path};
-use imgserv::geometry::Size;
-use imgserv::render::Format;
+use imgserv::domain::format::Format;
+use imgserv::domain::geometry::Size;
 use rusqlite::{Connection, params};
 
 const VARIANT_BYTES: i64 = 10_000;

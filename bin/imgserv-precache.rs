@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use imgserv::domain::geometry::Size;
 use imgserv::error::exit;
-use imgserv::geometry::Size;
 use imgserv::{precache, server};
 
 #[derive(Parser)]

@@ -30,9 +30,10 @@ use serde_json::{Map, Value};
 use crate::cache::Cache;
 use crate::catalog::{Catalog, NewImage};
 use crate::config::{Config, StoreConfig};
+use crate::domain::format::Format;
+use crate::domain::original::OriginalId;
 use crate::error::Error;
-use crate::original::OriginalId;
-use crate::render::{self, Format};
+use crate::render;
 use crate::store::Store;
 
 /// Files and objects younger than this are taken to be writes under way, not problems.

@@ -9,10 +9,11 @@ use serde_json::{Map, Value};
 
 use crate::catalog::{Catalog, Inserted, NewImage};
 use crate::config::Config;
+use crate::domain::format::Format;
+use crate::domain::geometry::{BoundingBox, Raster, fit};
+use crate::domain::original::{IdError, OriginalId};
 use crate::error::Error;
-use crate::geometry::{BoundingBox, Raster, fit};
-use crate::original::{IdError, OriginalId};
-use crate::render::{self, Format};
+use crate::render;
 use crate::store::Store;
 
 /// Why an upload was refused before anything was stored (decoding problems are
@@ -57,7 +58,7 @@ pub fn ingest(
         }
         .into());
     }
-    let format = Format::sniff(bytes)?;
+    let format = Format::sniff(bytes).map_err(render::RenderError::from)?;
     if !config.api.types.contains(&format) {
         return Err(IngestError::TypeNotAccepted(format).into());
     }

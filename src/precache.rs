@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use crate::cache::Cache;
 use crate::config::Config;
-use crate::geometry::Size;
-use crate::render::Format;
+use crate::domain::format::Format;
+use crate::domain::geometry::Size;
 use crate::source::remote;
 use crate::variant;
 

@@ -15,9 +15,9 @@ use std::time::Duration;
 use crate::cache::{Cache, CacheError};
 use crate::catalog::{Catalog, Doomed, PendingDelete, Swept};
 use crate::config::Config;
+use crate::domain::format::Format;
+use crate::domain::original::OriginalId;
 use crate::error::Error;
-use crate::original::OriginalId;
-use crate::render::Format;
 use crate::store::Store;
 use crate::variant::stored_key;
 

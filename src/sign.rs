@@ -16,8 +16,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode, percent_encode};
 use sha2::{Digest, Sha256};
 
-use crate::cache::hex;
 use crate::catalog::{ApiKey, Rights};
+use crate::domain::hex;
 use crate::http::Request;
 
 type HmacSha256 = Hmac<Sha256>;

@@ -21,9 +21,9 @@ use serde_json::{Map, Value, json};
 use crate::cache::Cache;
 use crate::catalog::Catalog;
 use crate::config::{Config, StoreConfig};
+use crate::domain::format::Format;
+use crate::domain::original::OriginalId;
 use crate::http::Response;
-use crate::original::OriginalId;
-use crate::render::Format;
 
 /// A file system with less free space than this fraction of its size (for unprivileged
 /// users) fails its probe: writes are about to fail.

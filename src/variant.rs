@@ -11,11 +11,12 @@ use std::sync::Arc;
 use crate::cache::{self, Cache, SourceKey};
 use crate::catalog::Image;
 use crate::config::Config;
+use crate::domain::format::Format;
+use crate::domain::geometry::{self, BoundingBox, Size};
+use crate::domain::original::OriginalId;
 use crate::error::Error;
-use crate::geometry::{self, BoundingBox, Size};
 use crate::metrics::{self, Stage};
-use crate::original::OriginalId;
-use crate::render::{self, Format, Probe, RenderError};
+use crate::render::{self, Probe, RenderError};
 use crate::source::{SourceError, local, remote};
 use crate::store::Store;
 

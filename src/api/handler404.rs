@@ -19,12 +19,12 @@ use super::{ApiError, App};
 use crate::cache::CacheError;
 use crate::catalog::{CatalogError, Image};
 use crate::config::Config;
+use crate::domain::format::Format;
+use crate::domain::geometry::{self, BoundingBox, Size};
+use crate::domain::original::OriginalId;
+use crate::domain::query;
 use crate::error::Error;
-use crate::geometry::{self, BoundingBox, Size};
 use crate::http::{Request, Response};
-use crate::original::OriginalId;
-use crate::query;
-use crate::render::Format;
 use crate::variant;
 
 /// How often a variant that went (evicted, or its original deleted, by another process)

@@ -11,13 +11,13 @@ use serde_json::{Map, Value};
 
 use super::{ApiError, App};
 use crate::catalog::{self, CatalogError, Image, Inserted, Query, Rights};
+use crate::domain::geometry::Size;
+use crate::domain::original::OriginalId;
+use crate::domain::query::{self, QueryError};
 use crate::error::Error;
-use crate::geometry::Size;
 use crate::http::{Request, Response, Stream, multipart};
 use crate::ingest::{self, IngestError, Upload};
-use crate::original::OriginalId;
 use crate::purge;
-use crate::query::{self, QueryError};
 
 impl App {
     pub(super) fn api(&self, req: &Request) -> Result<Response, Error> {

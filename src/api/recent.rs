@@ -18,8 +18,8 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::geometry::{BoundingBox, Size};
-use crate::render::Format;
+use crate::domain::format::Format;
+use crate::domain::geometry::{BoundingBox, Size};
 use crate::variant::Variant;
 
 /// How long an entry is used without looking at the original or the index.

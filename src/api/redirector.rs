@@ -4,9 +4,9 @@
 use std::time::Instant;
 
 use super::App;
+use crate::domain::query;
 use crate::error::Error;
 use crate::http::{Request, Response};
-use crate::query;
 use crate::variant::{self, Variant};
 
 impl App {

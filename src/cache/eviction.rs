@@ -170,8 +170,8 @@ mod tests {
     use super::*;
     use crate::cache::tests::{key, open, store_used_at, summed};
     use crate::cache::{Totals, variant_path, write_atomically};
-    use crate::geometry::Size;
-    use crate::render::Format;
+    use crate::domain::format::Format;
+    use crate::domain::geometry::Size;
 
     #[test]
     fn eviction_removes_least_recently_used_first() {

@@ -193,8 +193,8 @@ mod tests {
     use super::*;
     use crate::cache::tests::{key, open, summed};
     use crate::cache::variant_path;
-    use crate::geometry::Size;
-    use crate::render::Format;
+    use crate::domain::format::Format;
+    use crate::domain::geometry::Size;
 
     #[test]
     fn totals_stay_the_sum_of_the_rows_when_a_row_is_replaced() {

@@ -36,8 +36,8 @@ mod tests {
     use super::*;
     use crate::cache::tests::{key, open};
     use crate::cache::variant_path;
-    use crate::geometry::Size;
-    use crate::render::Format;
+    use crate::domain::format::Format;
+    use crate::domain::geometry::Size;
     use std::time::Duration;
 
     #[test]

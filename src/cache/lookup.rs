@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 use rusqlite::params;
 
 use super::{Cache, CacheError, SourceKey, now};
-use crate::geometry::Size;
-use crate::render::Format;
+use crate::domain::format::Format;
+use crate::domain::geometry::Size;
 /// What the index knows about a source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Known {

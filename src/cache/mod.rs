@@ -40,8 +40,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::db;
-use crate::geometry::Size;
-use crate::render::Format;
+use crate::domain::format::Format;
+use crate::domain::geometry::Size;
+use crate::domain::hex;
 
 pub use atomic::write_atomically;
 pub use eviction::{EVICT_BATCH, Evicted, remove_files};
@@ -172,17 +173,6 @@ fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 #[cfg(test)]

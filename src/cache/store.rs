@@ -9,8 +9,8 @@ use rusqlite::{TransactionBehavior, params};
 use super::atomic::{link_atomically, write_atomically_with};
 use super::index::totals;
 use super::{Cache, CacheError, SourceKey, now};
-use crate::geometry::Size;
-use crate::render::Format;
+use crate::domain::format::Format;
+use crate::domain::geometry::Size;
 impl Cache {
     /// Writes a variant's bytes atomically and durably and indexes it (with its source when
     /// that is new); when that takes the total over the space limit, evicts least recently

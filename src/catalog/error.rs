@@ -3,8 +3,8 @@
 use std::io;
 
 use crate::db::MigrateError;
-use crate::original::OriginalId;
-use crate::query::QueryError;
+use crate::domain::original::OriginalId;
+use crate::domain::query::QueryError;
 
 /// Why the catalog could not answer.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::{
     Catalog, CatalogError, Intent, bad_column, conversion, normalize_category, now_ms, removal,
 };
-use crate::original::OriginalId;
+use crate::domain::original::OriginalId;
 
 /// Largest metadata object, as compact JSON.
 pub const MAX_META_BYTES: usize = 64 * 1024;
@@ -229,8 +229,8 @@ impl Catalog {
 }
 
 /// The format of a catalogued original's `mime` type, for reading it from the store.
-pub fn format_of(mime: &str) -> Option<crate::render::Format> {
-    use crate::render::Format;
+pub fn format_of(mime: &str) -> Option<crate::domain::format::Format> {
+    use crate::domain::format::Format;
     [Format::Jpeg, Format::Png, Format::Gif, Format::Webp]
         .into_iter()
         .find(|f| f.mime() == mime)

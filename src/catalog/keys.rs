@@ -131,10 +131,10 @@ impl Catalog {
         let mut random = [0u8; 40];
         fs::File::open("/dev/urandom")?.read_exact(&mut random)?;
         let key = ApiKey {
-            id: format!("ak_{}", crate::cache::hex(&random[..8])),
+            id: format!("ak_{}", crate::domain::hex(&random[..8])),
             user: user.to_string(),
             rights,
-            secret: Secret(crate::cache::hex(&random[8..])),
+            secret: Secret(crate::domain::hex(&random[8..])),
             created: now_ms(),
             revoked: None,
         };

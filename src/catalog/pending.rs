@@ -5,7 +5,7 @@ use rusqlite::{TransactionBehavior, params};
 
 use super::images::get_image;
 use super::{Catalog, CatalogError, Image, bad_column, now_ms};
-use crate::original::OriginalId;
+use crate::domain::original::OriginalId;
 
 /// What a pending row asks the sweep to remove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,7 +28,7 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use super::images::get_image;
 use super::{Catalog, CatalogError, Doomed, Intent, PendingDelete, Swept, ext_of, now_ms};
 use crate::db::BUSY_TIMEOUT;
-use crate::original::OriginalId;
+use crate::domain::original::OriginalId;
 
 /// How long a claim holds a pending row. Far longer than a removal can take (the S3 store gives
 /// up on a request after 60 s, a file is one unlink), so a claim this old was left by a process

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::images::{IMAGE_COLUMNS, image_row};
 use super::{Catalog, CatalogError, Image, collect, normalize_category};
-use crate::query::QueryError;
+use crate::domain::query::QueryError;
 
 /// Largest page of search results.
 pub const MAX_PER_PAGE: u32 = 100;

@@ -9,7 +9,7 @@ use rusqlite::{Connection, params};
 use serde_json::{Map, Value};
 
 use super::{Catalog, Image, Inserted, NewImage, Page, Query, Rights};
-use crate::original::OriginalId;
+use crate::domain::original::OriginalId;
 
 pub(super) fn open(t: &tempfile::TempDir) -> Catalog {
     Catalog::open(&t.path().join("state/catalog.sqlite")).unwrap()

@@ -14,7 +14,7 @@ pub struct ApiConfig {
     /// default, since originals keep their EXIF (GPS included). Variants are always public.
     pub public_reads: bool,
     /// Original formats an upload may have, checked by content.
-    pub types: Vec<crate::render::Format>,
+    pub types: Vec<crate::domain::format::Format>,
     /// Largest request body every transport receives; a larger `Content-Length` gets `413`
     /// before the body is read.
     pub max_body_bytes: u64,
@@ -48,7 +48,7 @@ pub(super) struct RawSecurity {
 const FORM_OVERHEAD: u64 = 1 << 20;
 
 pub(super) fn validate_api(raw: RawApi, max_source_bytes: u64, p: &mut Problems) -> ApiConfig {
-    use crate::render::Format;
+    use crate::domain::format::Format;
     let names = raw
         .types
         .unwrap_or_else(|| ["jpeg", "png", "gif", "webp"].map(String::from).to_vec());

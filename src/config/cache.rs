@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::value::{DurationValue, Problems, SizeValue};
-use crate::geometry::Raster;
+use crate::domain::geometry::Raster;
 
 #[derive(Debug, Clone)]
 pub struct CacheConfig {

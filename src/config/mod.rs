@@ -49,7 +49,7 @@ use self::state::{
 };
 use self::store::{RawStore, validate_store};
 use self::value::Problems;
-use crate::geometry::Size;
+use crate::domain::geometry::Size;
 use crate::render::RenderOptions;
 
 /// A configuration problem; the message names the key.

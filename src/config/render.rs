@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::value::{Problems, SizeValue};
-use crate::geometry::Size;
+use crate::domain::geometry::Size;
 use crate::render::{ColorManagement, Filter, RenderOptions};
 
 #[derive(Debug, Clone, Copy)]

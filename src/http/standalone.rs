@@ -15,7 +15,7 @@ use super::fastcgi::Semaphore;
 use super::http1::{self, Head};
 use super::workers::Workers;
 use super::{Handler, Request, Response};
-use crate::render::Format;
+use crate::domain::format::Format;
 
 /// What the standalone server serves besides the handler.
 pub struct Options {

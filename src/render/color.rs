@@ -410,7 +410,7 @@ mod tests {
     use std::process::Command;
 
     use super::*;
-    use crate::geometry::Size;
+    use crate::domain::geometry::Size;
     use crate::render::{self, RenderOptions};
 
     use crate::render::fixture;

@@ -16,7 +16,7 @@ use super::helpers;
 use super::jpeg_rows::{self, Params};
 use super::pixels::band_source_rows;
 use super::{Filter, Layout, Pixels, RenderError};
-use crate::geometry::Size;
+use crate::domain::geometry::Size;
 
 /// What the JPEG header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -689,8 +689,8 @@ mod tests {
         ] {
             let bytes = fixture(name);
             let stored = parse_header(&bytes).unwrap().size;
-            let raster = crate::geometry::Raster::new(1).unwrap();
-            let target = crate::geometry::fit(stored, Size::new(800, 600), raster);
+            let raster = crate::domain::geometry::Raster::new(1).unwrap();
+            let target = crate::domain::geometry::fit(stored, Size::new(800, 600), raster);
             let params = params(stored, target);
             assert!(
                 params.scale_num <= 4,

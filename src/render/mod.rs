@@ -26,7 +26,8 @@ use image::{ImageDecoder, ImageFormat};
 pub use color::ColorManagement;
 pub use pixels::{Layout, Pixels};
 
-use crate::geometry::Size;
+use crate::domain::format::{Format, Unrecognised};
+use crate::domain::geometry::Size;
 use crate::metrics::{self, Stage};
 
 /// Why an image could not be rendered.
@@ -52,94 +53,21 @@ pub enum RenderError {
     Encode(String),
 }
 
-/// The image formats this server reads and writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Format {
-    Jpeg,
-    Png,
-    Gif,
-    Webp,
+/// The `image` crate's name for a format.
+fn image_format(format: Format) -> ImageFormat {
+    match format {
+        Format::Jpeg => ImageFormat::Jpeg,
+        Format::Png => ImageFormat::Png,
+        Format::Gif => ImageFormat::Gif,
+        Format::Webp => ImageFormat::WebP,
+    }
 }
 
-impl Format {
-    /// Identifies a format by its magic bytes (never by a file name).
-    pub fn sniff(bytes: &[u8]) -> Result<Format, RenderError> {
-        match bytes {
-            [0xFF, 0xD8, 0xFF, ..] => Ok(Format::Jpeg),
-            [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => Ok(Format::Png),
-            [b'G', b'I', b'F', b'8', b'7' | b'9', b'a', ..] => Ok(Format::Gif),
-            [
-                b'R',
-                b'I',
-                b'F',
-                b'F',
-                _,
-                _,
-                _,
-                _,
-                b'W',
-                b'E',
-                b'B',
-                b'P',
-                ..,
-            ] => Ok(Format::Webp),
-            [b'I', b'I', 0x2A, 0x00, ..] | [b'M', b'M', 0x00, 0x2A, ..] => {
-                Err(RenderError::Unsupported("tiff".into()))
-            }
-            [b'B', b'M', ..] => Err(RenderError::Unsupported("bmp".into())),
-            [_, _, _, _, b'f', b't', b'y', b'p', ..] => {
-                Err(RenderError::Unsupported("avif/heif".into()))
-            }
-            [0x00, 0x00, 0x01, 0x00, ..] => Err(RenderError::Unsupported("ico".into())),
-            _ => Err(RenderError::NotAnImage),
-        }
-    }
-
-    /// The format a variant of this format is written in: GIF becomes PNG (of the first frame),
-    /// everything else keeps its format.
-    pub fn output(self) -> Format {
-        match self {
-            Format::Gif => Format::Png,
-            other => other,
-        }
-    }
-
-    /// File extension, without the dot.
-    pub fn ext(self) -> &'static str {
-        match self {
-            Format::Jpeg => "jpg",
-            Format::Png => "png",
-            Format::Gif => "gif",
-            Format::Webp => "webp",
-        }
-    }
-
-    pub fn mime(self) -> &'static str {
-        match self {
-            Format::Jpeg => "image/jpeg",
-            Format::Png => "image/png",
-            Format::Gif => "image/gif",
-            Format::Webp => "image/webp",
-        }
-    }
-
-    /// The format for a file extension (`jpg`, `jpeg`, `png`, `gif`, `webp`).
-    pub fn from_ext(ext: &str) -> Option<Format> {
-        match ext.to_ascii_lowercase().as_str() {
-            "jpg" | "jpeg" => Some(Format::Jpeg),
-            "png" => Some(Format::Png),
-            "gif" => Some(Format::Gif),
-            "webp" => Some(Format::Webp),
-            _ => None,
-        }
-    }
-
-    fn image_format(self) -> ImageFormat {
-        match self {
-            Format::Jpeg => ImageFormat::Jpeg,
-            Format::Png => ImageFormat::Png,
-            Format::Gif => ImageFormat::Gif,
-            Format::Webp => ImageFormat::WebP,
+impl From<Unrecognised> for RenderError {
+    fn from(e: Unrecognised) -> Self {
+        match e {
+            Unrecognised::Unsupported(what) => RenderError::Unsupported(what.into()),
+            Unrecognised::NotAnImage => RenderError::NotAnImage,
         }
     }
 }
@@ -426,7 +354,7 @@ fn image_decoder<'a>(
     format: Format,
     declared: Option<Size>,
 ) -> Result<impl ImageDecoder + 'a, RenderError> {
-    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format.image_format());
+    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), image_format(format));
     let mut limits = image::Limits::default();
     if let Some(size) = declared {
         limits.max_image_width = Some(size.width);
@@ -540,35 +468,4 @@ fn webp_is_lossless(bytes: &[u8]) -> bool {
 pub(crate) fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sniffing() {
-        assert_eq!(
-            Format::sniff(b"\xFF\xD8\xFF\xE0rest").unwrap(),
-            Format::Jpeg
-        );
-        assert_eq!(
-            Format::sniff(b"\x89PNG\r\n\x1a\n....").unwrap(),
-            Format::Png
-        );
-        assert_eq!(Format::sniff(b"GIF89a....").unwrap(), Format::Gif);
-        assert_eq!(
-            Format::sniff(b"RIFF\0\0\0\0WEBPVP8 ").unwrap(),
-            Format::Webp
-        );
-        assert!(matches!(Format::sniff(b""), Err(RenderError::NotAnImage)));
-        assert!(matches!(
-            Format::sniff(b"<!DOCTYPE html>"),
-            Err(RenderError::NotAnImage)
-        ));
-        assert!(matches!(
-            Format::sniff(b"II*\0rest"),
-            Err(RenderError::Unsupported(_))
-        ));
-    }
 }

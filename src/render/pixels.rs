@@ -4,7 +4,7 @@
 use fast_image_resize::{self as fr, PixelType};
 
 use super::{Filter, RenderError};
-use crate::geometry::Size;
+use crate::domain::geometry::Size;
 
 /// Channel layout, 8 bits a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

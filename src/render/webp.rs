@@ -15,7 +15,7 @@ use libwebp_sys as sys;
 
 use super::jpeg::LANCZOS_HEADROOM;
 use super::{Layout, Pixels, RenderError};
-use crate::geometry::Size;
+use crate::domain::geometry::Size;
 
 /// The size to have libwebp decode `stored` to when `target` is wanted: scaled so that the
 /// resampling filter that follows still shrinks by at least [`LANCZOS_HEADROOM`] on both axes,

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Object, Store, StoreError, key};
-use crate::original::OriginalId;
-use crate::render::Format;
+use crate::domain::format::Format;
+use crate::domain::original::OriginalId;
 
 /// Originals as files under one directory.
 #[derive(Debug, Clone)]

@@ -15,8 +15,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::original::OriginalId;
-use crate::render::Format;
+use crate::domain::format::Format;
+use crate::domain::original::OriginalId;
 
 /// Storage for originals, keyed by id and format.
 pub trait Store: Send + Sync {

@@ -26,8 +26,8 @@ use ureq::Agent;
 use ureq::http::Response;
 
 use super::{Object, Store, StoreError, key};
-use crate::original::OriginalId;
-use crate::render::Format;
+use crate::domain::format::Format;
+use crate::domain::original::OriginalId;
 
 /// Time to set up a connection (TCP and TLS).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -11,8 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use imgserv::api::App;
 use imgserv::catalog::{ApiKey, Catalog, Rights};
 use imgserv::config::Config;
+use imgserv::domain::original::OriginalId;
 use imgserv::http::{Handler, Request, Response};
-use imgserv::original::OriginalId;
 use imgserv::sign;
 use serde_json::Value;
 

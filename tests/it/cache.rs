@@ -42,7 +42,10 @@ fn thirty_two_concurrent_misses_make_one_correct_file() {
         "exactly one file, no temporaries: {files:?}"
     );
     let bytes = fs::read(site.cache().join(&files[0])).unwrap();
-    assert_eq!(dims(&bytes).1, imgserv::geometry::Size::new(800, 450));
+    assert_eq!(
+        dims(&bytes).1,
+        imgserv::domain::geometry::Size::new(800, 450)
+    );
     assert_eq!(variant_rows(&site), 1);
     let rendered = responses
         .iter()

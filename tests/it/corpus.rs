@@ -3,7 +3,7 @@
 //! leaves nothing in the cache.
 
 use imgserv::api::App;
-use imgserv::geometry::{Raster, Size, fit};
+use imgserv::domain::geometry::{Raster, Size, fit};
 use imgserv::http::{Handler, Request};
 
 use crate::redirector::{dims, files_below, variant_file, variant_rows};

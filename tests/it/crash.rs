@@ -23,8 +23,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use imgserv::catalog::{ApiKey, Catalog, Rights};
 use imgserv::config::Config;
-use imgserv::original::OriginalId;
-use imgserv::render::{self, Format};
+use imgserv::domain::format::Format;
+use imgserv::domain::original::OriginalId;
+use imgserv::render;
 
 use crate::api::{load, sign_with, unsigned};
 use crate::redirector::files_below;

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use imgserv::cache::Cache;
 use imgserv::catalog::{Doomed, Inserted, Rights};
 use imgserv::config::Config;
+use imgserv::domain::format::Format;
+use imgserv::domain::original::OriginalId;
 use imgserv::ingest::{self, Upload};
-use imgserv::original::OriginalId;
 use imgserv::purge;
-use imgserv::render::Format;
 use imgserv::store::{self, Object, Store, StoreError};
 
 use crate::api::{Api, assert_error};

@@ -307,7 +307,7 @@ fn the_standalone_server_hands_missing_cache_files_to_the_handler() {
 #[test]
 fn many_boxes_leave_one_name_per_served_size_all_counted_by_eviction() {
     use imgserv::cache::Cache;
-    use imgserv::geometry::{Raster, Size, fit};
+    use imgserv::domain::geometry::{Raster, Size, fit};
     use std::collections::{BTreeMap, BTreeSet};
     use std::os::unix::fs::MetadataExt;
 

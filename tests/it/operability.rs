@@ -10,8 +10,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
 use imgserv::catalog::Catalog;
-use imgserv::original::OriginalId;
-use imgserv::render::Format;
+use imgserv::domain::format::Format;
+use imgserv::domain::original::OriginalId;
 use serde_json::Value;
 
 use crate::api::{Api, load};

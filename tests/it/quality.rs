@@ -11,7 +11,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use imgserv::geometry::{Raster, Size, fit};
+use imgserv::domain::geometry::{Raster, Size, fit};
 use imgserv::render::{self, Filter, Layout, Pixels, RenderOptions};
 
 use crate::support::{fixture, fixture_bytes, repo_root, require_program};

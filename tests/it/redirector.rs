@@ -4,8 +4,9 @@
 use std::fs;
 use std::path::Path;
 
-use imgserv::geometry::{Raster, Size, fit};
-use imgserv::render::{self, Format};
+use imgserv::domain::format::Format;
+use imgserv::domain::geometry::{Raster, Size, fit};
+use imgserv::render;
 
 use crate::support::{Cgi, CgiResponse, Site};
 

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use imgserv::geometry::Size;
-use imgserv::render::Format;
+use imgserv::domain::format::Format;
+use imgserv::domain::geometry::Size;
 
 use crate::redirector::{dims, files_below, variant_file};
 use crate::support::{Cgi, Site, fixture_bytes};

@@ -10,9 +10,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use imgserv::config::{self, StoreConfig};
+use imgserv::domain::format::Format;
+use imgserv::domain::original::OriginalId;
 use imgserv::error::Error;
-use imgserv::original::OriginalId;
-use imgserv::render::Format;
 use imgserv::store::fs::FsStore;
 use imgserv::store::s3::{S3Options, S3Store};
 use imgserv::store::{self, Store, StoreError};

@@ -2,8 +2,8 @@
 //! Apache mod_cgi. Each: request → 302 → the Location through the same server → 200 with the
 //! right type, long caching and an image of the promised size.
 
-use imgserv::geometry::Size;
-use imgserv::render::Format;
+use imgserv::domain::format::Format;
+use imgserv::domain::geometry::Size;
 
 use crate::redirector::dims;
 use crate::support::{Apache, Nginx, Site, follow, get};

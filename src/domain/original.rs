@@ -32,7 +32,7 @@ impl OriginalId {
         if result.has_collision() {
             return Err(IdError::Collision);
         }
-        Ok(OriginalId(crate::cache::hex(result.hash().as_ref())))
+        Ok(OriginalId(crate::domain::hex(result.hash().as_ref())))
     }
 
     pub fn as_str(&self) -> &str {

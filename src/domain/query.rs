@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use crate::geometry::BoundingBox;
+use crate::domain::geometry::BoundingBox;
 
 /// A query parameter that is missing or unusable; the message names the parameter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -163,7 +163,7 @@ pub fn parse_resize(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::Size;
+    use crate::domain::geometry::Size;
 
     fn parse(q: &str) -> Result<ResizeQuery, QueryError> {
         let presets = BTreeMap::from([
