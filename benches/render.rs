@@ -9,7 +9,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use imgserv::domain::format::Format;
 use imgserv::domain::geometry::{self, BoundingBox, Raster, Size};
-use imgserv::render::{self, Filter, RenderOptions};
+use imgserv::io::render::{self, Filter, RenderOptions};
 
 const PHOTO: &str = "photo-nexus6p-exif-4032x3024.jpg";
 const PNG: &str = "photo-astronaut-512x512.png";
@@ -90,7 +90,7 @@ fn benches(c: &mut Criterion) {
 /// sRGB from Adobe RGB and Display P3 (and the sRGB profile's check, which converts nothing),
 /// and a whole render of the Adobe RGB photo with and without it.
 fn color_benches(c: &mut Criterion) {
-    use imgserv::render::{ColorManagement, color};
+    use imgserv::io::render::{ColorManagement, color};
     let mut g = c.benchmark_group("color");
     g.sample_size(20);
     let rocket = fixture("photo-rocket-640x427.jpg");

@@ -13,9 +13,9 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use imgserv::cache::{Cache, SourceKey, variant_path};
 use imgserv::domain::format::Format;
 use imgserv::domain::geometry::Size;
+use imgserv::io::cache::{Cache, SourceKey, variant_path};
 use rusqlite::{Connection, params};
 
 const VARIANT_BYTES: i64 = 10_000;

@@ -76,7 +76,7 @@ enum Key {
 }
 
 fn duration(s: &str) -> Result<std::time::Duration, String> {
-    imgserv::config::parse_duration(s)
+    imgserv::io::config::parse_duration(s)
         .ok_or_else(|| format!("expected a duration like 1h, got {s:?}"))
 }
 

@@ -31,12 +31,13 @@ struct Args {
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
-    imgserv::config::parse_duration(s)
+    imgserv::io::config::parse_duration(s)
         .ok_or_else(|| format!("expected a duration like 30d, got {s:?}"))
 }
 
 fn size(s: &str) -> Result<u64, String> {
-    imgserv::config::parse_size(s).ok_or_else(|| format!("expected a size like 10GiB, got {s:?}"))
+    imgserv::io::config::parse_size(s)
+        .ok_or_else(|| format!("expected a size like 10GiB, got {s:?}"))
 }
 
 fn main() {

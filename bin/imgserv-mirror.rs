@@ -55,7 +55,7 @@ enum Cmd {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    imgserv::config::parse_duration(s)
+    imgserv::io::config::parse_duration(s)
         .ok_or_else(|| format!("expected a duration like 10s, got {s:?}"))
 }
 

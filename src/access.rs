@@ -16,7 +16,7 @@ use crate::http::{Request, Response};
 
 /// Logs the line for `req`, answered with `resp` after `took`.
 pub fn log(req: &Request, route: &str, resp: &Response, took: Duration) {
-    let (cache, code) = crate::metrics::request_notes();
+    let (cache, code) = crate::io::metrics::request_notes();
     log::info!("{}", line(req, route, resp.status, code, cache, took));
 }
 

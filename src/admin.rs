@@ -5,9 +5,9 @@
 use std::fs;
 use std::path::Path;
 
-use crate::catalog::{Catalog, CatalogError, Rights};
-use crate::config::Config;
 use crate::error::{Error, exit};
+use crate::io::catalog::{Catalog, CatalogError, Rights};
+use crate::io::config::Config;
 use crate::server;
 use crate::sign;
 
@@ -15,7 +15,7 @@ use crate::sign;
 /// otherwise `ok: FILE`, with a warning for each directory this user could not write (run it
 /// as the web server's user to check what the server will meet).
 pub fn check_config(file: Option<&Path>) -> i32 {
-    let path = crate::config::config_path(file);
+    let path = crate::io::config::config_path(file);
     match server::load_config(Some(&path), &[]) {
         Ok(config) => {
             for (key, dir) in [

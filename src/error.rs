@@ -2,17 +2,17 @@
 //! and a sysexits exit code. Each layer owns its own enum; this module only classifies.
 
 use crate::api::ApiError;
-use crate::cache::CacheError;
-use crate::catalog::CatalogError;
-use crate::config::ConfigError;
 use crate::domain::query::QueryError;
 use crate::ingest::IngestError;
-use crate::metrics::MetricsError;
-use crate::render::RenderError;
-use crate::replay::ReplayError;
+use crate::io::cache::CacheError;
+use crate::io::catalog::CatalogError;
+use crate::io::config::ConfigError;
+use crate::io::metrics::MetricsError;
+use crate::io::render::RenderError;
+use crate::io::replay::ReplayError;
+use crate::io::source::SourceError;
+use crate::io::store::StoreError;
 use crate::sign::SignError;
-use crate::source::SourceError;
-use crate::store::StoreError;
 
 /// Any error the handler or a tool can meet.
 #[derive(Debug, thiserror::Error)]

@@ -16,13 +16,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::cache::{Cache, CacheError, EVICT_BATCH, Totals, remove_files};
-use crate::catalog::Catalog;
-use crate::config::{Config, EvictConfig};
 use crate::error::Error;
+use crate::io::cache::{Cache, CacheError, EVICT_BATCH, Totals, remove_files};
+use crate::io::catalog::Catalog;
+use crate::io::config::{Config, EvictConfig};
+use crate::io::source::SourceError;
+use crate::io::source::copies::{self, Trimmed};
 use crate::purge::{self, SweepReport};
-use crate::source::SourceError;
-use crate::source::copies::{self, Trimmed};
 
 /// One variant on disk: every path of one inode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +45,7 @@ pub enum Reason {
 }
 
 /// A temporary file (`.<name>….tmp`) older than this is left from a crash, not a write in
-/// flight: [`crate::cache::write_atomically`] renames its file away within the second it
+/// flight: [`crate::io::cache::write_atomically`] renames its file away within the second it
 /// wrote it (a render happens before, not during, the write).
 pub const TEMPORARY_GRACE: Duration = Duration::from_secs(3600);
 
@@ -251,7 +251,7 @@ pub fn evict(config: &Config, limits: &EvictConfig, dry_run: bool) -> Result<Rep
     let sweep = if dry_run {
         None
     } else {
-        let store = crate::store::open(&config.store)?;
+        let store = crate::io::store::open(&config.store)?;
         let mut catalog = Catalog::open(&config.state.catalog_path())?;
         Some(purge::sweep(
             config,

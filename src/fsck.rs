@@ -27,14 +27,14 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
-use crate::cache::Cache;
-use crate::catalog::{Catalog, NewImage};
-use crate::config::{Config, StoreConfig};
 use crate::domain::format::Format;
 use crate::domain::original::OriginalId;
 use crate::error::Error;
-use crate::render;
-use crate::store::Store;
+use crate::io::cache::Cache;
+use crate::io::catalog::{Catalog, NewImage};
+use crate::io::config::{Config, StoreConfig};
+use crate::io::render;
+use crate::io::store::Store;
 
 /// Files and objects younger than this are taken to be writes under way, not problems.
 pub const IN_FLIGHT: Duration = Duration::from_secs(600);
@@ -105,7 +105,7 @@ pub fn check(config: &Config, repair: bool) -> Result<Vec<Problem>, Error> {
         config.cache.access_interval,
     )?;
     let mut catalog = Catalog::open(&config.state.catalog_path())?;
-    let store = crate::store::open(&config.store)?;
+    let store = crate::io::store::open(&config.store)?;
     let catalogued: BTreeMap<OriginalId, String> = catalog.originals()?.into_iter().collect();
     let mut problems = Vec::new();
     check_cache(config, &mut cache, &catalogued, repair, &mut problems)?;
@@ -261,7 +261,7 @@ fn object_of(rel: &str) -> Option<(OriginalId, Format)> {
     let (stem, ext) = rel.rsplit_once('.')?;
     let id: OriginalId = stem.rsplit('/').next()?.parse().ok()?;
     let format = Format::from_ext(ext)?;
-    (crate::store::key(&id, format) == rel).then_some((id, format))
+    (crate::io::store::key(&id, format) == rel).then_some((id, format))
 }
 
 /// The catalog row an orphan object gets back: its bytes must hash to its name and be an image.
@@ -356,7 +356,7 @@ mod tests {
     #[test]
     fn only_the_store_layout_names_an_object() {
         let id = OriginalId::of(b"x").unwrap();
-        let rel = crate::store::key(&id, Format::Png);
+        let rel = crate::io::store::key(&id, Format::Png);
         assert_eq!(object_of(&rel), Some((id.clone(), Format::Png)));
         let misplaced = format!("00/00/{id}.png");
         for other in [

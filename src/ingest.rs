@@ -7,14 +7,14 @@
 
 use serde_json::{Map, Value};
 
-use crate::catalog::{Catalog, Inserted, NewImage};
-use crate::config::Config;
 use crate::domain::format::Format;
 use crate::domain::geometry::{BoundingBox, Raster, fit};
 use crate::domain::original::{IdError, OriginalId};
 use crate::error::Error;
-use crate::render;
-use crate::store::Store;
+use crate::io::catalog::{Catalog, Inserted, NewImage};
+use crate::io::config::Config;
+use crate::io::render;
+use crate::io::store::Store;
 
 /// Why an upload was refused before anything was stored (decoding problems are
 /// `RenderError`s, catalog and store problems their own).
@@ -86,7 +86,7 @@ pub fn ingest(
         meta: upload.meta.clone(),
     };
     // Fail on a bad category or metadata before the store is touched.
-    crate::catalog::normalize_category(&new.category)?;
+    crate::io::catalog::normalize_category(&new.category)?;
     if let Some(existing) = catalog.get(&id)? {
         return Ok(Inserted::Existed(existing));
     }

@@ -136,7 +136,7 @@ impl MirrorMap {
             msg: e.to_string(),
         })?;
         let text = format!("# imgserv mirror map: see imgserv-mirror(1).\n\n{text}");
-        crate::cache::write_atomically(path, text.as_bytes()).map_err(io_err(path))
+        crate::io::cache::write_atomically(path, text.as_bytes()).map_err(io_err(path))
     }
 
     pub fn get(&self, name: &str) -> Result<&Mirror, MirrorError> {
@@ -264,7 +264,8 @@ impl Mirrors {
         let fresh =
             matches!(&*guard, Some((_, checked)) if checked.elapsed() < Duration::from_secs(1));
         if guard.is_none() {
-            let conn = crate::db::open(&self.index, crate::db::Sync::Normal, INDEX_SCHEMA, 1)?;
+            let conn =
+                crate::io::db::open(&self.index, crate::io::db::Sync::Normal, INDEX_SCHEMA, 1)?;
             *guard = Some((conn, Instant::now() - Duration::from_secs(60)));
         }
         let (conn, checked) = guard.as_mut().expect("just set");
@@ -487,7 +488,7 @@ pub fn set_holdings(
         text.push('\n');
     }
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    crate::cache::write_atomically(&list, text.as_bytes()).map_err(io_err(&list))?;
+    crate::io::cache::write_atomically(&list, text.as_bytes()).map_err(io_err(&list))?;
     let m = map.get_mut(name)?;
     m.files.clear();
     m.list = Some(list);

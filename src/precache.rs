@@ -17,11 +17,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::cache::Cache;
-use crate::config::Config;
 use crate::domain::format::Format;
 use crate::domain::geometry::Size;
-use crate::source::remote;
+use crate::io::cache::Cache;
+use crate::io::config::Config;
+use crate::io::source::remote;
 use crate::variant;
 
 /// What to precache.
@@ -177,7 +177,7 @@ fn jobs<'a>(root: &Path, srcs: &'a [String], boxes: &[Size]) -> Vec<Job<'a>> {
 pub fn run(config: &Config, srcs: &[String], opts: &Options) -> Summary {
     let started = Instant::now();
     // Renders one after another: keep the memory each frees for the next (see `malloc`).
-    crate::malloc::for_long_lived_process();
+    crate::io::malloc::for_long_lived_process();
     let total = srcs.len() * opts.boxes.len();
     let bar = progress_bar(total as u64);
     let jobs = jobs(&config.originals.root, srcs, &opts.boxes);
@@ -236,7 +236,7 @@ pub fn run(config: &Config, srcs: &[String], opts: &Options) -> Summary {
     summary
 }
 
-fn open_cache(config: &Config) -> Result<Cache, crate::cache::CacheError> {
+fn open_cache(config: &Config) -> Result<Cache, crate::io::cache::CacheError> {
     Cache::open_config(config)
 }
 
@@ -265,7 +265,7 @@ pub fn write_list(list: &Path, paths: &BTreeSet<String>) -> std::io::Result<()> 
         use std::io::Write;
         return std::io::stdout().lock().write_all(text.as_bytes());
     }
-    crate::cache::write_atomically(list, text.as_bytes())
+    crate::io::cache::write_atomically(list, text.as_bytes())
 }
 
 /// The boxes of `--box` values and `--preset` names; an unknown preset is an error naming it.

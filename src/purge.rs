@@ -12,13 +12,13 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::cache::{Cache, CacheError};
-use crate::catalog::{Catalog, Doomed, PendingDelete, Swept};
-use crate::config::Config;
 use crate::domain::format::Format;
 use crate::domain::original::OriginalId;
 use crate::error::Error;
-use crate::store::Store;
+use crate::io::cache::{Cache, CacheError};
+use crate::io::catalog::{Catalog, Doomed, PendingDelete, Swept};
+use crate::io::config::Config;
+use crate::io::store::Store;
 use crate::variant::stored_key;
 
 /// What a sweep did, for the one summary line of `imgserv-evict`.

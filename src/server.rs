@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::api::App;
-use crate::config::{self, Config, ConfigErrors};
 use crate::error::exit;
 use crate::http::{self, Handler, Request, Response, fastcgi, standalone};
+use crate::io::config::{self, Config, ConfigErrors};
 
 /// How the process was asked to serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,11 +156,11 @@ fn body_limits(config: &Config) -> http::body::Limits {
 /// on two threads when a core is idle (`render::enable_split_decode`; `IMGSERV_SPLIT_DECODE=0` turns that off,
 /// for comparisons).
 fn long_lived() {
-    crate::malloc::for_long_lived_process();
+    crate::io::malloc::for_long_lived_process();
     // Counters live in this process's memory: only a long-lived one has any worth reading.
-    crate::metrics::expose();
+    crate::io::metrics::expose();
     let split_off = std::env::var_os("IMGSERV_SPLIT_DECODE").is_some_and(|v| v == "0");
-    crate::render::enable_split_decode(!split_off);
+    crate::io::render::enable_split_decode(!split_off);
 }
 
 /// What must be escaped in a query value (and in the HTML attribute around it).

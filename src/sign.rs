@@ -16,9 +16,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode, percent_encode};
 use sha2::{Digest, Sha256};
 
-use crate::catalog::{ApiKey, Rights};
 use crate::domain::hex;
 use crate::http::Request;
+use crate::io::catalog::{ApiKey, Rights};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -1100,7 +1100,7 @@ mod tests {
     #[test]
     fn a_catalog_key_verifies_with_its_secret_and_rights_until_revoked() {
         let t = tempfile::tempdir().unwrap();
-        let mut c = crate::catalog::Catalog::open(&t.path().join("catalog.sqlite")).unwrap();
+        let mut c = crate::io::catalog::Catalog::open(&t.path().join("catalog.sqlite")).unwrap();
         c.add_user("alice").unwrap();
         let k = c.add_key("alice", Rights::READ | Rights::DELETE).unwrap();
         let info = KeyInfo::from(c.key(&k.id).unwrap().unwrap());
@@ -1116,13 +1116,13 @@ mod tests {
 
     #[test]
     fn keys_of_a_catalog_made_before_migrations_keep_exactly_their_rights() {
-        use crate::catalog::testing::made_before_migrations;
+        use crate::io::catalog::testing::made_before_migrations;
         let all = [Rights::READ, Rights::WRITE, Rights::DELETE, Rights::ADMIN];
         for version in [1, 2] {
             let t = tempfile::tempdir().unwrap();
             let path = t.path().join("catalog.sqlite");
             let keys = made_before_migrations(&path, version);
-            let c = crate::catalog::Catalog::open(&path).unwrap();
+            let c = crate::io::catalog::Catalog::open(&path).unwrap();
             for k in &keys {
                 let mut req = Request {
                     method: "GET".into(),

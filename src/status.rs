@@ -18,12 +18,12 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
-use crate::cache::Cache;
-use crate::catalog::Catalog;
-use crate::config::{Config, StoreConfig};
 use crate::domain::format::Format;
 use crate::domain::original::OriginalId;
 use crate::http::Response;
+use crate::io::cache::Cache;
+use crate::io::catalog::Catalog;
+use crate::io::config::{Config, StoreConfig};
 
 /// A file system with less free space than this fraction of its size (for unprivileged
 /// users) fails its probe: writes are about to fail.
@@ -68,7 +68,7 @@ pub fn check(config: &Config) -> Vec<Probe> {
             Ok(())
         }),
         probe("store", |facts| {
-            let store = crate::store::open(&config.store).map_err(|e| e.to_string())?;
+            let store = crate::io::store::open(&config.store).map_err(|e| e.to_string())?;
             facts.insert("type".into(), store_type(&config.store).into());
             // An id no upload has: the answer (no) matters less than getting one.
             let nobody = OriginalId::of(b"imgserv status probe").map_err(|e| e.to_string())?;
@@ -190,7 +190,7 @@ mod tests {
         for d in ["originals", "cache", "state", "store"] {
             fs::create_dir(t.path().join(d)).unwrap();
         }
-        crate::config::from_str(
+        crate::io::config::from_str(
             "[originals]\nroot = \"originals\"\n[cache]\ndir = \"cache\"\n[state]\ndir = \"state\"\n\
              [store]\ndir = \"store\"\n",
             t.path(),

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::catalog::{Catalog, Inserted};
-use crate::config::Config;
 use crate::error::{Error, exit};
 use crate::ingest::{self, Upload};
-use crate::store;
+use crate::io::catalog::{Catalog, Inserted};
+use crate::io::config::Config;
+use crate::io::store;
 
 /// What to upload and how to describe it.
 #[derive(Debug, Clone, Default)]

@@ -8,17 +8,17 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::cache::{self, Cache, SourceKey};
-use crate::catalog::Image;
-use crate::config::Config;
 use crate::domain::format::Format;
 use crate::domain::geometry::{self, BoundingBox, Size};
 use crate::domain::original::OriginalId;
 use crate::error::Error;
-use crate::metrics::{self, Stage};
-use crate::render::{self, Probe, RenderError};
-use crate::source::{SourceError, local, remote};
-use crate::store::Store;
+use crate::io::cache::{self, Cache, SourceKey};
+use crate::io::catalog::Image;
+use crate::io::config::Config;
+use crate::io::metrics::{self, Stage};
+use crate::io::render::{self, Probe, RenderError};
+use crate::io::source::{SourceError, local, remote};
+use crate::io::store::Store;
 
 /// A variant ready to be served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,7 +167,7 @@ pub fn plan_stored(
     image: &Image,
     bbox: BoundingBox,
 ) -> Result<Plan, Error> {
-    let format = crate::catalog::format_of(&image.mime)
+    let format = crate::io::catalog::format_of(&image.mime)
         .ok_or_else(|| RenderError::Unsupported(format!("catalogued as {}", image.mime)))?;
     let key = stored_key(&image.id);
     let source = Resolved {

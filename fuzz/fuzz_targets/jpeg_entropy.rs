@@ -1,5 +1,5 @@
 //! A JPEG decoded with our entropy decoder and with libjpeg's
-//! (`imgserv::render::entropy_check::fuzz_one`, the same entry point as the unit tests): same
+//! (`imgserv::io::render::entropy_check::fuzz_one`, the same entry point as the unit tests): same
 //! pixels or the same error, else a crash. Seed it with the fixtures (fuzz/README.md). A crash
 //! input belongs in `fuzz/regressions/jpeg_entropy/`, which a unit test replays.
 #![no_main]
@@ -7,5 +7,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    imgserv::render::entropy_check::fuzz_one(data);
+    imgserv::io::render::entropy_check::fuzz_one(data);
 });

@@ -16,15 +16,15 @@ use std::io;
 use std::path::Path;
 
 use super::{ApiError, App};
-use crate::cache::CacheError;
-use crate::catalog::{CatalogError, Image};
-use crate::config::Config;
 use crate::domain::format::Format;
 use crate::domain::geometry::{self, BoundingBox, Size};
 use crate::domain::original::OriginalId;
 use crate::domain::query;
 use crate::error::Error;
 use crate::http::{Request, Response};
+use crate::io::cache::CacheError;
+use crate::io::catalog::{CatalogError, Image};
+use crate::io::config::Config;
 use crate::variant;
 
 /// How often a variant that went (evicted, or its original deleted, by another process)
@@ -168,7 +168,7 @@ impl App {
         let store = self.store()?;
         self.with_cache(|cache| {
             let plan = variant::plan_stored(&self.config, cache, store, image, bbox)?;
-            let io = crate::cache::CacheError::Io;
+            let io = crate::io::cache::CacheError::Io;
             let mut removed = false;
             let legacy = format!("{}/{}/{}", image.id, bbox.width, bbox.height);
             let names = [

@@ -10,13 +10,13 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::{Map, Value};
 
 use super::{ApiError, App};
-use crate::catalog::{self, CatalogError, Image, Inserted, Query, Rights};
 use crate::domain::geometry::Size;
 use crate::domain::original::OriginalId;
 use crate::domain::query::{self, QueryError};
 use crate::error::Error;
 use crate::http::{Request, Response, Stream, multipart};
 use crate::ingest::{self, IngestError, Upload};
+use crate::io::catalog::{self, CatalogError, Image, Inserted, Query, Rights};
 use crate::purge;
 
 impl App {
@@ -177,7 +177,7 @@ impl App {
             return Ok(resp.with_header("Content-Length", image.bytes.to_string()));
         }
         let format = catalog::format_of(&image.mime).ok_or_else(|| {
-            crate::render::RenderError::Unsupported(format!("catalogued as {}", image.mime))
+            crate::io::render::RenderError::Unsupported(format!("catalogued as {}", image.mime))
         })?;
         // Streamed from the store as the client reads it, never held whole.
         let object = self.store()?.open(id, format)?;

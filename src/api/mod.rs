@@ -14,15 +14,15 @@ mod redirector;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::cache::Cache;
-use crate::catalog::{Catalog, Rights};
-use crate::config::Config;
 use crate::error::Error;
 use crate::http::{Handler, Request, Response};
+use crate::io::cache::Cache;
+use crate::io::catalog::{Catalog, Rights};
+use crate::io::config::Config;
+use crate::io::replay::ReplayLog;
+use crate::io::store::{self, Store};
 use crate::mirror::Mirrors;
-use crate::replay::ReplayLog;
 use crate::sign::{self, KeyInfo, SignError, Verified};
-use crate::store::{self, Store};
 
 /// A request the API cannot route or read; each maps to a status in `error`.
 #[derive(Debug, thiserror::Error)]
@@ -186,7 +186,7 @@ impl App {
             ("GET" | "HEAD", "/status") => {
                 Ok(crate::status::response(&crate::status::check(&self.config)))
             }
-            ("GET" | "HEAD", "/metrics") => crate::metrics::respond(&self.config.metrics, req),
+            ("GET" | "HEAD", "/metrics") => crate::io::metrics::respond(&self.config.metrics, req),
             (_, "" | "/") => Err(ApiError::Method { allow: "GET, HEAD" }.into()),
             _ => Err(ApiError::NoRoute(req.path.clone()).into()),
         }
@@ -210,7 +210,7 @@ fn unix_now() -> u64 {
 /// (image URLs) or JSON (`json`, the API). The cause chain goes to the log only.
 pub fn error_response(e: &Error, json: bool) -> Response {
     let status = e.status();
-    crate::metrics::rejected(status, e.code());
+    crate::io::metrics::rejected(status, e.code());
     if status >= 500 {
         log::error!("{} ({}): {e:?}", e.code(), status);
     } else {
@@ -241,7 +241,7 @@ pub fn error_response(e: &Error, json: bool) -> Response {
 impl Handler for App {
     fn handle(&self, req: Request) -> Response {
         let started = std::time::Instant::now();
-        crate::metrics::begin_request();
+        crate::io::metrics::begin_request();
         let json = req.path == "/api" || req.path.starts_with("/api/");
         let resp = self
             .route(&req)
@@ -251,7 +251,7 @@ impl Handler for App {
         let resp = resp
             .for_request(&req)
             .with_header("X-Content-Type-Options", "nosniff");
-        crate::metrics::served(resp.body.len() as u64);
+        crate::io::metrics::served(resp.body.len() as u64);
         crate::access::log(&req, self.route_name(&req), &resp, started.elapsed());
         resp
     }

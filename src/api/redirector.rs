@@ -43,7 +43,7 @@ impl App {
         // request asks the mirror map. The source is resolved once, for both paths.
         let remember = self.mirrors.is_none();
         if remember && let Some(v) = self.recent.get(&q.src, q.bbox, &self.config.cache.dir) {
-            crate::metrics::hit();
+            crate::io::metrics::hit();
             log("hit", &v.rel);
             return self.local(v);
         }
@@ -111,7 +111,7 @@ impl App {
         let bytes = match v.bytes {
             Some(b) => b,
             None => std::fs::read(self.config.cache.dir.join(&v.rel))
-                .map_err(crate::cache::CacheError::Io)?,
+                .map_err(crate::io::cache::CacheError::Io)?,
         };
         Ok(Response::new(200)
             .with_header("Content-Type", v.format.mime())

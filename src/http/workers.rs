@@ -4,7 +4,7 @@
 //!
 //! Why threads of their own rather than a count of connection threads allowed in at once:
 //! memory. glibc gives each thread that allocates an arena of its own (up to 8 a core), and an
-//! arena keeps the high-water mark of what its thread rendered (`src/malloc.rs` raises the trim
+//! arena keeps the high-water mark of what its thread rendered (`src/io/malloc.rs` raises the trim
 //! threshold on purpose, so that the next render reuses the pages). With the handler on the
 //! connection threads, every connection that once rendered a large original kept about one
 //! render's working set (33 MiB for 2880×2160), so the server's RSS grew with the number of

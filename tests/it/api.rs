@@ -9,10 +9,10 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use imgserv::api::App;
-use imgserv::catalog::{ApiKey, Catalog, Rights};
-use imgserv::config::Config;
 use imgserv::domain::original::OriginalId;
 use imgserv::http::{Handler, Request, Response};
+use imgserv::io::catalog::{ApiKey, Catalog, Rights};
+use imgserv::io::config::Config;
 use imgserv::sign;
 use serde_json::Value;
 
@@ -76,7 +76,7 @@ impl Api {
 }
 
 pub fn load(site: &Site) -> Config {
-    imgserv::config::load(&site.config_path(), &[]).unwrap()
+    imgserv::io::config::load(&site.config_path(), &[]).unwrap()
 }
 
 /// The date to sign the request described by `what` with: now, or a second after the date
@@ -873,8 +873,8 @@ fn a_crash_between_catalog_and_file_deletion_is_repaired_by_the_sweep() {
     );
 
     let config = api.config();
-    let store_ = imgserv::store::open(&config.store).unwrap();
-    let cache = imgserv::cache::Cache::open(
+    let store_ = imgserv::io::store::open(&config.store).unwrap();
+    let cache = imgserv::io::cache::Cache::open(
         &config.cache.dir,
         &config.state.index_path(),
         config.cache.max_bytes,

@@ -13,12 +13,12 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use imgserv::catalog::{Catalog, Inserted};
 use imgserv::domain::original::OriginalId;
 use imgserv::http::fastcgi::{
     HEADER_LEN, Header, KEEP_CONN, ROLE_RESPONDER, encode_params, encode_record, kind,
 };
 use imgserv::ingest::{self, Upload};
+use imgserv::io::catalog::{Catalog, Inserted};
 
 use crate::support::{Child, S3Server, Site, fixture_bytes, free_port, imgserv_cgi};
 
@@ -256,8 +256,8 @@ fn fastcgi_unsigned_large_upload_stays_out_of_memory_and_leaves_nothing() {
 
 /// Adds `bytes` to the site's store and catalog, as an upload would.
 fn add_original(site: &Site, bytes: &[u8]) -> OriginalId {
-    let config = imgserv::config::load(&site.config_path(), &[]).unwrap();
-    let store = imgserv::store::open(&config.store).unwrap();
+    let config = imgserv::io::config::load(&site.config_path(), &[]).unwrap();
+    let store = imgserv::io::store::open(&config.store).unwrap();
     let mut catalog = Catalog::open(&config.state.catalog_path()).unwrap();
     match ingest::ingest(
         &config,
@@ -332,14 +332,14 @@ fn fastcgi_streams_a_large_original_out_of_s3() {
 #[test]
 fn nginx_fastcgi_signed_multipart_upload_and_streamed_original() {
     let site = Site::new();
-    let config = imgserv::config::load(&site.config_path(), &[]).unwrap();
+    let config = imgserv::io::config::load(&site.config_path(), &[]).unwrap();
     let key = {
         let mut catalog = Catalog::open(&config.state.catalog_path()).unwrap();
         catalog.add_user("alice").unwrap();
         catalog
             .add_key(
                 "alice",
-                imgserv::catalog::Rights::WRITE | imgserv::catalog::Rights::READ,
+                imgserv::io::catalog::Rights::WRITE | imgserv::io::catalog::Rights::READ,
             )
             .unwrap()
     };

@@ -48,7 +48,7 @@ fn manifest() -> Vec<Entry> {
 }
 
 fn app(site: &Site) -> App {
-    App::new(imgserv::config::load(&site.config_path(), &[]).unwrap())
+    App::new(imgserv::io::config::load(&site.config_path(), &[]).unwrap())
 }
 
 fn get(app: &App, query: &str) -> imgserv::http::Response {

@@ -21,11 +21,11 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use imgserv::catalog::{ApiKey, Catalog, Rights};
-use imgserv::config::Config;
 use imgserv::domain::format::Format;
 use imgserv::domain::original::OriginalId;
-use imgserv::render;
+use imgserv::io::catalog::{ApiKey, Catalog, Rights};
+use imgserv::io::config::Config;
+use imgserv::io::render;
 
 use crate::api::{load, sign_with, unsigned};
 use crate::redirector::files_below;
@@ -363,7 +363,7 @@ impl Rig {
     /// (1): every indexed file, and every file under the cache directory at a name that could
     /// be served, is a complete image of the size its name says.
     fn check_cache(&mut self, after: &str) {
-        let cache = imgserv::cache::Cache::open_config(&self.config).unwrap();
+        let cache = imgserv::io::cache::Cache::open_config(&self.config).unwrap();
         for (path, bytes) in cache.variants().unwrap() {
             // A row without its file is allowed: a removal killed between the unlink and the
             // row's deletion leaves one (files go first, so that nothing unindexed is served);
@@ -407,7 +407,7 @@ impl Rig {
     /// every kill would make a soak run quadratic).
     fn check_acknowledged(&self, ledger: &Ledger, after: &str, whole: bool) {
         let catalog = Catalog::open(&self.config.state.catalog_path()).unwrap();
-        let store = imgserv::store::open(&self.config.store).unwrap();
+        let store = imgserv::io::store::open(&self.config.store).unwrap();
         for id in &ledger.acknowledged {
             let image = catalog.get(id).unwrap();
             assert!(
@@ -566,7 +566,7 @@ fn follow_up(rig: &Rig, op: &Op, ledger: &mut Ledger, durations: &mut Durations,
             left.iter().all(|p| p.image != *id),
             "{after}: removals of {id} still pending: {left:?}"
         );
-        let store = imgserv::store::open(&rig.config.store).unwrap();
+        let store = imgserv::io::store::open(&rig.config.store).unwrap();
         assert!(
             !store.exists(id, Format::Jpeg).unwrap(),
             "{after}: the deleted original is still stored"
@@ -773,7 +773,7 @@ fn a_retried_delete_finishes_the_removal_a_killed_one_left() {
     assert_eq!(resp.status, 204, "{}", String::from_utf8_lossy(&resp.body));
     assert!(!served.exists(), "the variant is no longer served");
     assert!(api.catalog().pending().unwrap().is_empty());
-    let store = imgserv::store::open(&api.config().store).unwrap();
+    let store = imgserv::io::store::open(&api.config().store).unwrap();
     assert!(!store.exists(&id, Format::Jpeg).unwrap());
     // Nothing is left: the next DELETE is the plain 404.
     let resp = api.call("DELETE", &format!("/api/images/{id}"), "", b"");

@@ -14,14 +14,14 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use imgserv::cache::Cache;
-use imgserv::catalog::{Doomed, Inserted, Rights};
-use imgserv::config::Config;
 use imgserv::domain::format::Format;
 use imgserv::domain::original::OriginalId;
 use imgserv::ingest::{self, Upload};
+use imgserv::io::cache::Cache;
+use imgserv::io::catalog::{Doomed, Inserted, Rights};
+use imgserv::io::config::Config;
+use imgserv::io::store::{self, Object, Store, StoreError};
 use imgserv::purge;
-use imgserv::store::{self, Object, Store, StoreError};
 
 use crate::api::{Api, assert_error};
 use crate::support::{Child, S3Server, fixture_bytes};

@@ -75,7 +75,7 @@ fn sample_config_parses_and_has_every_key() {
         fs::create_dir(&dir).unwrap();
         substituted = substituted.replace(from, dir.to_str().unwrap());
     }
-    let config = imgserv::config::from_str(&substituted, tmp.path())
+    let config = imgserv::io::config::from_str(&substituted, tmp.path())
         .unwrap_or_else(|e| panic!("etc/imgserv.toml does not validate:\n{e}"));
     assert_eq!(
         config.originals.root,
@@ -88,7 +88,7 @@ fn sample_config_parses_and_has_every_key() {
     let sections = sections(&text);
     // Keys without a fixed default (machine-dependent, or off unless set) are shown commented.
     let machine_dependent = [("server", "workers"), ("mirrors", "map")];
-    for (section, keys) in imgserv::config::known_keys() {
+    for (section, keys) in imgserv::io::config::known_keys() {
         for key in keys {
             let set = table
                 .get(section)
@@ -176,7 +176,7 @@ fn every_subcommand_of_imgserv_admin_is_in_its_man_page() {
 #[test]
 fn every_config_key_is_in_imgserv_toml_5() {
     let page = man_page("man/imgserv.toml.5");
-    for (section, keys) in imgserv::config::known_keys() {
+    for (section, keys) in imgserv::io::config::known_keys() {
         // Each section is a subsection `.SS [section]`; its keys are documented below it.
         let header = format!(".SS [{section}]");
         let start = page

@@ -8,7 +8,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use imgserv::catalog::{ApiKey, Catalog, Rights};
+use imgserv::io::catalog::{ApiKey, Catalog, Rights};
 
 use crate::api::{sign_with, unsigned};
 use crate::redirector::dims;
@@ -306,8 +306,8 @@ fn the_standalone_server_hands_missing_cache_files_to_the_handler() {
 /// within the space limit, and eviction removes every one.
 #[test]
 fn many_boxes_leave_one_name_per_served_size_all_counted_by_eviction() {
-    use imgserv::cache::Cache;
     use imgserv::domain::geometry::{Raster, Size, fit};
+    use imgserv::io::cache::Cache;
     use std::collections::{BTreeMap, BTreeSet};
     use std::os::unix::fs::MetadataExt;
 

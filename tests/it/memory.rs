@@ -2,7 +2,7 @@
 //! `[server] workers`, not by the number of connections the web server opens.
 //!
 //! glibc keeps a render's buffers in the arena of the thread that rendered (on purpose:
-//! `src/malloc.rs`), and every thread that allocates gets an arena of its own. When the handler
+//! `src/io/malloc.rs`), and every thread that allocates gets an arena of its own. When the handler
 //! ran on connection threads, each connection that rendered a large original kept about one
 //! render's working set; `make soak` saw the FastCGI server's RSS climb minute after minute
 //! (RELIABILITY.md). Renders now run on `workers` threads (`src/http/workers.rs`).

@@ -264,7 +264,7 @@ fn requests_land_on_mirrors_in_proportion_to_their_bandwidth() {
 
     // 2000 redirects of a file both hold: 3:1, by a chi-square test (1 degree of freedom,
     // p > 0.001 ⟺ χ² < 10.83).
-    let config = imgserv::config::load(&site.config_path(), &[]).unwrap();
+    let config = imgserv::io::config::load(&site.config_path(), &[]).unwrap();
     let app = App::new(config);
     let mut counts: HashMap<&str, f64> = HashMap::new();
     for _ in 0..2000 {
@@ -314,7 +314,7 @@ fn requests_land_on_mirrors_in_proportion_to_their_bandwidth() {
         report.contains("a: 2 present, 1 missing (dropped), 0 unchecked"),
         "{report}"
     );
-    let app = App::new(imgserv::config::load(&site.config_path(), &[]).unwrap());
+    let app = App::new(imgserv::io::config::load(&site.config_path(), &[]).unwrap());
     for _ in 0..50 {
         let loc = app
             .handle(Request::get("", &src_of(2)))

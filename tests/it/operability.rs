@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
-use imgserv::catalog::Catalog;
 use imgserv::domain::format::Format;
 use imgserv::domain::original::OriginalId;
+use imgserv::io::catalog::Catalog;
 use serde_json::Value;
 
 use crate::api::{Api, load};
@@ -105,7 +105,7 @@ fn fsck_reports_each_planted_problem_once_and_repair_keeps_every_original() {
     plant(&site.cache().join(orphan_variant), b"not indexed");
     let orphan_link = format!("{}/100/100.jpg", "e".repeat(40));
     plant(&site.cache().join(&orphan_link), b"no such image");
-    let indexed = imgserv::cache::Cache::open(
+    let indexed = imgserv::io::cache::Cache::open(
         &config.cache.dir,
         &config.state.index_path(),
         config.cache.max_bytes,
@@ -125,13 +125,13 @@ fn fsck_reports_each_planted_problem_once_and_repair_keeps_every_original() {
     plant(&site.store().join(store_tmp), b"half");
     // In flight: a fresh temporary file is no problem.
     fs::write(site.cache().join("r/00/.fresh.jpg.1.2.3.tmp"), b"x").unwrap();
-    let store = imgserv::store::open(&config.store).unwrap();
+    let store = imgserv::io::store::open(&config.store).unwrap();
     let orphan_bytes = fixture_bytes("photo-hopper-128x128.png");
     let orphan = OriginalId::of(&orphan_bytes).unwrap();
     store.put(&orphan, Format::Png, &orphan_bytes).unwrap();
-    let orphan_rel = imgserv::store::key(&orphan, Format::Png);
+    let orphan_rel = imgserv::io::store::key(&orphan, Format::Png);
     age(&site.store().join(&orphan_rel));
-    let lost_rel = imgserv::store::key(&lost, Format::Png);
+    let lost_rel = imgserv::io::store::key(&lost, Format::Png);
     let lost_bytes = fs::read(site.store().join(&lost_rel)).unwrap();
     fs::remove_file(site.store().join(&lost_rel)).unwrap();
     let index = rusqlite::Connection::open(config.state.index_path()).unwrap();

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use imgserv::domain::geometry::{Raster, Size, fit};
-use imgserv::render::{self, Filter, Layout, Pixels, RenderOptions};
+use imgserv::io::render::{self, Filter, Layout, Pixels, RenderOptions};
 
 use crate::support::{fixture, fixture_bytes, repo_root, require_program};
 

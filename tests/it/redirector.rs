@@ -6,7 +6,7 @@ use std::path::Path;
 
 use imgserv::domain::format::Format;
 use imgserv::domain::geometry::{Raster, Size, fit};
-use imgserv::render;
+use imgserv::io::render;
 
 use crate::support::{Cgi, CgiResponse, Site};
 

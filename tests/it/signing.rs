@@ -7,7 +7,7 @@ use std::sync::Barrier;
 
 use imgserv::api::App;
 use imgserv::http::{Handler, Request};
-use imgserv::replay::ReplayLog;
+use imgserv::io::replay::ReplayLog;
 use imgserv::sign::{self, Version};
 use serde_json::Value;
 
@@ -66,7 +66,7 @@ fn the_same_signed_write_twice_is_refused_as_a_replay_and_reads_may_repeat() {
     // A refused request is not remembered.
     let mut catalog = api.catalog();
     let reader = catalog
-        .add_key("alice", imgserv::catalog::Rights::READ)
+        .add_key("alice", imgserv::io::catalog::Rights::READ)
         .unwrap();
     let del = api.signed(&reader, "DELETE", &format!("/api/images/{id}"), "", b"");
     assert_error(&api.app.handle(del), 403, "insufficient-rights");

@@ -111,8 +111,8 @@ fn the_upload_tool_walks_directories_and_reports_each_failure() {
     assert_eq!(ids.len(), 4, "{stdout}");
     assert!(ids.iter().all(|id| id.len() == 40));
 
-    let config = imgserv::config::load(&site.config_path(), &[]).unwrap();
-    let catalog = imgserv::catalog::Catalog::open(&config.state.catalog_path()).unwrap();
+    let config = imgserv::io::config::load(&site.config_path(), &[]).unwrap();
+    let catalog = imgserv::io::catalog::Catalog::open(&config.state.catalog_path()).unwrap();
     let cats: Vec<(String, u64)> = catalog
         .categories()
         .unwrap()

@@ -1,0 +1,290 @@
+//! The catalog's tables, as numbered migrations, and opening the file (private, then brought
+//! up to the latest schema).
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use super::{Catalog, CatalogError};
+use crate::io::db::{self, Migration};
+
+/// The catalog's schema, step by step (see [`crate::io::db::migrate`]): a catalog at version `n`
+/// has had steps 1 to `n`, and `user_version` says which `n`. Catalogs made before the steps
+/// were numbered recorded 1 (the first release) or 2 (with `removals`), exactly these steps'
+/// tables, so they are recognised as they are. A change to the schema is a new step at the
+/// end, with its test; a released step is never edited.
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        what: "images, their search index, pending deletes, users and API keys",
+        apply: |tx| tx.execute_batch(V1_TABLES),
+    },
+    Migration {
+        version: 2,
+        what: "removals (claims of pending rows)",
+        apply: |tx| tx.execute_batch(V2_REMOVALS),
+    },
+];
+
+/// Step 1, as first released.
+const V1_TABLES: &str = "
+CREATE TABLE IF NOT EXISTS images (
+    seq      INTEGER PRIMARY KEY,       -- also the rowid of its images_fts row
+    id       TEXT NOT NULL UNIQUE,      -- SHA-1 of the bytes, 40 lower-case hex digits
+    mime     TEXT NOT NULL,
+    ext      TEXT NOT NULL,             -- the original object's extension, from mime
+    width    INTEGER NOT NULL,
+    height   INTEGER NOT NULL,
+    bytes    INTEGER NOT NULL,
+    created  INTEGER NOT NULL,          -- unix time in milliseconds
+    updated  INTEGER NOT NULL,          -- unix time in milliseconds
+    owner    TEXT,                      -- a user name; kept when the user is deleted
+    category TEXT NOT NULL,             -- normalised: '/' or '/a/b'
+    meta     TEXT NOT NULL              -- a JSON object
+);
+CREATE INDEX IF NOT EXISTS images_listing ON images (created DESC, id);
+CREATE INDEX IF NOT EXISTS images_category ON images (category);
+-- Kept in step with images by this module (same transaction), not by triggers: the indexed
+-- text is flattened from the JSON in Rust.
+CREATE VIRTUAL TABLE IF NOT EXISTS images_fts USING fts5 (
+    category, meta, tokenize = 'unicode61 remove_diacritics 2'
+);
+-- Objects to remove from storage. 'original' and 'variants' rows come from a deletion;
+-- 'upload' rows are intents written before an original is placed, dropped with the insert.
+CREATE TABLE IF NOT EXISTS pending_deletes (
+    id      INTEGER PRIMARY KEY,
+    kind    TEXT NOT NULL CHECK (kind IN ('original', 'variants', 'upload')),
+    image   TEXT NOT NULL,
+    ext     TEXT NOT NULL,
+    created INTEGER NOT NULL            -- unix time in milliseconds
+);
+CREATE INDEX IF NOT EXISTS pending_image ON pending_deletes (image);
+CREATE TABLE IF NOT EXISTS users (
+    name    TEXT PRIMARY KEY,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id      TEXT PRIMARY KEY,           -- 'ak_' and 16 hex digits, public
+    user    TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+    secret  TEXT NOT NULL,              -- 64 hex digits; the HMAC key is this text
+    rights  INTEGER NOT NULL,           -- Rights bits
+    created INTEGER NOT NULL,
+    revoked INTEGER                     -- unix time in milliseconds, NULL while valid
+);
+CREATE INDEX IF NOT EXISTS api_keys_user ON api_keys (user);
+";
+
+/// Step 2: the removal protocol's claims.
+const V2_REMOVALS: &str = "
+-- A removal in progress (src/io/catalog/removal.rs): the pending row a process is removing the
+-- objects of, with no lock held, until `expires` (unix ms). The id is the claim's token.
+CREATE TABLE IF NOT EXISTS removals (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    pending INTEGER NOT NULL UNIQUE REFERENCES pending_deletes (id) ON DELETE CASCADE,
+    expires INTEGER NOT NULL
+);
+";
+
+impl Catalog {
+    /// Opens (creating when missing, with mode 0600) the catalog at `path`, e.g.
+    /// `<state>/catalog.sqlite`.
+    pub fn open(path: &Path) -> Result<Catalog, CatalogError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir)?;
+        }
+        if !path.exists() {
+            // Create it private before SQLite does: it holds the API keys' secrets.
+            use std::os::unix::fs::OpenOptionsExt;
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // FULL: a committed deletion or key revocation must survive a power cut.
+        let mut conn = db::connect(path, db::Sync::Full)?;
+        db::migrate(&mut conn, MIGRATIONS)?;
+        Ok(Catalog { conn })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::*;
+    use crate::io::catalog::testing::*;
+    use crate::io::catalog::{Category, Doomed, Query, Rights, User};
+
+    fn user_version(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    }
+
+    /// A database at `path` brought to `version` by the first steps only.
+    fn migrated_to(path: &Path, version: usize) {
+        let mut conn = db::connect(path, db::Sync::Full).unwrap();
+        db::migrate(&mut conn, &MIGRATIONS[..version]).unwrap();
+    }
+
+    #[test]
+    fn steps_are_numbered_from_one_in_order() {
+        let numbers: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
+        let want: Vec<i64> = (1..=MIGRATIONS.len() as i64).collect();
+        assert_eq!(numbers, want);
+    }
+
+    #[test]
+    fn step_1_makes_the_tables_of_the_first_release() {
+        let t = tempfile::tempdir().unwrap();
+        let (new, old) = (t.path().join("new.sqlite"), t.path().join("old.sqlite"));
+        migrated_to(&new, 1);
+        made_before_migrations(&old, 1);
+        assert_eq!(schema(&new), schema(&old));
+        assert_eq!(user_version(&new), 1);
+    }
+
+    #[test]
+    fn step_2_adds_removals_and_keeps_every_row() {
+        let t = tempfile::tempdir().unwrap();
+        let (new, old) = (t.path().join("new.sqlite"), t.path().join("old.sqlite"));
+        made_before_migrations(&new, 1);
+        made_before_migrations(&old, 2);
+        let before = rows(&new);
+        migrated_to(&new, 2);
+        assert_eq!(schema(&new), schema(&old));
+        assert_eq!(user_version(&new), 2);
+        let mut after = rows(&new);
+        assert_eq!(after.remove("removals"), Some(vec![]));
+        assert_eq!(after.remove("sqlite_sequence"), Some(vec![]));
+        assert_eq!(after, before);
+        // A claim goes with its pending row.
+        let conn = Connection::open(&new).unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        conn.execute_batch(
+            "INSERT INTO removals (pending, expires) VALUES (1, 0);
+             DELETE FROM pending_deletes WHERE id = 1;",
+        )
+        .unwrap();
+        let claims: i64 = conn
+            .query_row("SELECT count(*) FROM removals", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(claims, 0);
+    }
+
+    #[test]
+    fn a_new_catalog_has_the_schema_of_one_made_before_migrations() {
+        let t = tempfile::tempdir().unwrap();
+        let (new, old) = (t.path().join("new.sqlite"), t.path().join("old.sqlite"));
+        drop(Catalog::open(&new).unwrap());
+        made_before_migrations(&old, 2);
+        assert_eq!(schema(&new), schema(&old));
+        assert_eq!(user_version(&new), MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn catalogs_made_before_migrations_open_with_every_row_and_right() {
+        for version in [1, 2] {
+            let t = tempfile::tempdir().unwrap();
+            let path = t.path().join("catalog.sqlite");
+            let old_keys = made_before_migrations(&path, version);
+            let mut before = rows(&path);
+            let c = Catalog::open(&path).unwrap();
+            assert_eq!(user_version(&path), MIGRATIONS.len() as i64, "v{version}");
+            // Rows, as read by the new code.
+            let keys: Vec<(String, String, Rights, String, bool)> = c
+                .keys()
+                .unwrap()
+                .into_iter()
+                .map(|k| {
+                    let secret = k.secret.expose().to_string();
+                    (k.id, k.user, k.rights, secret, k.revoked.is_some())
+                })
+                .collect();
+            let mut want: Vec<_> = old_keys
+                .iter()
+                .map(|k| {
+                    let (id, user) = (k.id.to_string(), k.user.to_string());
+                    (id, user, k.rights, k.secret.clone(), k.revoked)
+                })
+                .collect();
+            want.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+            assert_eq!(keys, want, "v{version}");
+            let users = c.users().unwrap();
+            let user = |name: &str, created, keys| User {
+                name: name.into(),
+                created,
+                keys,
+            };
+            assert_eq!(users, [user("alice", 1000, 1), user("bob", 2000, 1)]);
+            let first = c.get(&id(1)).unwrap().unwrap();
+            assert_eq!(
+                (first.owner.as_deref(), first.category.as_str(), first.width),
+                (Some("alice"), "/travel/norway", 641)
+            );
+            assert_eq!(first.meta["camera"]["make"], "Fujifilm");
+            assert_eq!((first.created, first.updated), (3001, 3501));
+            let found = c
+                .search(&Query {
+                    q: Some("fjord".into()),
+                    ..Query::default()
+                })
+                .unwrap();
+            assert_eq!((found.total, &found.items[0].id), (1, &id(1)));
+            let categories = c.categories().unwrap();
+            assert_eq!(
+                categories[1],
+                Category {
+                    path: "/travel".into(),
+                    images: 1,
+                    total: 2
+                }
+            );
+            let pending: Vec<(Doomed, String)> = c
+                .pending()
+                .unwrap()
+                .into_iter()
+                .map(|p| (p.what, p.ext))
+                .collect();
+            assert_eq!(pending.len(), 3, "v{version}");
+            assert_eq!(pending[2], (Doomed::Upload, "gif".into()));
+            drop(c);
+            // And every row, byte for byte.
+            let mut after = rows(&path);
+            if version == 1 {
+                assert_eq!(after.remove("removals"), Some(vec![]));
+                assert_eq!(after.remove("sqlite_sequence"), Some(vec![]));
+            } else {
+                assert_eq!(before["removals"].len(), 1);
+            }
+            assert_eq!(after, std::mem::take(&mut before), "v{version}");
+        }
+    }
+
+    #[test]
+    fn a_catalog_from_a_newer_imgserv_is_refused_untouched() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("catalog.sqlite");
+        made_before_migrations(&path, 2);
+        let newer = MIGRATIONS.len() as i64 + 1;
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", newer)
+            .unwrap();
+        let before = rows(&path);
+        let err = Catalog::open(&path).err().unwrap();
+        assert!(
+            matches!(err, CatalogError::TooNew { found, known } if found == newer && known == newer - 1),
+            "{err}"
+        );
+        assert!(err.to_string().contains("newer than this imgserv"), "{err}");
+        assert_eq!((rows(&path), user_version(&path)), (before, newer));
+    }
+}
