@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use imgserv::{evict, server};
+use imgserv::{server, usecases::evict};
 
 #[derive(Parser)]
 #[command(

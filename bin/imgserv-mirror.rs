@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use imgserv::error::exit;
-use imgserv::mirror::{self, Command};
 use imgserv::server;
+use imgserv::usecases::error::exit;
+use imgserv::usecases::mirror::{self, Command};
 
 #[derive(Parser)]
 #[command(version, about = "Manage the mirrors that serve copies of variants")]

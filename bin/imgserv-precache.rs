@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use imgserv::domain::geometry::Size;
-use imgserv::error::exit;
-use imgserv::{precache, server};
+use imgserv::usecases::error::exit;
+use imgserv::{server, usecases::precache};
 
 #[derive(Parser)]
 #[command(

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use imgserv::{server, upload};
+use imgserv::{server, usecases::upload};
 
 #[derive(Parser)]
 #[command(version, about = "Add originals to the store and the catalog")]

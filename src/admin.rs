@@ -5,11 +5,11 @@
 use std::fs;
 use std::path::Path;
 
-use crate::error::{Error, exit};
 use crate::io::catalog::{Catalog, CatalogError, Rights};
 use crate::io::config::Config;
 use crate::server;
-use crate::sign;
+use crate::usecases::error::{Error, exit};
+use crate::usecases::sign;
 
 /// `check-config [FILE]`: every problem on standard error with its key, exit 78 if any;
 /// otherwise `ok: FILE`, with a warning for each directory this user could not write (run it
@@ -102,7 +102,7 @@ pub fn fsck(config_file: Option<&Path>, repair: bool) -> i32 {
             return exit::CONFIG;
         }
     };
-    let problems = match crate::fsck::check(&config, repair) {
+    let problems = match crate::usecases::fsck::check(&config, repair) {
         Ok(p) => p,
         Err(e) => return fail(e),
     };

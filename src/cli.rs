@@ -1,7 +1,7 @@
 //! Conventions shared by the command-line tools: flags parsed with clap, usage errors exiting
 //! with sysexits' `EX_USAGE` (64) rather than clap's 2, help and version with 0.
 
-use crate::error::exit;
+use crate::usecases::error::exit;
 
 /// Parses the process's arguments, or prints clap's message and exits.
 pub fn parse<T: clap::Parser>() -> T {

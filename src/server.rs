@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::api::App;
-use crate::error::exit;
 use crate::http::{self, Handler, Request, Response, fastcgi, standalone};
 use crate::io::config::{self, Config, ConfigErrors};
+use crate::usecases::error::exit;
 
 /// How the process was asked to serve.
 #[derive(Debug, Clone, PartialEq, Eq)]

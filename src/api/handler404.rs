@@ -20,12 +20,12 @@ use crate::domain::format::Format;
 use crate::domain::geometry::{self, BoundingBox, Size};
 use crate::domain::original::OriginalId;
 use crate::domain::query;
-use crate::error::Error;
 use crate::http::{Request, Response};
 use crate::io::cache::CacheError;
 use crate::io::catalog::{CatalogError, Image};
 use crate::io::config::Config;
-use crate::variant;
+use crate::usecases::error::Error;
+use crate::usecases::variant;
 
 /// How often a variant that went (evicted, or its original deleted, by another process)
 /// between storing it and naming it is stored again before the request gets `503`.

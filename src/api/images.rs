@@ -13,11 +13,11 @@ use super::{ApiError, App};
 use crate::domain::geometry::Size;
 use crate::domain::original::OriginalId;
 use crate::domain::query::{self, QueryError};
-use crate::error::Error;
 use crate::http::{Request, Response, Stream, multipart};
-use crate::ingest::{self, IngestError, Upload};
 use crate::io::catalog::{self, CatalogError, Image, Inserted, Query, Rights};
-use crate::purge;
+use crate::usecases::error::Error;
+use crate::usecases::ingest::{self, IngestError, Upload};
+use crate::usecases::purge;
 
 impl App {
     pub(super) fn api(&self, req: &Request) -> Result<Response, Error> {

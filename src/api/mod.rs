@@ -14,15 +14,15 @@ mod redirector;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::error::Error;
 use crate::http::{Handler, Request, Response};
 use crate::io::cache::Cache;
 use crate::io::catalog::{Catalog, Rights};
 use crate::io::config::Config;
 use crate::io::replay::ReplayLog;
 use crate::io::store::{self, Store};
-use crate::mirror::Mirrors;
-use crate::sign::{self, KeyInfo, SignError, Verified};
+use crate::usecases::error::Error;
+use crate::usecases::mirror::Mirrors;
+use crate::usecases::sign::{self, KeyInfo, SignError, Verified};
 
 /// A request the API cannot route or read; each maps to a status in `error`.
 #[derive(Debug, thiserror::Error)]
@@ -183,9 +183,9 @@ impl App {
         }
         match (req.method.as_str(), req.path.as_str()) {
             ("GET" | "HEAD", "" | "/") => self.resize(req),
-            ("GET" | "HEAD", "/status") => {
-                Ok(crate::status::response(&crate::status::check(&self.config)))
-            }
+            ("GET" | "HEAD", "/status") => Ok(crate::usecases::status::response(
+                &crate::usecases::status::check(&self.config),
+            )),
             ("GET" | "HEAD", "/metrics") => crate::io::metrics::respond(&self.config.metrics, req),
             (_, "" | "/") => Err(ApiError::Method { allow: "GET, HEAD" }.into()),
             _ => Err(ApiError::NoRoute(req.path.clone()).into()),

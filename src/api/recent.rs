@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::domain::format::Format;
 use crate::domain::geometry::{BoundingBox, Size};
-use crate::variant::Variant;
+use crate::usecases::variant::Variant;
 
 /// How long an entry is used without looking at the original or the index.
 pub const TRUST: Duration = Duration::from_secs(1);

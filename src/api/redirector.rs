@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use super::App;
 use crate::domain::query;
-use crate::error::Error;
 use crate::http::{Request, Response};
-use crate::variant::{self, Variant};
+use crate::usecases::error::Error;
+use crate::usecases::variant::{self, Variant};
 
 impl App {
     /// The redirector: `?src=…&width=…&height=…`.

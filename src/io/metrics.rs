@@ -20,8 +20,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::error::Error;
 use crate::http::{Request, Response};
+use crate::usecases::error::Error;
 
 /// Why `/metrics` refused a request.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,7 @@ use imgserv::domain::original::OriginalId;
 use imgserv::http::{Handler, Request, Response};
 use imgserv::io::catalog::{ApiKey, Catalog, Rights};
 use imgserv::io::config::Config;
-use imgserv::sign;
+use imgserv::usecases::sign;
 use serde_json::Value;
 
 use crate::redirector::{dims, files_below};
@@ -881,7 +881,7 @@ fn a_crash_between_catalog_and_file_deletion_is_repaired_by_the_sweep() {
         config.cache.access_interval,
     )
     .unwrap();
-    let report = imgserv::purge::sweep(
+    let report = imgserv::usecases::purge::sweep(
         config,
         store_.as_ref(),
         &cache,

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use imgserv::domain::format::Format;
 use imgserv::domain::original::OriginalId;
-use imgserv::ingest::{self, Upload};
 use imgserv::io::cache::Cache;
 use imgserv::io::catalog::{Doomed, Inserted, Rights};
 use imgserv::io::config::Config;
 use imgserv::io::store::{self, Object, Store, StoreError};
-use imgserv::purge;
+use imgserv::usecases::ingest::{self, Upload};
+use imgserv::usecases::purge;
 
 use crate::api::{Api, assert_error};
 use crate::support::{Child, S3Server, fixture_bytes};

@@ -217,10 +217,10 @@ fn error_codes(source: &str) -> BTreeSet<String> {
 
 #[test]
 fn every_error_code_is_in_imgserv_cgi_8() {
-    let codes = error_codes(&read("src/error.rs"));
+    let codes = error_codes(&read("src/usecases/error.rs"));
     assert!(
         codes.contains("source-not-found") && codes.len() >= 10,
-        "codes not parsed from src/error.rs: {codes:?}"
+        "codes not parsed from src/usecases/error.rs: {codes:?}"
     );
     let page = man_page("man/imgserv.cgi.8");
     for code in &codes {
@@ -258,7 +258,7 @@ fn unroff(block: &str) -> String {
 }
 
 /// The Python client of imgserv-signing(7), run as the page says, prints the signatures the
-/// page gives for its test vectors, in order (and src/sign.rs checks the server computes the
+/// page gives for its test vectors, in order (and src/usecases/sign.rs checks the server computes the
 /// same ones): the page, an independent client and the server cannot drift apart.
 #[test]
 fn the_signing_pages_python_client_computes_its_test_vectors() {

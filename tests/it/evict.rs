@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use imgserv::evict::{self, Reason};
 use imgserv::io::config::EvictConfig;
+use imgserv::usecases::evict::{self, Reason};
 
 use crate::api::{Api, get_404};
 use crate::redirector::files_below;

@@ -8,7 +8,7 @@ use std::sync::Barrier;
 use imgserv::api::App;
 use imgserv::http::{Handler, Request};
 use imgserv::io::replay::ReplayLog;
-use imgserv::sign::{self, Version};
+use imgserv::usecases::sign::{self, Version};
 use serde_json::Value;
 
 use crate::api::{Api, assert_error, fresh_date, json, load, sign_with, unsigned, with_header};

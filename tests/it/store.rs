@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use imgserv::domain::format::Format;
 use imgserv::domain::original::OriginalId;
-use imgserv::error::Error;
 use imgserv::io::config::{self, StoreConfig};
 use imgserv::io::store::fs::FsStore;
 use imgserv::io::store::s3::{S3Options, S3Store};
 use imgserv::io::store::{self, Store, StoreError};
+use imgserv::usecases::error::Error;
 use rusty_s3::S3Action;
 
 use crate::support::{S3Server, fixture_bytes, free_port};

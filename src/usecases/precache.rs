@@ -22,7 +22,7 @@ use crate::domain::geometry::Size;
 use crate::io::cache::Cache;
 use crate::io::config::Config;
 use crate::io::source::remote;
-use crate::variant;
+use crate::usecases::variant;
 
 /// What to precache.
 #[derive(Debug, Clone)]
@@ -298,7 +298,7 @@ pub fn boxes(config: &Config, boxes: &[Size], presets: &[String]) -> Result<Vec<
 /// list; 0 when everything worked, 65 (`EX_DATAERR`) when anything failed, 73 when the list
 /// could not be written.
 pub fn main(config: &Config, args: &[String], opts: &Options, list: Option<&Path>) -> i32 {
-    use crate::error::exit;
+    use crate::usecases::error::exit;
     let (srcs, mut bad) = sources(config, args);
     let mut summary = run(config, &srcs, opts);
     summary.failed.append(&mut bad);

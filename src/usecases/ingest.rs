@@ -10,11 +10,11 @@ use serde_json::{Map, Value};
 use crate::domain::format::Format;
 use crate::domain::geometry::{BoundingBox, Raster, fit};
 use crate::domain::original::{IdError, OriginalId};
-use crate::error::Error;
 use crate::io::catalog::{Catalog, Inserted, NewImage};
 use crate::io::config::Config;
 use crate::io::render;
 use crate::io::store::Store;
+use crate::usecases::error::Error;
 
 /// Why an upload was refused before anything was stored (decoding problems are
 /// `RenderError`s, catalog and store problems their own).

@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use crate::domain::format::Format;
 use crate::domain::original::OriginalId;
-use crate::error::Error;
 use crate::io::cache::{Cache, CacheError};
 use crate::io::catalog::{Catalog, Doomed, PendingDelete, Swept};
 use crate::io::config::Config;
 use crate::io::store::Store;
-use crate::variant::stored_key;
+use crate::usecases::error::Error;
+use crate::usecases::variant::stored_key;
 
 /// What a sweep did, for the one summary line of `imgserv-evict`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -16,13 +16,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::error::Error;
 use crate::io::cache::{Cache, CacheError, EVICT_BATCH, Totals, remove_files};
 use crate::io::catalog::Catalog;
 use crate::io::config::{Config, EvictConfig};
 use crate::io::source::SourceError;
 use crate::io::source::copies::{self, Trimmed};
-use crate::purge::{self, SweepReport};
+use crate::usecases::error::Error;
+use crate::usecases::purge::{self, SweepReport};
 
 /// One variant on disk: every path of one inode.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,6 @@
 
 use crate::api::ApiError;
 use crate::domain::query::QueryError;
-use crate::ingest::IngestError;
 use crate::io::cache::CacheError;
 use crate::io::catalog::CatalogError;
 use crate::io::config::ConfigError;
@@ -12,7 +11,8 @@ use crate::io::render::RenderError;
 use crate::io::replay::ReplayError;
 use crate::io::source::SourceError;
 use crate::io::store::StoreError;
-use crate::sign::SignError;
+use crate::usecases::ingest::IngestError;
+use crate::usecases::sign::SignError;
 
 /// Any error the handler or a tool can meet.
 #[derive(Debug, thiserror::Error)]

@@ -652,7 +652,7 @@ pub enum Command {
 
 /// Runs a command on the map at `map_path`; prints its report and returns the exit code.
 pub fn run(command: Command, map_path: &Path) -> i32 {
-    use crate::error::exit;
+    use crate::usecases::error::exit;
     match run_inner(command, map_path) {
         Ok(code) => code,
         Err(e) => {
@@ -678,7 +678,7 @@ fn read_list(file: &Path) -> Result<Vec<String>, MirrorError> {
 }
 
 fn run_inner(command: Command, map_path: &Path) -> Result<i32, MirrorError> {
-    use crate::error::exit;
+    use crate::usecases::error::exit;
     let mut map = MirrorMap::load(map_path)?;
     match command {
         Command::Add {
@@ -733,7 +733,7 @@ fn run_inner(command: Command, map_path: &Path) -> Result<i32, MirrorError> {
             let files = map.get(&name)?.holdings(map_path)?;
             let paths: BTreeSet<String> = files;
             let target = file.unwrap_or_else(|| PathBuf::from("-"));
-            crate::precache::write_list(&target, &paths).map_err(io_err(&target))?;
+            crate::usecases::precache::write_list(&target, &paths).map_err(io_err(&target))?;
         }
         Command::Verify {
             names,

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::error::{Error, exit};
-use crate::ingest::{self, Upload};
 use crate::io::catalog::{Catalog, Inserted};
 use crate::io::config::Config;
 use crate::io::store;
+use crate::usecases::error::{Error, exit};
+use crate::usecases::ingest::{self, Upload};
 
 /// What to upload and how to describe it.
 #[derive(Debug, Clone, Default)]

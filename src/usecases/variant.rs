@@ -11,7 +11,6 @@ use std::sync::Arc;
 use crate::domain::format::Format;
 use crate::domain::geometry::{self, BoundingBox, Size};
 use crate::domain::original::OriginalId;
-use crate::error::Error;
 use crate::io::cache::{self, Cache, SourceKey};
 use crate::io::catalog::Image;
 use crate::io::config::Config;
@@ -19,6 +18,7 @@ use crate::io::metrics::{self, Stage};
 use crate::io::render::{self, Probe, RenderError};
 use crate::io::source::{SourceError, local, remote};
 use crate::io::store::Store;
+use crate::usecases::error::Error;
 
 /// A variant ready to be served.
 #[derive(Debug, Clone, PartialEq, Eq)]

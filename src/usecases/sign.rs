@@ -667,7 +667,10 @@ mod tests {
 
     #[test]
     fn the_man_page_has_the_vectors() {
-        let page = include_str!("../man/imgserv-signing.7");
+        let page = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/man/imgserv-signing.7"
+        ));
         for (_, _, _, _, _, _, sts, sig) in VECTORS {
             assert!(page.contains(sig), "man/imgserv-signing.7 lacks {sig}");
             for line in sts.lines().filter(|l| !l.is_empty()) {

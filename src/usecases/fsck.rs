@@ -29,12 +29,12 @@ use serde_json::{Map, Value};
 
 use crate::domain::format::Format;
 use crate::domain::original::OriginalId;
-use crate::error::Error;
 use crate::io::cache::Cache;
 use crate::io::catalog::{Catalog, NewImage};
 use crate::io::config::{Config, StoreConfig};
 use crate::io::render;
 use crate::io::store::Store;
+use crate::usecases::error::Error;
 
 /// Files and objects younger than this are taken to be writes under way, not problems.
 pub const IN_FLIGHT: Duration = Duration::from_secs(600);
