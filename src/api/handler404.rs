@@ -15,7 +15,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use super::{ApiError, App};
+use super::{App, RequestError};
 use crate::domain::format::Format;
 use crate::domain::geometry::{self, BoundingBox, Size};
 use crate::domain::original::OriginalId;
@@ -44,7 +44,7 @@ fn cache_path(config: &Config, missing: &str) -> Result<String, Error> {
         .and_then(|rest| rest.strip_prefix('/'))
         .filter(|rel| !rel.is_empty())
         .map(str::to_string)
-        .ok_or_else(|| ApiError::NoRoute(missing.to_string()).into())
+        .ok_or_else(|| RequestError::NoRoute(missing.to_string()).into())
 }
 
 /// `<id>/<width>/<height>[.<ext>]`, parsed.
@@ -55,7 +55,7 @@ struct Target {
 }
 
 fn parse(config: &Config, rel: &str) -> Result<Target, Error> {
-    let no_such = || ApiError::NoRoute(format!("{}/{rel}", config.cache.url));
+    let no_such = || RequestError::NoRoute(format!("{}/{rel}", config.cache.url));
     let parts: Vec<&str> = rel.split('/').collect();
     let [id, width, last] = parts.as_slice() else {
         return Err(no_such().into());
@@ -77,7 +77,7 @@ impl App {
     /// Answers for `missing`, the URL path of a missing file the web server hands over.
     pub(super) fn handle404(&self, req: &Request, missing: &str) -> Result<Response, Error> {
         if !matches!(req.method.as_str(), "GET" | "HEAD") {
-            return Err(ApiError::Method { allow: "GET, HEAD" }.into());
+            return Err(RequestError::Method { allow: "GET, HEAD" }.into());
         }
         let rel = cache_path(&self.config, missing)?;
         let rel = rel.as_str();
@@ -105,7 +105,7 @@ impl App {
             let bbox = serving.unwrap_or(target.bbox);
             let plan = variant::plan_stored(&self.config, cache, store.clone(), &image, bbox)?;
             if target.ext.is_some_and(|ext| ext != plan.format) {
-                return Err(ApiError::NoRoute(missing.to_string()).into());
+                return Err(RequestError::NoRoute(missing.to_string()).into());
             }
             let canonical = name(&image.id, plan.size, plan.format);
             if !on_disk {

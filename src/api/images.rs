@@ -9,14 +9,15 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use super::{ApiError, App};
+use super::{App, RequestError};
 use crate::domain::geometry::Size;
 use crate::domain::original::OriginalId;
 use crate::domain::query::{self, QueryError};
 use crate::http::{Request, Response, Stream, multipart};
 use crate::io::catalog::{self, CatalogError, Image, Inserted, Query, Rights};
 use crate::usecases::error::Error;
-use crate::usecases::ingest::{self, IngestError, Upload};
+use crate::usecases::error::IngestError;
+use crate::usecases::ingest::{self, Upload};
 use crate::usecases::purge;
 
 impl App {
@@ -27,7 +28,7 @@ impl App {
             ["images"] => match method {
                 "POST" => self.upload(req),
                 "GET" | "HEAD" => self.search(req),
-                _ => Err(ApiError::Method {
+                _ => Err(RequestError::Method {
                     allow: "GET, HEAD, POST",
                 }
                 .into()),
@@ -37,7 +38,7 @@ impl App {
                 match method {
                     "GET" | "HEAD" => self.original(req, &id),
                     "DELETE" => self.delete(req, &id),
-                    _ => Err(ApiError::Method {
+                    _ => Err(RequestError::Method {
                         allow: "GET, HEAD, DELETE",
                     }
                     .into()),
@@ -48,7 +49,7 @@ impl App {
                 match method {
                     "GET" | "HEAD" => self.meta(req, &id),
                     "POST" | "PATCH" => self.change_meta(req, &id),
-                    _ => Err(ApiError::Method {
+                    _ => Err(RequestError::Method {
                         allow: "GET, HEAD, POST, PATCH",
                     }
                     .into()),
@@ -58,14 +59,14 @@ impl App {
                 let id = image_id(id)?;
                 match method {
                     "DELETE" => self.delete_variant(req, &id, size),
-                    _ => Err(ApiError::Method { allow: "DELETE" }.into()),
+                    _ => Err(RequestError::Method { allow: "DELETE" }.into()),
                 }
             }
             ["categories"] => match method {
                 "GET" | "HEAD" => self.categories(req),
-                _ => Err(ApiError::Method { allow: "GET, HEAD" }.into()),
+                _ => Err(RequestError::Method { allow: "GET, HEAD" }.into()),
             },
-            _ => Err(ApiError::NoRoute(req.path.clone()).into()),
+            _ => Err(RequestError::NoRoute(req.path.clone()).into()),
         }
     }
 
@@ -103,22 +104,26 @@ impl App {
                     match head.name.as_str() {
                         "meta" => upload.meta = json_object(&field(&mut form)?)?,
                         "category" => {
-                            upload.category = String::from_utf8(field(&mut form)?)
-                                .map_err(|_| ApiError::BadBody("category is not UTF-8".into()))?;
+                            upload.category =
+                                String::from_utf8(field(&mut form)?).map_err(|_| {
+                                    RequestError::BadBody("category is not UTF-8".into())
+                                })?;
                         }
                         _ if head.filename.is_some() || head.name == "file" => {
                             if file.is_some() {
-                                return Err(ApiError::BadBody("more than one file".into()).into());
+                                return Err(
+                                    RequestError::BadBody("more than one file".into()).into()
+                                );
                             }
                             file = Some(read_upload(&mut form, limit)?);
                         }
                         _ => {}
                     }
                 }
-                file.ok_or_else(|| ApiError::BadBody("the form has no file part".into()))?
+                file.ok_or_else(|| RequestError::BadBody("the form has no file part".into()))?
             }
             None if content_type.starts_with("multipart/") => {
-                return Err(ApiError::ContentType(content_type.into()).into());
+                return Err(RequestError::ContentType(content_type.into()).into());
             }
             None => read_upload(&mut req.body.reader(), limit)?,
         };
@@ -200,8 +205,8 @@ impl App {
         let body = req
             .body
             .to_vec(MAX_FIELD)
-            .map_err(ApiError::BodyIo)?
-            .ok_or_else(|| ApiError::BadBody(format!("metadata over {MAX_FIELD} bytes")))?;
+            .map_err(RequestError::BodyIo)?
+            .ok_or_else(|| RequestError::BadBody(format!("metadata over {MAX_FIELD} bytes")))?;
         let meta = if body.iter().all(u8::is_ascii_whitespace) {
             None
         } else {
@@ -278,7 +283,7 @@ impl App {
         if removed {
             Ok(Response::new(204))
         } else {
-            Err(ApiError::NoRoute(req.path.clone()).into())
+            Err(RequestError::NoRoute(req.path.clone()).into())
         }
     }
 
@@ -329,7 +334,9 @@ fn field(form: &mut impl Read) -> Result<Vec<u8>, Error> {
         .read_to_end(&mut out)
         .map_err(read_error)?;
     if out.len() as u64 > MAX_FIELD {
-        return Err(ApiError::BadBody(format!("a form field is over {MAX_FIELD} bytes")).into());
+        return Err(
+            RequestError::BadBody(format!("a form field is over {MAX_FIELD} bytes")).into(),
+        );
     }
     Ok(out)
 }
@@ -352,7 +359,7 @@ fn read_upload(input: &mut impl Read, limit: u64) -> Result<Vec<u8>, Error> {
 
 fn form_error(e: multipart::FormError) -> Error {
     match e {
-        multipart::FormError::Malformed(why) => ApiError::BadBody(why).into(),
+        multipart::FormError::Malformed(why) => RequestError::BadBody(why).into(),
         multipart::FormError::Io(e) => read_error(e),
     }
 }
@@ -360,22 +367,22 @@ fn form_error(e: multipart::FormError) -> Error {
 /// A malformed form shows up as `InvalidData` from a part's reader.
 fn read_error(e: io::Error) -> Error {
     if e.kind() == io::ErrorKind::InvalidData {
-        ApiError::BadBody(e.to_string()).into()
+        RequestError::BadBody(e.to_string()).into()
     } else {
-        ApiError::BodyIo(e).into()
+        RequestError::BodyIo(e).into()
     }
 }
 
 fn image_id(text: &str) -> Result<OriginalId, Error> {
     text.parse()
-        .map_err(|_| ApiError::NoRoute(format!("/api/images/{text}")).into())
+        .map_err(|_| RequestError::NoRoute(format!("/api/images/{text}")).into())
 }
 
 fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, Error> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::BadBody("metadata must be a JSON object".into()).into()),
-        Err(e) => Err(ApiError::BadBody(format!("metadata is not JSON: {e}")).into()),
+        Ok(_) => Err(RequestError::BadBody("metadata must be a JSON object".into()).into()),
+        Err(e) => Err(RequestError::BadBody(format!("metadata is not JSON: {e}")).into()),
     }
 }
 

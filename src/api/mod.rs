@@ -8,12 +8,14 @@
 
 mod handler404;
 mod images;
+mod metrics;
 mod recent;
 mod redirector;
 
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::http::RequestError;
 use crate::http::{Handler, Request, Response};
 use crate::io::cache::Cache;
 use crate::io::catalog::{Catalog, Rights};
@@ -23,26 +25,6 @@ use crate::io::store::{self, Store};
 use crate::usecases::error::Error;
 use crate::usecases::mirror::Mirrors;
 use crate::usecases::sign::{self, KeyInfo, SignError, Verified};
-
-/// A request the API cannot route or read; each maps to a status in `error`.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    /// No route for this path (or no image of this id in a URL that names one).
-    #[error("no such resource: {0}")]
-    NoRoute(String),
-    /// The route exists but not for this method; `Allow` lists the ones it has.
-    #[error("method not allowed; use {allow}")]
-    Method { allow: &'static str },
-    /// A body that is not what the route reads (bad JSON, a broken multipart form, no file).
-    #[error("{0}")]
-    BadBody(String),
-    /// A request body that is not `Content-Type` the route accepts.
-    #[error("unsupported content type {0:?}")]
-    ContentType(String),
-    /// The received request body could not be read back (its temporary file failed).
-    #[error("reading the request body: {0}")]
-    BodyIo(std::io::Error),
-}
 
 /// The application: configuration plus small pools of connections (SQLite connections are not
 /// shared between threads; each request borrows one).
@@ -86,7 +68,7 @@ impl App {
         let pooled = self.pool.lock().ok().and_then(|mut p| p.pop());
         let mut cache = match pooled {
             Some(c) => c,
-            None => Cache::open_config(&self.config)?,
+            None => self.config.open_cache()?,
         };
         let result = f(&mut cache);
         if let Ok(mut p) = self.pool.lock() {
@@ -186,9 +168,9 @@ impl App {
             ("GET" | "HEAD", "/status") => Ok(crate::usecases::status::response(
                 &crate::usecases::status::check(&self.config),
             )),
-            ("GET" | "HEAD", "/metrics") => crate::io::metrics::respond(&self.config.metrics, req),
-            (_, "" | "/") => Err(ApiError::Method { allow: "GET, HEAD" }.into()),
-            _ => Err(ApiError::NoRoute(req.path.clone()).into()),
+            ("GET" | "HEAD", "/metrics") => metrics::respond(&self.config.metrics, req),
+            (_, "" | "/") => Err(RequestError::Method { allow: "GET, HEAD" }.into()),
+            _ => Err(RequestError::NoRoute(req.path.clone()).into()),
         }
     }
 }
@@ -232,7 +214,7 @@ pub fn error_response(e: &Error, json: bool) -> Response {
     if status == 503 {
         resp = resp.with_header("Retry-After", "30");
     }
-    if let Error::Api(ApiError::Method { allow }) = e {
+    if let Error::Request(RequestError::Method { allow }) = e {
         resp = resp.with_header("Allow", *allow);
     }
     resp

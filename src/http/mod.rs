@@ -245,6 +245,27 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
+/// A request no route takes: no such route or method, or a body the route cannot read. Each
+/// maps to a status in `usecases::error`.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// No route for this path (or no image of this id in a URL that names one).
+    #[error("no such resource: {0}")]
+    NoRoute(String),
+    /// The route exists but not for this method; `Allow` lists the ones it has.
+    #[error("method not allowed; use {allow}")]
+    Method { allow: &'static str },
+    /// A body that is not what the route reads (bad JSON, a broken multipart form, no file).
+    #[error("{0}")]
+    BadBody(String),
+    /// A request body that is not `Content-Type` the route accepts.
+    #[error("unsupported content type {0:?}")]
+    ContentType(String),
+    /// The received request body could not be read back (its temporary file failed).
+    #[error("reading the request body: {0}")]
+    BodyIo(std::io::Error),
+}
+
 /// Anything that turns a [`Request`] into a [`Response`]; shared by all transports.
 pub trait Handler: Send + Sync {
     fn handle(&self, req: Request) -> Response;

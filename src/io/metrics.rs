@@ -20,9 +20,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::http::{Request, Response};
-use crate::usecases::error::Error;
-
 /// Why `/metrics` refused a request.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -176,6 +173,11 @@ pub fn expose() {
     EXPOSED.store(true, Ordering::Relaxed);
 }
 
+/// Whether [`expose`] was called: this process is a long-lived server.
+pub fn exposed() -> bool {
+    EXPOSED.load(Ordering::Relaxed)
+}
+
 /// `[metrics]`: `GET /metrics` in the FastCGI and standalone servers. `config` validates the
 /// file's `[metrics]` into it (and re-exports it as `config::MetricsConfig`).
 #[derive(Debug, Clone, Default)]
@@ -184,25 +186,6 @@ pub struct MetricsConfig {
     pub enabled: bool,
     /// Addresses and networks that may read them; empty: any.
     pub allow: Vec<Network>,
-}
-
-/// `GET /metrics`: 404 unless this process is a long-lived server and `[metrics] enabled`,
-/// 403 for an address outside `[metrics] allow`, else the text format.
-pub fn respond(config: &MetricsConfig, req: &Request) -> Result<Response, Error> {
-    if !(config.enabled && EXPOSED.load(Ordering::Relaxed)) {
-        return Err(crate::api::ApiError::NoRoute(req.path.clone()).into());
-    }
-    if !config.allow.is_empty() {
-        let addr = req.remote_addr.as_deref().unwrap_or("");
-        let ip = addr.parse::<IpAddr>().ok();
-        if !ip.is_some_and(|ip| config.allow.iter().any(|n| n.contains(ip))) {
-            return Err(MetricsError::Forbidden(addr.to_string()).into());
-        }
-    }
-    Ok(Response::new(200)
-        .with_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        .with_header("Cache-Control", "no-store")
-        .with_body(render().into_bytes()))
 }
 
 /// Every metric in the Prometheus text exposition format (version 0.0.4).

@@ -1,8 +1,9 @@
 //! The one place where every layer's error becomes an HTTP status, a stable kebab-case code
 //! and a sysexits exit code. Each layer owns its own enum; this module only classifies.
 
-use crate::api::ApiError;
+use crate::domain::format::Format;
 use crate::domain::query::QueryError;
+use crate::http::RequestError;
 use crate::io::cache::CacheError;
 use crate::io::catalog::CatalogError;
 use crate::io::config::ConfigError;
@@ -11,10 +12,24 @@ use crate::io::render::RenderError;
 use crate::io::replay::ReplayError;
 use crate::io::source::SourceError;
 use crate::io::store::StoreError;
-use crate::usecases::ingest::IngestError;
 use crate::usecases::sign::SignError;
 
 /// Any error the handler or a tool can meet.
+/// Why an upload was refused before anything was stored (decoding problems are
+/// `RenderError`s, catalog and store problems their own).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The body is larger than `[limits] max_source_bytes`.
+    #[error("the upload is {bytes} bytes, more than the limit of {limit}")]
+    TooLarge { bytes: u64, limit: u64 },
+    /// An image format not listed in `[api] types`.
+    #[error("{} images are not accepted here", .0.mime())]
+    TypeNotAccepted(Format),
+    /// The bytes carry the marks of a SHA-1 collision attack.
+    #[error("the upload looks like a SHA-1 collision attack")]
+    Collision,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -36,7 +51,7 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Request(#[from] RequestError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
     #[error(transparent)]
@@ -150,12 +165,12 @@ impl Error {
                 StoreError::Io(_) => (500, "store-io", exit::IOERR),
                 StoreError::Protocol(_) => (502, "store-protocol", exit::UNAVAILABLE),
             },
-            Error::Api(e) => match e {
-                ApiError::NoRoute(_) => (404, "not-found", exit::NOINPUT),
-                ApiError::Method { .. } => (405, "method-not-allowed", exit::USAGE),
-                ApiError::BadBody(_) => (400, "bad-body", exit::DATAERR),
-                ApiError::ContentType(_) => (415, "unsupported-content-type", exit::DATAERR),
-                ApiError::BodyIo(_) => (500, "body-io", exit::IOERR),
+            Error::Request(e) => match e {
+                RequestError::NoRoute(_) => (404, "not-found", exit::NOINPUT),
+                RequestError::Method { .. } => (405, "method-not-allowed", exit::USAGE),
+                RequestError::BadBody(_) => (400, "bad-body", exit::DATAERR),
+                RequestError::ContentType(_) => (415, "unsupported-content-type", exit::DATAERR),
+                RequestError::BodyIo(_) => (500, "body-io", exit::IOERR),
             },
             Error::Ingest(e) => match e {
                 IngestError::TooLarge { .. } => (413, "upload-too-large", exit::DATAERR),

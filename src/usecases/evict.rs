@@ -212,7 +212,7 @@ pub fn scan(dir: &Path, cache: &Cache) -> Result<Scan, Error> {
 
 /// Runs one eviction: scan, select, remove (unless `dry_run`), tidy, recount, sweep.
 pub fn evict(config: &Config, limits: &EvictConfig, dry_run: bool) -> Result<Report, Error> {
-    let mut cache = Cache::open_config(config)?;
+    let mut cache = config.open_cache()?;
     let found = scan(&config.cache.dir, &cache)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

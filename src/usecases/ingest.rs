@@ -14,22 +14,7 @@ use crate::io::catalog::{Catalog, Inserted, NewImage};
 use crate::io::config::Config;
 use crate::io::render;
 use crate::io::store::Store;
-use crate::usecases::error::Error;
-
-/// Why an upload was refused before anything was stored (decoding problems are
-/// `RenderError`s, catalog and store problems their own).
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    /// The body is larger than `[limits] max_source_bytes`.
-    #[error("the upload is {bytes} bytes, more than the limit of {limit}")]
-    TooLarge { bytes: u64, limit: u64 },
-    /// An image format not listed in `[api] types`.
-    #[error("{} images are not accepted here", .0.mime())]
-    TypeNotAccepted(Format),
-    /// The bytes carry the marks of a SHA-1 collision attack.
-    #[error("the upload looks like a SHA-1 collision attack")]
-    Collision,
-}
+use crate::usecases::error::{Error, IngestError};
 
 /// What the uploader says about an original.
 #[derive(Debug, Clone, Default)]

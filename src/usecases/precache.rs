@@ -237,7 +237,7 @@ pub fn run(config: &Config, srcs: &[String], opts: &Options) -> Summary {
 }
 
 fn open_cache(config: &Config) -> Result<Cache, crate::io::cache::CacheError> {
-    Cache::open_config(config)
+    config.open_cache()
 }
 
 /// A progress bar (done/total, rate, ETA) when standard error is a terminal.

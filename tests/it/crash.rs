@@ -363,7 +363,7 @@ impl Rig {
     /// (1): every indexed file, and every file under the cache directory at a name that could
     /// be served, is a complete image of the size its name says.
     fn check_cache(&mut self, after: &str) {
-        let cache = imgserv::io::cache::Cache::open_config(&self.config).unwrap();
+        let cache = self.config.open_cache().unwrap();
         for (path, bytes) in cache.variants().unwrap() {
             // A row without its file is allowed: a removal killed between the unlink and the
             // row's deletion leaves one (files go first, so that nothing unindexed is served);

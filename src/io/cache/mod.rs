@@ -41,7 +41,6 @@ use sha2::{Digest, Sha256};
 use crate::domain::format::Format;
 use crate::domain::geometry::Size;
 use crate::domain::hex;
-use crate::io::config::Config;
 use crate::io::db;
 
 pub use atomic::write_atomically;
@@ -122,7 +121,7 @@ pub fn default_low_water(max_bytes: u64) -> u64 {
 
 impl Cache {
     /// Opens (creating when missing) the cache directory and its index; a store over
-    /// `max_bytes` evicts down to [`default_low_water`] (see [`Cache::open_config`]).
+    /// `max_bytes` evicts down to [`default_low_water`] (see [`Cache::set_low_water`]).
     pub fn open(
         dir: &Path,
         index: &Path,
@@ -145,17 +144,10 @@ impl Cache {
         })
     }
 
-    /// Opens the cache as `config` describes it (`[cache]`, `[state] dir`).
-    pub fn open_config(config: &Config) -> Result<Cache, CacheError> {
-        let c = &config.cache;
-        let mut cache = Cache::open(
-            &c.dir,
-            &config.state.index_path(),
-            c.max_bytes,
-            c.access_interval,
-        )?;
-        cache.low_water = c.low_water.min(c.max_bytes);
-        Ok(cache)
+    /// Evicts down to `bytes` (at most `max_bytes`) once `max_bytes` is reached; the default is
+    /// [`default_low_water`].
+    pub fn set_low_water(&mut self, bytes: u64) {
+        self.low_water = bytes.min(self.max_bytes);
     }
 
     pub fn dir(&self) -> &Path {

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::value::{DurationValue, Problems, SizeValue};
 use crate::domain::geometry::Raster;
+use crate::io::cache::{Cache, CacheError};
 
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
@@ -185,6 +186,21 @@ pub(super) fn validate_evict(raw: &RawEvict, p: &mut Problems) -> EvictConfig {
         max_age,
         max_bytes,
         upload_grace,
+    }
+}
+
+impl super::Config {
+    /// Opens the cache this configuration describes (`[cache]`, `[state] dir`).
+    pub fn open_cache(&self) -> Result<Cache, CacheError> {
+        let c = &self.cache;
+        let mut cache = Cache::open(
+            &c.dir,
+            &self.state.index_path(),
+            c.max_bytes,
+            c.access_interval,
+        )?;
+        cache.set_low_water(c.low_water);
+        Ok(cache)
     }
 }
 
