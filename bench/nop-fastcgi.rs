@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use imgserv::http::{Request, Response, fastcgi};
+use imgserv::io::http::{Request, Response, fastcgi};
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use imgserv::admin;
+use imgserv::tools::admin;
 
 #[derive(Parser)]
 #[command(version, about = "Administer imgserv")]
@@ -81,7 +81,7 @@ fn duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 fn main() {
-    let args: Args = imgserv::cli::parse();
+    let args: Args = imgserv::tools::cli::parse();
     let config = args.config.as_deref();
     let code = match args.command {
         Command::CheckConfig { file } => admin::check_config(file.as_deref().or(config)),

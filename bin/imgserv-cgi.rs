@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use imgserv::server::{self, Mode};
+use imgserv::web::server::{self, Mode};
 
 #[derive(Parser)]
 #[command(
@@ -31,7 +31,7 @@ fn main() {
     if server::is_cgi() {
         std::process::exit(server::run(Mode::Auto, None, &[]));
     }
-    let args: Args = imgserv::cli::parse();
+    let args: Args = imgserv::tools::cli::parse();
     let mode = match (args.fastcgi, args.listen) {
         (Some(addr), _) => Mode::FastCgi(addr),
         (None, Some(addr)) => Mode::Listen(addr),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use imgserv::{server, usecases::evict};
+use imgserv::{usecases::evict, web::server};
 
 #[derive(Parser)]
 #[command(
@@ -41,7 +41,7 @@ fn size(s: &str) -> Result<u64, String> {
 }
 
 fn main() {
-    let args: Args = imgserv::cli::parse();
+    let args: Args = imgserv::tools::cli::parse();
     server::init_logging();
     let config = server::config_or_exit(args.config.as_deref());
     let mut limits = config.evict;

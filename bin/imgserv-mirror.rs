@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use imgserv::server;
 use imgserv::usecases::error::exit;
 use imgserv::usecases::mirror::{self, Command};
+use imgserv::web::server;
 
 #[derive(Parser)]
 #[command(version, about = "Manage the mirrors that serve copies of variants")]
@@ -60,7 +60,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn main() {
-    let args: Args = imgserv::cli::parse();
+    let args: Args = imgserv::tools::cli::parse();
     server::init_logging();
     let map = match args.map {
         Some(map) => map,

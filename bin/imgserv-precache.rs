@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use imgserv::domain::geometry::Size;
 use imgserv::usecases::error::exit;
-use imgserv::{server, usecases::precache};
+use imgserv::{usecases::precache, web::server};
 
 #[derive(Parser)]
 #[command(
@@ -35,7 +35,7 @@ struct Args {
 }
 
 fn main() {
-    let args: Args = imgserv::cli::parse();
+    let args: Args = imgserv::tools::cli::parse();
     server::init_logging();
     let config = server::config_or_exit(args.config.as_deref());
     let boxes = precache::boxes(&config, &args.boxes, &args.presets).unwrap_or_else(|e| {

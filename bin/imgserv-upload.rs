@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use imgserv::{server, usecases::upload};
+use imgserv::{usecases::upload, web::server};
 
 #[derive(Parser)]
 #[command(version, about = "Add originals to the store and the catalog")]
@@ -33,7 +33,7 @@ fn key_value(s: &str) -> Result<(String, String), String> {
 }
 
 fn main() {
-    let args: Args = imgserv::cli::parse();
+    let args: Args = imgserv::tools::cli::parse();
     server::init_logging();
     let config = server::config_or_exit(args.config.as_deref());
     let opts = upload::Options {

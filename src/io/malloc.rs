@@ -12,7 +12,7 @@
 //! (`exc_page_fault`, `clear_page_erms`, `unmap_page_range`; BENCHMARKS.md item 13). With the
 //! thresholds below, such buffers come from glibc's arenas and stay there between renders: the
 //! process keeps its peak working set (per worker thread's arena) as resident memory. Renders
-//! therefore run only on long-lived threads: the servers' workers (`src/http/workers.rs`) and
+//! therefore run only on long-lived threads: the servers' workers (`src/web/transport/workers.rs`) and
 //! the render helpers (`src/io/render/helpers.rs`).
 //!
 //! A CGI process renders once and exits, so it does not call this.

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod catalog;
 pub mod config;
 pub mod db;
+pub mod http;
 pub mod malloc;
 pub mod metrics;
 pub mod render;

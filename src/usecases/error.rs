@@ -3,10 +3,10 @@
 
 use crate::domain::format::Format;
 use crate::domain::query::QueryError;
-use crate::http::RequestError;
 use crate::io::cache::CacheError;
 use crate::io::catalog::CatalogError;
 use crate::io::config::ConfigError;
+use crate::io::http::RequestError;
 use crate::io::metrics::MetricsError;
 use crate::io::render::RenderError;
 use crate::io::replay::ReplayError;

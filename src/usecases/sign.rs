@@ -17,8 +17,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode, percent_encod
 use sha2::{Digest, Sha256};
 
 use crate::domain::hex;
-use crate::http::Request;
 use crate::io::catalog::{ApiKey, Rights};
+use crate::io::http::Request;
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -20,10 +20,10 @@ use serde_json::{Map, Value, json};
 
 use crate::domain::format::Format;
 use crate::domain::original::OriginalId;
-use crate::http::Response;
 use crate::io::cache::Cache;
 use crate::io::catalog::Catalog;
 use crate::io::config::{Config, StoreConfig};
+use crate::io::http::Response;
 
 /// A file system with less free space than this fraction of its size (for unprivileged
 /// users) fails its probe: writes are about to fail.

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use imgserv::http::{Handler, Request};
+use imgserv::io::http::{Handler, Request};
 
 use crate::api::{get_404, load};
 use crate::support::Site;
@@ -82,7 +82,7 @@ fn users_keys_and_signed_urls() {
         query.contains("exp=") && query.contains(&format!("sig={key_id}.")),
         "{signed}"
     );
-    let app = imgserv::api::App::new(load(&site));
+    let app = imgserv::web::api::App::new(load(&site));
     assert_eq!(app.handle(Request::get("", &query)).status, 302);
     assert_eq!(
         app.handle(Request::get("", &query.replace("300", "301")))

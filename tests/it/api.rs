@@ -8,12 +8,12 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use imgserv::api::App;
 use imgserv::domain::original::OriginalId;
-use imgserv::http::{Handler, Request, Response};
 use imgserv::io::catalog::{ApiKey, Catalog, Rights};
 use imgserv::io::config::Config;
+use imgserv::io::http::{Handler, Request, Response};
 use imgserv::usecases::sign;
+use imgserv::web::api::App;
 use serde_json::Value;
 
 use crate::redirector::{dims, files_below};

@@ -356,7 +356,7 @@ fn polyglots() -> Vec<(&'static str, Vec<u8>, &'static str)> {
 #[test]
 fn polyglot_uploads_are_stored_but_never_served_as_html() {
     use crate::api::{Api, json, sign_with, unsigned};
-    use imgserv::http::Handler;
+    use imgserv::io::http::Handler;
     let api = Api::new("");
     for (name, bytes, mime) in polyglots() {
         let resp = api.call("POST", "/api/images", "", &bytes);

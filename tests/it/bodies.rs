@@ -14,11 +14,11 @@ use std::thread;
 use std::time::Duration;
 
 use imgserv::domain::original::OriginalId;
-use imgserv::http::fastcgi::{
-    HEADER_LEN, Header, KEEP_CONN, ROLE_RESPONDER, encode_params, encode_record, kind,
-};
 use imgserv::io::catalog::{Catalog, Inserted};
 use imgserv::usecases::ingest::{self, Upload};
+use imgserv::web::transport::fastcgi::{
+    HEADER_LEN, Header, KEEP_CONN, ROLE_RESPONDER, encode_params, encode_record, kind,
+};
 
 use crate::support::{Child, S3Server, Site, fixture_bytes, free_port, imgserv_cgi};
 

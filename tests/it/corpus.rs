@@ -2,9 +2,9 @@
 //! `ok` file renders to the promised size, every `reject:` file gets a 4xx with a reason and
 //! leaves nothing in the cache.
 
-use imgserv::api::App;
 use imgserv::domain::geometry::{Raster, Size, fit};
-use imgserv::http::{Handler, Request};
+use imgserv::io::http::{Handler, Request};
+use imgserv::web::api::App;
 
 use crate::redirector::{dims, files_below, variant_file, variant_rows};
 use crate::support::{Site, repo_root};
@@ -51,7 +51,7 @@ fn app(site: &Site) -> App {
     App::new(imgserv::io::config::load(&site.config_path(), &[]).unwrap())
 }
 
-fn get(app: &App, query: &str) -> imgserv::http::Response {
+fn get(app: &App, query: &str) -> imgserv::io::http::Response {
     app.handle(Request::get("", query))
 }
 

@@ -19,6 +19,7 @@ mod evict;
 mod fastcgi;
 mod handler404;
 mod harness_selftest;
+mod layers;
 mod memory;
 mod mirror;
 mod operability;

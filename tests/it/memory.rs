@@ -5,7 +5,7 @@
 //! `src/io/malloc.rs`), and every thread that allocates gets an arena of its own. When the handler
 //! ran on connection threads, each connection that rendered a large original kept about one
 //! render's working set; `make soak` saw the FastCGI server's RSS climb minute after minute
-//! (RELIABILITY.md). Renders now run on `workers` threads (`src/http/workers.rs`).
+//! (RELIABILITY.md). Renders now run on `workers` threads (`src/web/transport/workers.rs`).
 
 use std::fs;
 use std::thread;

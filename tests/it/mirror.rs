@@ -7,8 +7,8 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use imgserv::api::App;
-use imgserv::http::{Handler, Request};
+use imgserv::io::http::{Handler, Request};
+use imgserv::web::api::App;
 
 use crate::redirector::{dims, files_below};
 use crate::support::{Cgi, Nginx, Site, follow, get, require_program};

@@ -5,10 +5,10 @@
 
 use std::sync::Barrier;
 
-use imgserv::api::App;
-use imgserv::http::{Handler, Request};
+use imgserv::io::http::{Handler, Request};
 use imgserv::io::replay::ReplayLog;
 use imgserv::usecases::sign::{self, Version};
+use imgserv::web::api::App;
 use serde_json::Value;
 
 use crate::api::{Api, assert_error, fresh_date, json, load, sign_with, unsigned, with_header};

@@ -6,7 +6,7 @@
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::time::Duration;
 
-use crate::http::{Request, Response};
+use crate::io::http::{Request, Response};
 
 use super::Options;
 use super::record::{ConnectionError, HEADER_LEN, MAX_CONTENT_LEN, read_record};
@@ -77,8 +77,8 @@ mod tests {
     use std::thread;
     use std::time::{Duration, Instant};
 
-    use crate::http::fastcgi::test_support::*;
-    use crate::http::fastcgi::{HEADER_LEN, Options, ROLE_RESPONDER, kind};
+    use crate::web::transport::fastcgi::test_support::*;
+    use crate::web::transport::fastcgi::{HEADER_LEN, Options, ROLE_RESPONDER, kind};
 
     #[test]
     fn two_requests_on_one_kept_alive_connection_then_close() {

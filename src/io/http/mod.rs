@@ -4,13 +4,8 @@
 //! This module owns no routing and no image logic (see `api`); the adapters only translate.
 
 pub mod body;
-pub mod cgi;
-pub mod fastcgi;
-pub mod http1;
 pub mod multipart;
-pub mod standalone;
 pub mod target;
-pub mod workers;
 
 use std::fmt;
 use std::io::Read;

@@ -15,11 +15,11 @@ mod redirector;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::http::RequestError;
-use crate::http::{Handler, Request, Response};
 use crate::io::cache::Cache;
 use crate::io::catalog::{Catalog, Rights};
 use crate::io::config::Config;
+use crate::io::http::RequestError;
+use crate::io::http::{Handler, Request, Response};
 use crate::io::replay::ReplayLog;
 use crate::io::store::{self, Store};
 use crate::usecases::error::Error;
@@ -234,7 +234,7 @@ impl Handler for App {
             .for_request(&req)
             .with_header("X-Content-Type-Options", "nosniff");
         crate::io::metrics::served(resp.body.len() as u64);
-        crate::access::log(&req, self.route_name(&req), &resp, started.elapsed());
+        crate::web::access::log(&req, self.route_name(&req), &resp, started.elapsed());
         resp
     }
 }

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use crate::http::{Request, Response};
+use crate::io::http::{Request, Response};
 
 /// Logs the line for `req`, answered with `resp` after `took`.
 pub fn log(req: &Request, route: &str, resp: &Response, took: Duration) {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crate::http::Handler;
-use crate::http::workers::Workers;
+use crate::io::http::Handler;
+use crate::web::transport::workers::Workers;
 
 use super::Options;
 use super::connection::run_connection;
@@ -100,7 +100,7 @@ mod tests {
     use std::io::{Read, Write};
 
     use super::*;
-    use crate::http::fastcgi::test_support::*;
+    use crate::web::transport::fastcgi::test_support::*;
 
     #[test]
     fn idle_kept_alive_connections_hold_no_worker() {

@@ -4,7 +4,7 @@
 
 use std::io::{self, Read, Write};
 
-use crate::http::{Request, Response, cgi_head, request_from_meta_vars};
+use crate::io::http::{Request, Response, cgi_head, request_from_meta_vars};
 
 use super::params::split_params;
 use super::record::{
@@ -71,8 +71,8 @@ pub(super) fn respond(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::fastcgi::Options;
-    use crate::http::fastcgi::test_support::*;
+    use crate::web::transport::fastcgi::Options;
+    use crate::web::transport::fastcgi::test_support::*;
 
     #[test]
     fn response_body_over_64k_arrives_complete() {

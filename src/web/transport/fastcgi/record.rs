@@ -228,7 +228,7 @@ pub fn encode_end_request(request_id: u16, app_status: u32, protocol_status: u8)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::fastcgi::test_support::*;
+    use crate::web::transport::fastcgi::test_support::*;
 
     #[test]
     fn records_decode_with_padding_and_wait_for_whole_records() {

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use super::body::{self, Limits};
 use super::fastcgi::Semaphore;
 use super::http1::{self, Head};
 use super::workers::Workers;
-use super::{Handler, Request, Response};
 use crate::domain::format::Format;
+use crate::io::http::body::{self, Limits};
+use crate::io::http::{Handler, Request, Response};
 
 /// What the standalone server serves besides the handler.
 pub struct Options {

@@ -177,7 +177,7 @@ fn listener_from_fd(fd: OwnedFd) -> io::Result<Option<Listener>> {
 }
 
 /// A socket read timeout: `EAGAIN` (`WouldBlock`) on Linux, `TimedOut` elsewhere.
-pub(in crate::http) fn is_timeout(e: &io::Error) -> bool {
+pub(in crate::web::transport) fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
@@ -191,8 +191,8 @@ mod tests {
     use std::thread;
 
     use super::*;
-    use crate::http::fastcgi::test_support::*;
-    use crate::http::fastcgi::{Options, serve};
+    use crate::web::transport::fastcgi::test_support::*;
+    use crate::web::transport::fastcgi::{Options, serve};
 
     #[test]
     fn unix_socket_serves_requests() {
@@ -285,7 +285,7 @@ mod tests {
             let child = Command::new(std::env::current_exe().unwrap())
                 .args([
                     "--exact",
-                    "http::fastcgi::listener::tests::child_serving_fd_0",
+                    "web::transport::fastcgi::listener::tests::child_serving_fd_0",
                 ])
                 .env("IMGSERV_TEST_FD0", want)
                 .stdin(stdin)

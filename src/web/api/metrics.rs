@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use crate::http::{Request, RequestError, Response};
+use crate::io::http::{Request, RequestError, Response};
 use crate::io::metrics::{self, MetricsConfig, MetricsError};
 use crate::usecases::error::Error;
 

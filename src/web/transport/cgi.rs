@@ -9,8 +9,8 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::panic::{self, AssertUnwindSafe};
 
-use super::body::{self, Limits};
-use super::{Handler, Request, Response, cgi_head, request_from_meta_vars};
+use crate::io::http::body::{self, Limits};
+use crate::io::http::{Handler, Request, Response, cgi_head, request_from_meta_vars};
 
 /// Builds the request from meta-variables and a body reader; an error is the response to send
 /// instead (400 for a meta-variable that is not UTF-8, 413 for a `CONTENT_LENGTH` over the

@@ -7,9 +7,9 @@ use std::path::Path;
 
 use crate::io::catalog::{Catalog, CatalogError, Rights};
 use crate::io::config::Config;
-use crate::server;
 use crate::usecases::error::{Error, exit};
 use crate::usecases::sign;
+use crate::web::server;
 
 /// `check-config [FILE]`: every problem on standard error with its key, exit 78 if any;
 /// otherwise `ok: FILE`, with a warning for each directory this user could not write (run it

@@ -6,10 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::api::App;
-use crate::http::{self, Handler, Request, Response, fastcgi, standalone};
 use crate::io::config::{self, Config, ConfigErrors};
+use crate::io::http::{self, Handler, Request, Response};
 use crate::usecases::error::exit;
+use crate::web::api::App;
+use crate::web::transport::{cgi, fastcgi, standalone};
 
 /// How the process was asked to serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +69,7 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
             if mode == Mode::Auto && is_cgi() {
                 let msg = "configuration error (see the server log)";
                 let resp = Response::error(500, "config", msg).for_request(&Request::default());
-                http::cgi::respond(&resp);
+                cgi::respond(&resp);
                 return exit::OK;
             }
             return exit::CONFIG;
@@ -90,7 +91,7 @@ pub fn run(mode: Mode, config_flag: Option<PathBuf>, overrides: &[(String, Strin
                 let opts = fastcgi_opts(app.config());
                 fastcgi::serve(listener, Arc::new(app), &opts)
             }
-            _ if is_cgi() => return http::cgi::run(&app, &body_limits(app.config())),
+            _ if is_cgi() => return cgi::run(&app, &body_limits(app.config())),
             _ => {
                 log::error!(
                     "not started by a web server (GATEWAY_INTERFACE is unset and standard input \

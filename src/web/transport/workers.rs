@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 
 use super::cgi::handle_catching;
-use super::{Handler, Request, Response};
+use crate::io::http::{Handler, Request, Response};
 
 /// A request for a worker and where its answer goes.
 type Job = (Request, SyncSender<Response>);

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::App;
 use crate::domain::query;
-use crate::http::{Request, Response};
+use crate::io::http::{Request, Response};
 use crate::usecases::error::Error;
 use crate::usecases::variant::{self, Variant};
 

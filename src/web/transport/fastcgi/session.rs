@@ -5,8 +5,8 @@
 //!
 //! Reading and writing the socket is `connection`'s; calling the handler is `response`'s.
 
-use crate::http::Request;
-use crate::http::body::{Body, BodyError, Spool};
+use crate::io::http::Request;
+use crate::io::http::body::{Body, BodyError, Spool};
 
 use super::Options;
 use super::params::{encode_params, split_params};
@@ -132,7 +132,8 @@ impl<'o> Session<'o> {
                     if let Ok(spool) = &mut cur.body {
                         spool.declare(declared);
                     }
-                    if let Err(e) = crate::http::body::check_declared(&self.opts.body, declared) {
+                    if let Err(e) = crate::io::http::body::check_declared(&self.opts.body, declared)
+                    {
                         let mut records = Vec::new();
                         let resp = e.response().for_request(&Request::default());
                         write_response(&mut records, id, &resp)
@@ -239,11 +240,11 @@ mod tests {
     use std::thread;
 
     use super::*;
-    use crate::http::body::Limits;
-    use crate::http::fastcgi::parse_params;
-    use crate::http::fastcgi::record::{MAX_CONTENT_LEN, decode_record};
-    use crate::http::fastcgi::replay::replay;
-    use crate::http::fastcgi::test_support::*;
+    use crate::io::http::body::Limits;
+    use crate::web::transport::fastcgi::parse_params;
+    use crate::web::transport::fastcgi::record::{MAX_CONTENT_LEN, decode_record};
+    use crate::web::transport::fastcgi::replay::replay;
+    use crate::web::transport::fastcgi::test_support::*;
 
     #[test]
     fn get_with_params_split_across_records() {

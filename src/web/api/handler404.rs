@@ -20,10 +20,10 @@ use crate::domain::format::Format;
 use crate::domain::geometry::{self, BoundingBox, Size};
 use crate::domain::original::OriginalId;
 use crate::domain::query;
-use crate::http::{Request, Response};
 use crate::io::cache::CacheError;
 use crate::io::catalog::{CatalogError, Image};
 use crate::io::config::Config;
+use crate::io::http::{Request, Response};
 use crate::usecases::error::Error;
 use crate::usecases::variant;
 

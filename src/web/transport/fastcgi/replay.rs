@@ -4,9 +4,9 @@
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
-use crate::http::body::Limits;
-use crate::http::cgi::handle_catching;
-use crate::http::{Handler, Request, Response};
+use crate::io::http::body::Limits;
+use crate::io::http::{Handler, Request, Response};
+use crate::web::transport::cgi::handle_catching;
 
 use super::Options;
 use super::connection::run_connection;
@@ -90,8 +90,8 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::http::fastcgi::kind;
-    use crate::http::fastcgi::test_support::*;
+    use crate::web::transport::fastcgi::kind;
+    use crate::web::transport::fastcgi::test_support::*;
 
     #[test]
     fn replay_answers_like_the_server() {

@@ -1,9 +1,9 @@
 //! FastCGI 1.0 responder: the record codec (headers, name-value pairs, the records we write),
 //! a per-connection state machine, and a bounded thread-per-connection server around them.
 //!
-//! It owns the FastCGI transport only: bytes become a [`Request`](super::Request) through
-//! [`request_from_meta_vars`](super::request_from_meta_vars), and a
-//! [`Response`](super::Response) goes back through [`cgi_head`](super::cgi_head). No routing.
+//! It owns the FastCGI transport only: bytes become a [`Request`](crate::io::http::Request) through
+//! [`request_from_meta_vars`](crate::io::http::request_from_meta_vars), and a
+//! [`Response`](crate::io::http::Response) goes back through [`cgi_head`](crate::io::http::cgi_head). No routing.
 //! Only the Responder role is served; connections are not multiplexed (`FCGI_MPXS_CONNS=0`).
 //!
 //! We wrote this instead of using the `fastcgi` crate (1.0.0) because of three defects seen
@@ -35,7 +35,7 @@ mod test_support;
 use std::thread;
 use std::time::Duration;
 
-use super::body::Limits;
+use crate::io::http::body::Limits;
 
 pub use listener::Listener;
 pub(super) use listener::is_timeout;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crate::http::{Handler, Request, Response};
+use crate::io::http::{Handler, Request, Response};
 
 use super::{Listener, Options, ROLE_RESPONDER, kind, serve};
 

@@ -10,7 +10,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
-use super::{Response, reason};
+use crate::io::http::{Response, reason};
 
 /// The longest request line, `\r\n` included: a longer one is `414`.
 pub const MAX_LINE: usize = 8 << 10;

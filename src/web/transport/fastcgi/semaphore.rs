@@ -4,16 +4,16 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 /// A counting semaphore: at most `n` permits out at once.
 #[derive(Debug)]
-pub(in crate::http) struct Semaphore {
+pub(in crate::web::transport) struct Semaphore {
     free: Mutex<usize>,
     freed: Condvar,
 }
 
 /// Returns its slot to the semaphore when dropped, also while unwinding.
-pub(in crate::http) struct Permit(Arc<Semaphore>);
+pub(in crate::web::transport) struct Permit(Arc<Semaphore>);
 
 impl Semaphore {
-    pub(in crate::http) fn new(n: usize) -> Arc<Self> {
+    pub(in crate::web::transport) fn new(n: usize) -> Arc<Self> {
         Arc::new(Semaphore {
             free: Mutex::new(n),
             freed: Condvar::new(),
@@ -21,7 +21,7 @@ impl Semaphore {
     }
 
     /// Waits for a free slot.
-    pub(in crate::http) fn acquire(self: &Arc<Self>) -> Permit {
+    pub(in crate::web::transport) fn acquire(self: &Arc<Self>) -> Permit {
         // Nothing panics while holding the lock, so a poisoned lock still holds a valid count.
         let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
         while *free == 0 {
