@@ -12,12 +12,23 @@ configured from the shipped snippets (etc/nginx-fastcgi.conf, etc/nginx-cgi.conf
   cgi        imgserv.cgi through fcgiwrap, a cache hit
   cgi-nop    bench-nop-cgi through fcgiwrap: prints a redirect and exits
 
+With --log-compare, two more rows measure the log line a request costs (src/access.rs: one at
+the default level, info; none for a good request at warn):
+  fastcgi-warn  a second imgserv-cgi --fastcgi, IMGSERV_LOG=warn (the first logs at info)
+  cgi-warn      imgserv.cgi through fcgiwrap with `fastcgi_param IMGSERV_LOG warn;` (the cgi
+                row logs at the default level into fcgiwrap's stderr, a file here; with
+                --fcgiwrap-stderr, fcgiwrap runs with -f, as Debian's fcgiwrap.service does,
+                and sends it through FastCGI into nginx's error log)
+--rows static,cgi,… runs only those rows (the setup, with the first 404 handler call, is
+the same).
+
 Runs are interleaved (static, 404-2nd, fastcgi, fcgi-nop, cgi, cgi-nop, static, …); medians
 of req/s.
 After the runs it reads the index: the `hits` column counts the hit path's writes (one at most
 per [cache] access_interval).
 
-    bench/hits.py --bin target/release [--rounds 3] [--duration 10] [--json out.json]
+    bench/hits.py --bin target/release [--rounds 3] [--duration 10] [--log-compare]
+                  [--fcgiwrap-stderr] [--rows ROW,…] [--json out.json]
 
 (--bin: the directory of imgserv-cgi, imgserv-upload, bench-nop-cgi and bench-nop-fastcgi.)
 """
@@ -83,8 +94,22 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--upstream-keepalive", type=int,
                     help="replace the snippet's `keepalive N;` (an experiment; both FastCGI sides)")
+    ap.add_argument("--log-compare", action="store_true",
+                    help="add the fastcgi-warn and cgi-warn rows (IMGSERV_LOG=warn)")
+    ap.add_argument("--fcgiwrap-stderr", action="store_true",
+                    help="fcgiwrap -f: the CGI's stderr into nginx's error log (Debian's unit)")
+    ap.add_argument("--rows", help="comma-separated rows to run (default: all)")
     ap.add_argument("--json")
     args = ap.parse_args()
+    rows = ["static", "404-2nd", "fastcgi", "fastcgi-warn", "fcgi-nop", "cgi", "cgi-warn",
+            "cgi-nop"]
+    if not args.log_compare:
+        rows = [r for r in rows if not r.endswith("-warn")]
+    if args.rows:
+        wanted = args.rows.split(",")
+        if unknown := [r for r in wanted if r not in rows]:
+            sys.exit(f"hits.py: unknown rows {unknown} (rows: {', '.join(rows)})")
+        rows = [r for r in rows if r in wanted]
     bindir = Path(args.bin).resolve()
     imgserv, nop_cgi, nop_fcgi, uploader = (
         bindir / n for n in ("imgserv-cgi", "bench-nop-cgi", "bench-nop-fastcgi", "imgserv-upload"))
@@ -92,7 +117,8 @@ def main():
     nginx_dir = site.dir / "nginx"
     (nginx_dir / "tmp").mkdir(parents=True)
     os.chmod(nginx_dir, 0o777)
-    s_fcgi, s_nop, s_wrap = (nginx_dir / n for n in ("imgserv.sock", "nop.sock", "fcgiwrap.sock"))
+    s_fcgi, s_nop, s_wrap, s_quiet = (
+        nginx_dir / n for n in ("imgserv.sock", "nop.sock", "fcgiwrap.sock", "quiet.sock"))
     procs = []
     try:
         log = open(nginx_dir / "backends.log", "wb")
@@ -104,10 +130,19 @@ def main():
                            env={**os.environ, "IMGSERV_LOG": "info"}))
         procs.append(spawn([nop_fcgi, s_nop]))
         # Two children: one a core. The same fcgiwrap serves both CGI programs.
-        procs.append(spawn(["fcgiwrap", "-c", "2", "-s", f"unix:{s_wrap}"]))
-        for sock, p in zip((s_fcgi, s_nop, s_wrap), procs):
+        procs.append(spawn(["fcgiwrap", "-c", "2", *(["-f"] if args.fcgiwrap_stderr else []),
+                            "-s", f"unix:{s_wrap}"]))
+        socks = [s_fcgi, s_nop, s_wrap]
+        if args.log_compare:
+            procs.append(spawn([imgserv, "--fastcgi", s_quiet, "--config", site.config],
+                               env={**os.environ, "IMGSERV_LOG": "warn"}))
+            socks.append(s_quiet)
+        for sock, p in zip(socks, procs):
             wait_unix(sock, p)
-        ports = {k: free_port() for k in ("fastcgi", "fcgi-nop", "cgi", "cgi-nop")}
+        served_rows = ["fastcgi", "fcgi-nop", "cgi", "cgi-nop"]
+        if args.log_compare:
+            served_rows += ["fastcgi-warn", "cgi-warn"]
+        ports = {k: free_port() for k in served_rows}
         fc = [("/var/cache/imgserv", str(site.cache))]
         shipped_ka = re.search(r"keepalive \d+;", (REPO / "etc" / "nginx-fastcgi.conf").read_text())
         ka = [(shipped_ka[0], f"keepalive {args.upstream_keepalive};")] \
@@ -120,12 +155,24 @@ def main():
                                            ("upstream imgserv {", "upstream nop {"),
                                            ("fastcgi_pass imgserv;", "fastcgi_pass nop;")] + fc + ka),
         ]
-        for key, program in (("cgi", imgserv), ("cgi-nop", nop_cgi)):
+        cgi_servers = [("cgi", imgserv, []), ("cgi-nop", nop_cgi, [])]
+        if args.log_compare:
+            servers.append(snippet("nginx-fastcgi.conf", [
+                ("listen 80;", f"listen 127.0.0.1:{ports['fastcgi-warn']};"),
+                ("unix:/run/imgserv/fcgi.sock", f"unix:{s_quiet}"),
+                ("upstream imgserv {", "upstream quiet {"),
+                ("fastcgi_pass imgserv;", "fastcgi_pass quiet;")] + fc + ka))
+            # Replaces the parameter in both locations of the snippet.
+            quiet = (f"fastcgi_param IMGSERV_CONFIG {site.config};",
+                     f"fastcgi_param IMGSERV_CONFIG {site.config}; "
+                     "fastcgi_param IMGSERV_LOG warn;")
+            cgi_servers.append(("cgi-warn", imgserv, [quiet]))
+        for key, program, extra in cgi_servers:
             servers.append(snippet("nginx-cgi.conf", [
                 ("listen 80;", f"listen 127.0.0.1:{ports[key]};"),
                 ("/usr/local/lib/cgi-bin/imgserv.cgi", str(program)),
                 ("/etc/imgserv/imgserv.toml", str(site.config)),
-                ("unix:/run/fcgiwrap.socket", f"unix:{s_wrap}")] + fc))
+                ("unix:/run/fcgiwrap.socket", f"unix:{s_wrap}")] + fc + extra))
         d = nginx_dir
         (d / "fastcgi_params").write_text(Path("/etc/nginx/fastcgi_params").read_text())
         (d / "nginx.conf").write_text(f"""# Generated by bench/hits.py
@@ -160,14 +207,10 @@ http {{
         static = location if location.startswith("http") else base + location
         status, _, body = get(static)
         assert status == 200 and body[:2] == b"\xff\xd8", status
-        urls = {
-            "static": static,
-            "fastcgi": f"{base}/cgi-bin/imgserv.cgi?{QUERY}",
-            "fcgi-nop": f"http://127.0.0.1:{ports['fcgi-nop']}/cgi-bin/imgserv.cgi?{QUERY}",
-            "cgi": f"http://127.0.0.1:{ports['cgi']}/cgi-bin/imgserv.cgi?{QUERY}",
-            "cgi-nop": f"http://127.0.0.1:{ports['cgi-nop']}/cgi-bin/imgserv.cgi?{QUERY}",
-        }
-        for key in ("fcgi-nop", "cgi", "cgi-nop"):
+        urls = {"static": static, "fastcgi": f"{base}/cgi-bin/imgserv.cgi?{QUERY}"}
+        for key in served_rows[1:]:
+            urls[key] = f"http://127.0.0.1:{ports[key]}/cgi-bin/imgserv.cgi?{QUERY}"
+        for key in served_rows[1:]:
             status, headers, _ = get(urls[key])
             assert status == 302, (key, status)
 
@@ -191,8 +234,8 @@ http {{
         calls_first = handler_calls()
         assert calls_first == 1, f"{calls_first} 404 handler calls for the first request"
         stat404 = file404.stat()
-        urls = {"static": urls["static"], "404-2nd": url404,
-                **{k: v for k, v in urls.items() if k != "static"}}
+        urls = {"404-2nd": url404, **urls}
+        urls = {k: urls[k] for k in rows}
         print(f"static file: {len(body)} bytes, 404 handler file: {len(body404)} bytes; "
               f"load before {loadavg()}", file=sys.stderr)
 
@@ -215,6 +258,15 @@ http {{
         same_file = (st.st_ino, st.st_mtime_ns) == (stat404.st_ino, stat404.st_mtime_ns)
         db = sqlite3.connect(site.state / "cache.sqlite")
         writes = db.execute("SELECT sum(hits) FROM variants").fetchone()[0]
+        # Where the request lines went: the FastCGI servers' stderr (backends.log), and the
+        # CGI's through fcgiwrap into nginx's error log, whose lines name the port (host: …).
+        lines = {"fastcgi and fcgiwrap (backends.log)": backend_log.read_text(errors="replace")
+                 .count("route=resize")}
+        error_log = (nginx_dir / "error.log").read_text(errors="replace").splitlines()
+        for key in ("cgi", "cgi-warn"):
+            if key in ports and args.fcgiwrap_stderr:
+                lines[f"{key} (nginx error.log)"] = sum(
+                    "route=resize" in ln and f":{ports[key]}\"" in ln for ln in error_log)
     finally:
         for p in procs:
             os.killpg(p.pid, signal.SIGTERM)
@@ -226,29 +278,41 @@ http {{
     print(f"\nHits, wrk -t2 -c32 -d{args.duration}s, medians of {args.rounds} interleaved runs")
     for k in urls:
         print(f"  {k:<9} {m[k]:9.0f} req/s   runs: {', '.join(f'{r:.0f}' for r in rps[k])}")
-    hits404 = sum(rps["404-2nd"]) * args.duration
-    served = sum(sum(v) * args.duration for k, v in rps.items() if k in ("fastcgi", "cgi"))
+    hits404 = sum(rps.get("404-2nd", [])) * args.duration
+    served = sum(sum(v) * args.duration for k, v in rps.items()
+                 if k in ("fastcgi", "cgi", "fastcgi-warn", "cgi-warn"))
     ratios = [
-        ("hit: FastCGI ≥ 0.8× do-nothing FastCGI responder", m["fastcgi"] / m["fcgi-nop"], 0.8),
-        ("hit: FastCGI ≥ 0.35× nginx serving a small static JPEG", m["fastcgi"] / m["static"], 0.35),
-        ("hit: CGI ≥ 0.6× do-nothing CGI", m["cgi"] / m["cgi-nop"], 0.6),
+        ("hit: FastCGI ≥ 0.8× do-nothing FastCGI responder", "fastcgi", "fcgi-nop", 0.8),
+        ("hit: FastCGI ≥ 0.35× nginx serving a small static JPEG", "fastcgi", "static", 0.35),
+        ("hit: CGI ≥ 0.6× do-nothing CGI", "cgi", "cgi-nop", 0.6),
         ("404 handler, second hit ≥ 0.9× static (nginx serving a file: 1.0× by construction)",
-         m["404-2nd"] / m["static"], 0.9),
+         "404-2nd", "static", 0.9),
     ]
     untouched = calls_after == calls_first and same_file
-    checks = [(what, ratio >= target, f"{ratio:.2f}×") for what, ratio, target in ratios]
-    checks.append((f"404 handler, second hit: imgserv not invoked during ~{hits404:.0f} requests",
-                   untouched,
-                   f"404 handler log lines {calls_first} before the runs, {calls_after} after; "
-                   f"file {'unchanged' if same_file else 'REWRITTEN'}"))
+    checks = [(what, m[a] / m[b] >= target, f"{m[a] / m[b]:.2f}×")
+              for what, a, b, target in ratios if a in m and b in m]
+    if "404-2nd" in m:
+        checks.append((
+            f"404 handler, second hit: imgserv not invoked during ~{hits404:.0f} requests",
+            untouched,
+            f"404 handler log lines {calls_first} before the runs, {calls_after} after; "
+            f"file {'unchanged' if same_file else 'REWRITTEN'}"))
+    for row in ("fastcgi", "cgi"):
+        if row in m and f"{row}-warn" in m:
+            paired = median([a / b for a, b in zip(rps[row], rps[f"{row}-warn"])])
+            print(f"  {row}: a log line a request (info) against none (warn): "
+                  f"{m[row] / m[row + '-warn']:.3f}× (median of the rounds' ratios "
+                  f"{paired:.3f}×)")
     print()
     checked = report(checks)
     print(f"       index writes during ~{served:.0f} hits: {writes} (last_access refreshes, "
           f"at most one a variant per access_interval)")
+    print("       request log lines: " + ", ".join(f"{k} {n}" for k, n in lines.items()))
     print(f"load average before {load_before}, after {loadavg()}")
     if args.json:
         write_json(args.json, {
             "rps": rps, "median": m, "p50": p50, "index_writes": writes, "checks": checked,
+            "request_log_lines": lines,
             "handler404": {"url_path": f"/cache/{rel404}", "bytes": len(body404),
                            "static_bytes": len(body), "calls_before_runs": calls_first,
                            "calls_after_runs": calls_after, "file_unchanged": same_file},
