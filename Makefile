@@ -105,7 +105,13 @@ bench: bench-deps
 	python3 bench/miss.py --imgserv $(RELEASE_DIR)/imgserv-cgi --rounds $(BENCH_ROUNDS) \
 		--baseline-env IMGSERV_FSYNC=0 --json $(BENCH_OUT)/miss.json
 	python3 bench/sync.py --imgserv $(RELEASE_DIR)/imgserv-cgi --json $(BENCH_OUT)/sync.json
-	python3 bench/hits.py --bin $(RELEASE_DIR) --rounds 3 --json $(BENCH_OUT)/hits.json
+	@# Colour conversion in whole misses: convert (the default) against off (BENCHMARKS.md).
+	python3 bench/miss.py --imgserv $(RELEASE_DIR)/imgserv-cgi --imgserv-only --rounds 20 \
+		--image photo-rocket-640x427.jpg:320x213 --image icc-displayp3-640x427.jpg:320x213 \
+		--env IMGSERV_FSYNC=0 --baseline-env IMGSERV_RENDER_COLOR_MANAGEMENT=off \
+		--json $(BENCH_OUT)/miss-color.json
+	@# --log-compare: the same hits with the request log line off (IMGSERV_LOG=warn), item 19.
+	python3 bench/hits.py --bin $(RELEASE_DIR) --rounds 3 --log-compare --json $(BENCH_OUT)/hits.json
 	python3 bench/precache.py --bin $(RELEASE_DIR) --rounds 5 --json $(BENCH_OUT)/precache.json
 	python3 bench/thumbor.py --imgserv $(RELEASE_DIR)/imgserv-cgi \
 		--thumbor $(BENCH_VENV)/bin/thumbor --rounds 5 --json $(BENCH_OUT)/thumbor.json
