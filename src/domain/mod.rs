@@ -5,6 +5,7 @@
 pub mod format;
 pub mod geometry;
 pub mod original;
+pub mod principal;
 pub mod query;
 
 /// Lower-case hex.

@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod catalog;
+pub mod command_auth;
 pub mod config;
 pub mod db;
 pub mod http;

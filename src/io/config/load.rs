@@ -249,6 +249,7 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
             &["max_idle", "max_age", "max_bytes", "upload_grace"][..],
         ),
         ("metrics", &["enabled", "allow"][..]),
+        ("auth", &["methods", "command", "command_timeout"][..]),
         // Free-form: each key names a preset.
         ("presets", &[][..]),
         (

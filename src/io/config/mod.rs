@@ -14,6 +14,7 @@
 //! re-exported here, so that it need not depend on configuration.
 
 mod api;
+mod auth;
 mod cache;
 mod load;
 mod remote;
@@ -29,6 +30,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use self::api::{ApiConfig, SecurityConfig};
+pub use self::auth::AuthConfig;
 pub use self::cache::{CacheConfig, EvictConfig, MIN_UPLOAD_GRACE};
 pub use self::load::{DEFAULT_PATH, config_path, from_str, from_str_env, known_keys, load};
 pub use self::remote::RemoteConfig;
@@ -40,6 +42,7 @@ pub use crate::io::metrics::MetricsConfig;
 pub use crate::io::store::{Secret, StoreConfig};
 
 use self::api::{RawApi, RawSecurity, validate_api, validate_security};
+use self::auth::{RawAuth, validate_auth};
 use self::cache::{RawCache, RawEvict, validate_cache, validate_evict};
 use self::remote::{RawRemote, validate_remote};
 use self::render::{RawLimits, RawRender, validate_limits, validate_presets, validate_render};
@@ -107,6 +110,7 @@ pub struct Config {
     pub security: SecurityConfig,
     pub evict: EvictConfig,
     pub metrics: MetricsConfig,
+    pub auth: AuthConfig,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -143,6 +147,8 @@ struct Raw {
     evict: RawEvict,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    auth: RawAuth,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -167,6 +173,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
     let security = validate_security(&raw.security, &mut p);
     let evict = validate_evict(&raw.evict, &mut p);
     let metrics = validate_metrics(raw.metrics, &mut p);
+    let auth = validate_auth(raw.auth, &mut p);
 
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));
@@ -187,6 +194,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
         security,
         evict,
         metrics,
+        auth,
     })
 }
 
