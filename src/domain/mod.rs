@@ -5,6 +5,7 @@
 pub mod format;
 pub mod geometry;
 pub mod original;
+pub mod permission;
 pub mod principal;
 pub mod query;
 
