@@ -5,14 +5,20 @@ use std::str::FromStr;
 
 /// A role: what a user may do wherever no more specific permission says otherwise. `Admin`
 /// implies `Editor`, which implies `Viewer`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Looks only.
     Viewer,
+    /// Uploads and changes images; what every user could do before roles existed.
     Editor,
+    /// Manages users, keys and grants, and everything an editor does.
     Admin,
 }
 
 impl Role {
+    pub const ALL: [Role; 3] = [Role::Admin, Role::Editor, Role::Viewer];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
