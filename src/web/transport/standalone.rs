@@ -142,6 +142,8 @@ fn route(
         body,
         remote_addr: Some(peer.to_string()),
         missing: None,
+        // Plain HTTP only: TLS, where there is any, ends in a proxy in front.
+        https: false,
     })
 }
 
