@@ -285,7 +285,11 @@ pub enum RequestError {
     NoRoute(String),
     /// The route exists but not for this method; `Allow` lists the ones it has.
     #[error("method not allowed; use {allow}")]
-    Method { allow: &'static str },
+    Method { allow: String },
+    /// A body over the route's limit (`web::api::route`), when the transport's (`[api]
+    /// max_body_bytes`) let it through: a route that takes no body got one.
+    #[error("request body larger than {0} bytes")]
+    BodyTooLarge(u64),
     /// A body that is not what the route reads (bad JSON, a broken multipart form, no file).
     #[error("{0}")]
     BadBody(String),
