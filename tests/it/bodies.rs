@@ -439,7 +439,11 @@ fn cgi_a_route_that_takes_no_body_refuses_one_before_its_handler() {
             .run();
         assert_eq!(r.status, 413, "{method} {path}: {}", r.stderr.0);
         if method != "HEAD" {
-            assert!(r.body_text().contains("body-too-large"), "{}", r.body_text());
+            assert!(
+                r.body_text().contains("body-too-large"),
+                "{}",
+                r.body_text()
+            );
         }
         // Without a body the same request reaches authentication (no signature: 401).
         let r = crate::support::Cgi::new(&site)
@@ -450,5 +454,8 @@ fn cgi_a_route_that_takes_no_body_refuses_one_before_its_handler() {
     }
     let config = imgserv::io::config::load(&site.config_path(), &[]).unwrap();
     let catalog = Catalog::open(&config.state.catalog_path()).unwrap();
-    assert!(catalog.get(&id).unwrap().is_some(), "the image is still there");
+    assert!(
+        catalog.get(&id).unwrap().is_some(),
+        "the image is still there"
+    );
 }

@@ -294,6 +294,28 @@ fn is_safe(method: &str) -> bool {
     matches!(method, "GET" | "HEAD")
 }
 
+/// Whether a trusted proxy (`[server] trusted_proxies`) says the request came over HTTPS:
+/// `X-Forwarded-Proto: https` from a peer in the list. The last value of a list counts (the one
+/// the nearest proxy added); from any other peer the header means nothing.
+fn forwarded_https(req: &Request, trusted: &[crate::io::metrics::Network]) -> bool {
+    use std::net::{IpAddr, SocketAddr};
+    if trusted.is_empty() {
+        return false;
+    }
+    // CGI's REMOTE_ADDR is an address, the standalone server's peer an address and a port.
+    let peer = req.remote_addr.as_deref().and_then(|a| {
+        a.parse::<IpAddr>()
+            .ok()
+            .or_else(|| a.parse::<SocketAddr>().ok().map(|s| s.ip()))
+    });
+    let from_trusted = peer.is_some_and(|ip| trusted.iter().any(|n| n.contains(ip)));
+    from_trusted
+        && req
+            .header("x-forwarded-proto")
+            .and_then(|v| v.rsplit(',').next())
+            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
 /// Unix time in seconds.
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -334,8 +356,9 @@ pub fn error_response(e: &Error, json: bool) -> Response {
 }
 
 impl Handler for App {
-    fn handle(&self, req: Request) -> Response {
+    fn handle(&self, mut req: Request) -> Response {
         let started = std::time::Instant::now();
+        req.https = req.https || forwarded_https(&req, &self.config.server.trusted_proxies);
         crate::io::metrics::begin_request();
         let json = req.path == "/api" || req.path.starts_with("/api/");
         let resp = self
@@ -365,5 +388,48 @@ impl App {
             p if p == "/api" || p.starts_with("/api/") => "api",
             _ => "other",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_trusted_proxy_says_a_request_came_over_https() {
+        let trusted: Vec<_> = ["127.0.0.1", "10.0.0.0/8"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        let req = |peer: Option<&str>, proto: Option<&str>| {
+            let mut r = Request::get("/", "");
+            r.remote_addr = peer.map(String::from);
+            if let Some(p) = proto {
+                r.headers.push(("x-forwarded-proto".into(), p.into()));
+            }
+            r
+        };
+        let cases = [
+            (Some("127.0.0.1"), Some("https"), true),
+            (Some("127.0.0.1:40000"), Some("HTTPS"), true),
+            (Some("10.1.2.3"), Some("http, https"), true),
+            (Some("10.1.2.3"), Some("https, http"), false),
+            (Some("127.0.0.1"), Some("http"), false),
+            (Some("127.0.0.1"), None, false),
+            (Some("192.0.2.1"), Some("https"), false),
+            (Some("not an address"), Some("https"), false),
+            (None, Some("https"), false),
+        ];
+        for (peer, proto, want) in cases {
+            assert_eq!(
+                forwarded_https(&req(peer, proto), &trusted),
+                want,
+                "{peer:?} {proto:?}"
+            );
+        }
+        assert!(!forwarded_https(
+            &req(Some("127.0.0.1"), Some("https")),
+            &[]
+        ));
     }
 }
