@@ -231,6 +231,44 @@ fn decode_bytes(raw: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Arbitrary bytes through every parser a page's request meets: the `Cookie` header, an
+/// urlencoded body and a multipart one (fields collected, files read), with small limits so
+/// that every limit is reached. The `http_forms` fuzz target's entry point; a unit test runs it
+/// on mutated inputs. Panics only on a bug.
+pub fn fuzz_one(data: &[u8]) {
+    let limits = Limits {
+        max_fields: 8,
+        max_field_bytes: 64,
+    };
+    let text = String::from_utf8_lossy(data);
+    for (name, value) in super::cookie::parse(&text) {
+        assert!(super::cookie::SetCookie::new(&name, &value).is_ok());
+    }
+    if let Ok(form) = urlencoded(data, &limits) {
+        assert!(form.fields.len() <= limits.max_fields);
+    }
+    for content_type in [
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=b",
+    ] {
+        let req = Request {
+            method: "POST".into(),
+            headers: vec![("content-type".into(), content_type.into())],
+            body: data.into(),
+            ..Request::default()
+        };
+        let mut file_bytes = 0u64;
+        let read = Form::read(&req, &limits, |_, part| {
+            file_bytes += io::copy(part, &mut io::sink()).map_err(read_error)?;
+            Ok(())
+        });
+        if let Ok(form) = read {
+            assert!(form.fields.len() <= limits.max_fields);
+            assert!(file_bytes <= data.len() as u64);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,6 +358,43 @@ mod tests {
         let mut endless = io::repeat(b'&');
         let e = urlencoded((&mut endless).take(1 << 20), &limits).unwrap();
         assert!(e.fields.is_empty());
+    }
+
+    #[test]
+    fn fuzz_smoke() {
+        let seeds: [&[u8]; 4] = [
+            b"a=1&b=%C3%A9+x&c&&d=%zz; s=\"q\"",
+            b"--b\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\nv\r\n--b\r\n\
+              Content-Disposition: form-data; name=\"u\"; filename=\"x\"\r\n\r\nDATA\r\n--b--\r\n",
+            b"",
+            b"%%%===&&&;;;\"\"\"\xff\xfe",
+        ];
+        // Deterministic mutations: every seed with each byte replaced, dropped or repeated.
+        let mut state = 0x2545_f491_u32;
+        for seed in seeds {
+            crate::io::http::form::fuzz_one(seed);
+            for _ in 0..400 {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                let mut input = seed.to_vec();
+                if input.is_empty() {
+                    input.push(state as u8);
+                }
+                let at = state as usize % input.len();
+                match state % 3 {
+                    0 => input[at] = (state >> 8) as u8,
+                    1 => {
+                        input.remove(at);
+                    }
+                    _ => {
+                        let byte = input[at];
+                        input.splice(at..at, std::iter::repeat_n(byte, 100));
+                    }
+                }
+                fuzz_one(&input);
+            }
+        }
     }
 
     fn request(content_type: &str, body: &[u8]) -> Request {
