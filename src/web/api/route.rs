@@ -7,7 +7,8 @@
 //! (`401`/`403`). The transports have already refused a body over `[api] max_body_bytes`
 //! (`411`/`413`, before reading it); a route's own limit can only be lower.
 //!
-//! This module knows no route's meaning; `images` and the top-level routes fill the table.
+//! This module knows no route's meaning: `ROUTES` in `api` is the table, `images` and the
+//! other route modules its handlers.
 
 use crate::domain::original::OriginalId;
 use crate::io::catalog::Rights;
