@@ -1,6 +1,6 @@
 //! Routes: the one transport-agnostic handler that every adapter (CGI, FastCGI, standalone)
 //! calls. It sends each request to the redirector, the REST interface under `/api/`, or the
-//! 404 handler — every route declared once in [`ROUTES`], with the authentication and body it
+//! 404 handler — every route declared once in `ROUTES`, with the authentication and body it
 //! needs, checked by [`route::dispatch`] before its handler runs — and turns errors into responses (plain text for image URLs, JSON for the API);
 //! the error-to-status table itself lives in `error`.
 //!
