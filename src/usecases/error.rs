@@ -169,6 +169,7 @@ impl Error {
                 RequestError::NoRoute(_) => (404, "not-found", exit::NOINPUT),
                 RequestError::Method { .. } => (405, "method-not-allowed", exit::USAGE),
                 RequestError::BadBody(_) => (400, "bad-body", exit::DATAERR),
+                RequestError::BodyTooLarge(_) => (413, "body-too-large", exit::DATAERR),
                 RequestError::ContentType(_) => (415, "unsupported-content-type", exit::DATAERR),
                 RequestError::BodyIo(_) => (500, "body-io", exit::IOERR),
             },

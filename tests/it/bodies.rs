@@ -418,3 +418,44 @@ fn cgi_unsigned_large_upload_stays_out_of_memory() {
         "files left: {new:?}"
     );
 }
+
+/// A route's own body limit (here: routes that take no body) is enforced by the route table
+/// before authentication and before the handler: the real CGI binary answers `413` to a read
+/// or a delete that carries a body, signed or not, and the image is untouched.
+#[test]
+fn cgi_a_route_that_takes_no_body_refuses_one_before_its_handler() {
+    let site = Site::new();
+    let id = add_original(&site, &fixture_bytes("photo-rocket-640x427.jpg"));
+    let image = format!("/api/images/{id}");
+    for (method, path) in [
+        ("GET", "/api/categories"),
+        ("HEAD", image.as_str()),
+        ("DELETE", image.as_str()),
+    ] {
+        let r = crate::support::Cgi::new(&site)
+            .method(method)
+            .path_info(path)
+            .body("text/plain", b"unexpected")
+            .run();
+        assert_eq!(r.status, 413, "{method} {path}: {}", r.stderr.0);
+        if method != "HEAD" {
+            assert!(
+                r.body_text().contains("body-too-large"),
+                "{}",
+                r.body_text()
+            );
+        }
+        // Without a body the same request reaches authentication (no signature: 401).
+        let r = crate::support::Cgi::new(&site)
+            .method(method)
+            .path_info(path)
+            .run();
+        assert_eq!(r.status, 401, "{method} {path}: {}", r.body_text());
+    }
+    let config = imgserv::io::config::load(&site.config_path(), &[]).unwrap();
+    let catalog = Catalog::open(&config.state.catalog_path()).unwrap();
+    assert!(
+        catalog.get(&id).unwrap().is_some(),
+        "the image is still there"
+    );
+}

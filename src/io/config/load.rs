@@ -240,7 +240,10 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "max_bytes",
             ][..],
         ),
-        ("server", &["workers", "max_conns", "read_timeout"][..]),
+        (
+            "server",
+            &["workers", "max_conns", "read_timeout", "trusted_proxies"][..],
+        ),
         ("mirrors", &["map"][..]),
         ("api", &["public_reads", "types", "max_body_bytes"][..]),
         ("security", &["require_signed_urls", "max_clock_skew"][..]),

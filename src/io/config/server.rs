@@ -6,9 +6,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::value::{DurationValue, Problems};
-use crate::io::metrics::MetricsConfig;
+use crate::io::metrics::{MetricsConfig, Network};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Requests handled at once by the FastCGI and standalone servers, when set; see
     /// [`ServerConfig::workers`].
@@ -19,6 +19,10 @@ pub struct ServerConfig {
     /// records or body) is being read before it is closed; also the standalone server's idle
     /// keep-alive time.
     pub read_timeout: Duration,
+    /// Proxies (addresses or networks) whose `X-Forwarded-Proto: https` is believed: a
+    /// request from one of them came over HTTPS (a session cookie's `Secure`). Empty by
+    /// default: the header is ignored, as any client may send it.
+    pub trusted_proxies: Vec<Network>,
 }
 
 impl ServerConfig {
@@ -38,6 +42,7 @@ pub(super) struct RawServer {
     workers: Option<i64>,
     max_conns: Option<i64>,
     read_timeout: Option<DurationValue>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -59,6 +64,7 @@ pub(super) fn validate_server(raw: &RawServer, p: &mut Problems) -> ServerConfig
             raw.read_timeout.as_ref(),
             Duration::from_secs(30),
         ),
+        trusted_proxies: networks("server.trusted_proxies", raw.trusted_proxies.as_deref(), p),
     };
     if server.read_timeout.is_zero() {
         p.add(
@@ -73,13 +79,16 @@ pub(super) fn validate_server(raw: &RawServer, p: &mut Problems) -> ServerConfig
 pub(super) fn validate_metrics(raw: RawMetrics, p: &mut Problems) -> MetricsConfig {
     MetricsConfig {
         enabled: raw.enabled.unwrap_or(false),
-        allow: raw
-            .allow
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|a| a.parse().map_err(|e| p.add("metrics.allow", e)).ok())
-            .collect(),
+        allow: networks("metrics.allow", raw.allow.as_deref(), p),
     }
+}
+
+/// A list of addresses and networks; a bad entry is a problem naming `key`.
+fn networks(key: &str, list: Option<&[String]>, p: &mut Problems) -> Vec<Network> {
+    list.unwrap_or_default()
+        .iter()
+        .filter_map(|a| a.parse().map_err(|e| p.add(key, e)).ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -102,6 +111,25 @@ mod tests {
             let err = from_str(&text, d.path()).unwrap_err().to_string();
             assert!(err.contains("server.read_timeout"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn trusted_proxies_are_none_by_default_and_bad_ones_are_named() {
+        let d = dirs();
+        let c = from_str(minimal(), d.path()).unwrap();
+        assert!(c.server.trusted_proxies.is_empty());
+        let text = format!(
+            "{}[server]\ntrusted_proxies = [\"127.0.0.1\", \"fd00::/8\"]\n",
+            minimal()
+        );
+        let c = from_str(&text, d.path()).unwrap();
+        assert_eq!(c.server.trusted_proxies.len(), 2);
+        let text = format!("{}[server]\ntrusted_proxies = [\"proxy\"]\n", minimal());
+        let errs = from_str(&text, d.path()).unwrap_err().to_string();
+        assert!(
+            errs.contains("server.trusted_proxies: expected an address"),
+            "{errs}"
+        );
     }
 
     #[test]

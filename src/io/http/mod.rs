@@ -4,6 +4,8 @@
 //! This module owns no routing and no image logic (see `api`); the adapters only translate.
 
 pub mod body;
+pub mod cookie;
+pub mod form;
 pub mod multipart;
 pub mod target;
 
@@ -38,6 +40,10 @@ pub struct Request {
     /// nginx snippets, the standalone server's fallback; see [`target`]): the 404 handler's
     /// requests. Never set from anything a client sends.
     pub missing: Option<String>,
+    /// Whether the request came over HTTPS, as the web server says (`HTTPS=on` in the CGI or
+    /// FastCGI parameters). The standalone server speaks plain HTTP only, and a proxy's
+    /// `X-Forwarded-Proto` is not believed: a client could send it.
+    pub https: bool,
 }
 
 impl Request {
@@ -62,6 +68,29 @@ impl Request {
     /// Whether the response should carry no body.
     pub fn is_head(&self) -> bool {
         self.method == "HEAD"
+    }
+
+    /// Whether the request came over HTTPS (for a cookie's `Secure`).
+    pub fn is_https(&self) -> bool {
+        self.https
+    }
+
+    /// The request's cookies in the order sent, from every `Cookie` header
+    /// ([`cookie::parse`]: invalid pairs skipped).
+    pub fn cookies(&self) -> Vec<(String, String)> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == "cookie")
+            .flat_map(|(_, v)| cookie::parse(v))
+            .collect()
+    }
+
+    /// The first cookie of this name.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
     }
 }
 
@@ -162,6 +191,12 @@ impl Response {
         self
     }
 
+    /// Adds a `Set-Cookie` header; a response may carry several, each sent as its own header
+    /// line by every transport.
+    pub fn with_cookie(self, cookie: &cookie::SetCookie) -> Self {
+        self.with_header("Set-Cookie", cookie.to_string())
+    }
+
     /// Replaces the body.
     pub fn with_body(mut self, body: Vec<u8>) -> Self {
         self.body = body;
@@ -218,6 +253,7 @@ pub fn reason(status: u16) -> &'static str {
         204 => "No Content",
         301 => "Moved Permanently",
         302 => "Found",
+        303 => "See Other",
         304 => "Not Modified",
         400 => "Bad Request",
         401 => "Unauthorized",
@@ -249,7 +285,11 @@ pub enum RequestError {
     NoRoute(String),
     /// The route exists but not for this method; `Allow` lists the ones it has.
     #[error("method not allowed; use {allow}")]
-    Method { allow: &'static str },
+    Method { allow: String },
+    /// A body over the route's limit (`web::api::route`), when the transport's (`[api]
+    /// max_body_bytes`) let it through: a route that takes no body got one.
+    #[error("request body larger than {0} bytes")]
+    BodyTooLarge(u64),
     /// A body that is not what the route reads (bad JSON, a broken multipart form, no file).
     #[error("{0}")]
     BadBody(String),
@@ -304,6 +344,9 @@ where
             b"REMOTE_ADDR" => req.remote_addr = Some(text()?),
             b"CONTENT_TYPE" => req.headers.push(("content-type".into(), text()?)),
             b"CONTENT_LENGTH" => {}
+            // Apache and nginx (`fastcgi_param HTTPS $https if_not_empty`) say "on"; some
+            // servers "1" or "ON". Anything else, or none, is plain HTTP.
+            b"HTTPS" => req.https = matches!(value, b"on" | b"ON" | b"On" | b"1"),
             b"SCRIPT_FILENAME" => target.script_filename = lossy(),
             b"REQUEST_URI" => target.request_uri = lossy(),
             b"REDIRECT_STATUS" => target.redirect_status = lossy(),
@@ -425,6 +468,34 @@ mod tests {
         assert_eq!(
             request_from_meta_vars(bad, Body::default()),
             Err("IMGSERV_404".to_string())
+        );
+    }
+
+    #[test]
+    fn https_and_cookies_come_from_the_meta_vars() {
+        let vars: Vec<(&[u8], &[u8])> = vec![
+            (b"HTTPS", b"on"),
+            (b"HTTP_COOKIE", b"a=1; b=\"2\"; broken; a=3"),
+        ];
+        let req = request_from_meta_vars(vars, Body::default()).unwrap();
+        assert!(req.is_https());
+        assert_eq!(req.cookie("a").as_deref(), Some("1"));
+        assert_eq!(req.cookie("b").as_deref(), Some("2"));
+        assert_eq!(req.cookies().len(), 3);
+        for https in [&b"off"[..], b"", b"yes"] {
+            let vars: Vec<(&[u8], &[u8])> = vec![(b"HTTPS", https)];
+            assert!(
+                !request_from_meta_vars(vars, Body::default())
+                    .unwrap()
+                    .is_https()
+            );
+        }
+        // A client's own header says nothing about the connection.
+        let vars: Vec<(&[u8], &[u8])> = vec![(b"HTTP_X_FORWARDED_PROTO", b"https")];
+        assert!(
+            !request_from_meta_vars(vars, Body::default())
+                .unwrap()
+                .is_https()
         );
     }
 

@@ -77,7 +77,10 @@ impl App {
     /// Answers for `missing`, the URL path of a missing file the web server hands over.
     pub(super) fn handle404(&self, req: &Request, missing: &str) -> Result<Response, Error> {
         if !matches!(req.method.as_str(), "GET" | "HEAD") {
-            return Err(RequestError::Method { allow: "GET, HEAD" }.into());
+            return Err(RequestError::Method {
+                allow: "GET, HEAD".into(),
+            }
+            .into());
         }
         let rel = cache_path(&self.config, missing)?;
         let rel = rel.as_str();

@@ -1,19 +1,20 @@
 //! The REST interface under `/api/`: originals in (upload), out (bytes, metadata as headers),
 //! their metadata and category, deletion with every variant, search and the category tree.
-//! Writes need a signed request with the right `Rights`, each signature accepted once; reads
-//! need `read` unless `[api] public_reads` (variants, served by the redirector and the 404
-//! handler, never do).
+//! Who may call each route (writes: a signed request with the right `Rights`, each signature
+//! accepted once; reads: `read` unless `[api] public_reads`) and the body it takes are
+//! declared in the route table (`ROUTES` in `api`, checked by `route`), not here.
 
 use std::io::{self, Read};
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
+use super::route::Matched;
 use super::{App, RequestError};
 use crate::domain::geometry::Size;
 use crate::domain::original::OriginalId;
 use crate::domain::query::{self, QueryError};
-use crate::io::catalog::{self, CatalogError, Image, Inserted, Query, Rights};
+use crate::io::catalog::{self, CatalogError, Image, Inserted, Query};
 use crate::io::http::{Request, Response, Stream, multipart};
 use crate::usecases::error::Error;
 use crate::usecases::error::IngestError;
@@ -21,67 +22,9 @@ use crate::usecases::ingest::{self, Upload};
 use crate::usecases::purge;
 
 impl App {
-    pub(super) fn api(&self, req: &Request) -> Result<Response, Error> {
-        let segments: Vec<&str> = req.path.trim_end_matches('/').split('/').skip(2).collect();
-        let method = req.method.as_str();
-        match segments.as_slice() {
-            ["images"] => match method {
-                "POST" => self.upload(req),
-                "GET" | "HEAD" => self.search(req),
-                _ => Err(RequestError::Method {
-                    allow: "GET, HEAD, POST",
-                }
-                .into()),
-            },
-            ["images", id] => {
-                let id = image_id(id)?;
-                match method {
-                    "GET" | "HEAD" => self.original(req, &id),
-                    "DELETE" => self.delete(req, &id),
-                    _ => Err(RequestError::Method {
-                        allow: "GET, HEAD, DELETE",
-                    }
-                    .into()),
-                }
-            }
-            ["images", id, "meta"] => {
-                let id = image_id(id)?;
-                match method {
-                    "GET" | "HEAD" => self.meta(req, &id),
-                    "POST" | "PATCH" => self.change_meta(req, &id),
-                    _ => Err(RequestError::Method {
-                        allow: "GET, HEAD, POST, PATCH",
-                    }
-                    .into()),
-                }
-            }
-            ["images", id, "variants", size] => {
-                let id = image_id(id)?;
-                match method {
-                    "DELETE" => self.delete_variant(req, &id, size),
-                    _ => Err(RequestError::Method { allow: "DELETE" }.into()),
-                }
-            }
-            ["categories"] => match method {
-                "GET" | "HEAD" => self.categories(req),
-                _ => Err(RequestError::Method { allow: "GET, HEAD" }.into()),
-            },
-            _ => Err(RequestError::NoRoute(req.path.clone()).into()),
-        }
-    }
-
-    /// Reads need `read` unless `[api] public_reads`.
-    fn authorize_read(&self, req: &Request) -> Result<(), Error> {
-        if !self.config.api.public_reads {
-            self.authorize(req, Rights::READ)?;
-        }
-        Ok(())
-    }
-
     /// `POST /api/images`: a raw body with its `Content-Type` (`?category=`, `?meta=` JSON), or
     /// a multipart form with a `file` part and optional `meta` and `category` fields.
-    fn upload(&self, req: &Request) -> Result<Response, Error> {
-        let who = self.authorize(req, Rights::WRITE)?;
+    pub(super) fn upload(&self, req: &Request, m: &Matched<'_>) -> Result<Response, Error> {
         let pairs = query::pairs(&req.query)?;
         let mut upload = Upload {
             category: query::single(&pairs, "category")?
@@ -91,7 +34,7 @@ impl App {
                 Some(text) => json_object(text.as_bytes())?,
                 None => Map::new(),
             },
-            owner: Some(who.user),
+            owner: m.caller.user().map(str::to_string),
         };
         let content_type = req.header("content-type").unwrap_or("");
         let limit = self.config.limits.max_source_bytes;
@@ -155,8 +98,7 @@ impl App {
     }
 
     /// `GET /api/images/{id}`: the original's bytes; `HEAD`: its facts as headers.
-    fn original(&self, req: &Request, id: &OriginalId) -> Result<Response, Error> {
-        self.authorize_read(req)?;
+    pub(super) fn original(&self, req: &Request, id: &OriginalId) -> Result<Response, Error> {
         let image = self.image(id)?;
         let etag = format!("\"{}\"", image.id);
         let modified = UNIX_EPOCH + Duration::from_millis(image.created.max(0) as u64);
@@ -191,15 +133,13 @@ impl App {
     }
 
     /// `GET /api/images/{id}/meta`: the catalog row as JSON.
-    fn meta(&self, req: &Request, id: &OriginalId) -> Result<Response, Error> {
-        self.authorize_read(req)?;
+    pub(super) fn meta(&self, id: &OriginalId) -> Result<Response, Error> {
         Ok(json(200, &self.image(id)?))
     }
 
     /// `POST` (replace) or `PATCH` (merge, RFC 7396) the metadata with a JSON object body;
     /// `?category=PATH` moves the image. An empty body changes no metadata.
-    fn change_meta(&self, req: &Request, id: &OriginalId) -> Result<Response, Error> {
-        self.authorize(req, Rights::WRITE)?;
+    pub(super) fn change_meta(&self, req: &Request, id: &OriginalId) -> Result<Response, Error> {
         let pairs = query::pairs(&req.query)?;
         let category = query::single(&pairs, "category")?;
         let body = req
@@ -233,8 +173,7 @@ impl App {
 
     /// `DELETE /api/images/{id}`: the row and pending rows in one transaction, then the
     /// original and every variant; what fails now is left to the sweep.
-    fn delete(&self, req: &Request, id: &OriginalId) -> Result<Response, Error> {
-        self.authorize(req, Rights::DELETE)?;
+    pub(super) fn delete(&self, id: &OriginalId) -> Result<Response, Error> {
         let store = self.store()?;
         // A DELETE that died after its transaction (a crash, a kill) left its removals
         // pending, the image's files still served until the next sweep: the client's retry
@@ -267,13 +206,12 @@ impl App {
 
     /// `DELETE /api/images/{id}/variants/{w}x{h}`: the variant for that box (the canonical
     /// file and the 404 handler's link); 404 when there was none.
-    fn delete_variant(
+    pub(super) fn delete_variant(
         &self,
         req: &Request,
         id: &OriginalId,
         size: &str,
     ) -> Result<Response, Error> {
-        self.authorize(req, Rights::DELETE)?;
         let bbox: Size = size.parse().map_err(|reason| QueryError::Invalid {
             name: "size",
             reason,
@@ -288,8 +226,7 @@ impl App {
     }
 
     /// `GET /api/images?q=&category=&page=&per_page=`.
-    fn search(&self, req: &Request) -> Result<Response, Error> {
-        self.authorize_read(req)?;
+    pub(super) fn search(&self, req: &Request) -> Result<Response, Error> {
         let pairs = query::pairs(&req.query)?;
         let number = |name: &'static str, default: u32| -> Result<u32, QueryError> {
             match query::single(&pairs, name)? {
@@ -317,8 +254,7 @@ impl App {
     }
 
     /// `GET /api/categories`: the tree with counts.
-    fn categories(&self, req: &Request) -> Result<Response, Error> {
-        self.authorize_read(req)?;
+    pub(super) fn categories(&self) -> Result<Response, Error> {
         let tree = self.with_catalog(|c| Ok(c.categories()?))?;
         Ok(json(200, &tree))
     }
@@ -371,11 +307,6 @@ fn read_error(e: io::Error) -> Error {
     } else {
         RequestError::BodyIo(e).into()
     }
-}
-
-fn image_id(text: &str) -> Result<OriginalId, Error> {
-    text.parse()
-        .map_err(|_| RequestError::NoRoute(format!("/api/images/{text}")).into())
 }
 
 fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, Error> {

@@ -1,6 +1,7 @@
 //! Routes: the one transport-agnostic handler that every adapter (CGI, FastCGI, standalone)
 //! calls. It sends each request to the redirector, the REST interface under `/api/`, or the
-//! 404 handler, and turns errors into responses (plain text for image URLs, JSON for the API);
+//! 404 handler — every route declared once in `ROUTES`, with the authentication and body it
+//! needs, checked by [`route::dispatch`] before its handler runs — and turns errors into responses (plain text for image URLs, JSON for the API);
 //! the error-to-status table itself lives in `error`.
 //!
 //! Connections (cache index, catalog) and the store are pooled here, so a FastCGI server
@@ -11,6 +12,7 @@ mod images;
 mod metrics;
 mod recent;
 mod redirector;
+pub mod route;
 
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,6 +27,7 @@ use crate::io::store::{self, Store};
 use crate::usecases::error::Error;
 use crate::usecases::mirror::Mirrors;
 use crate::usecases::sign::{self, KeyInfo, SignError, Verified};
+use route::{Auth, BodyLimit, Route};
 
 /// The application: configuration plus small pools of connections (SQLite connections are not
 /// shared between threads; each request borrows one).
@@ -157,28 +160,161 @@ impl App {
     }
 
     fn route(&self, req: &Request) -> Result<Response, Error> {
+        // The web server's 404 signal, not a path: the handler checks its own method.
         if let Some(missing) = &req.missing {
             return self.handle404(req, missing);
         }
-        if req.path == "/api" || req.path.starts_with("/api/") {
-            return self.api(req);
-        }
-        match (req.method.as_str(), req.path.as_str()) {
-            ("GET" | "HEAD", "" | "/") => self.resize(req),
-            ("GET" | "HEAD", "/status") => Ok(crate::usecases::status::response(
-                &crate::usecases::status::check(&self.config),
-            )),
-            ("GET" | "HEAD", "/metrics") => metrics::respond(&self.config.metrics, req),
-            (_, "" | "/") => Err(RequestError::Method { allow: "GET, HEAD" }.into()),
-            _ => Err(RequestError::NoRoute(req.path.clone()).into()),
-        }
+        route::dispatch(self, ROUTES, req)?
+            .ok_or_else(|| RequestError::NoRoute(req.path.clone()).into())
     }
+}
+
+impl route::Gate for App {
+    fn max_body_bytes(&self) -> u64 {
+        self.config.api.max_body_bytes
+    }
+
+    fn public_reads(&self) -> bool {
+        self.config.api.public_reads
+    }
+
+    fn verify(&self, req: &Request, rights: Rights) -> Result<Verified, Error> {
+        self.authorize(req, rights)
+    }
+}
+
+/// Every route but the 404 handler's, each once: methods, path, who may call it, what body it
+/// takes (see [`route`]). A path's methods are listed in the order `Allow` names them.
+const ROUTES: &[Route<App>] = &[
+    Route {
+        methods: &["GET", "HEAD"],
+        pattern: "",
+        auth: Auth::Public,
+        body: BodyLimit::Empty,
+        hidden: false,
+        handler: |app, req, _| app.resize(req),
+    },
+    Route {
+        methods: &["GET", "HEAD"],
+        pattern: "/status",
+        auth: Auth::Public,
+        body: BodyLimit::Empty,
+        hidden: true,
+        handler: |app, _, _| {
+            let status = crate::usecases::status::check(&app.config);
+            Ok(crate::usecases::status::response(&status))
+        },
+    },
+    Route {
+        methods: &["GET", "HEAD"],
+        pattern: "/metrics",
+        // Its own address list, `[metrics] allow` (403), when it is on at all (else 404).
+        auth: Auth::Public,
+        body: BodyLimit::Empty,
+        hidden: true,
+        handler: |app, req, _| metrics::respond(&app.config.metrics, req),
+    },
+    Route {
+        methods: &["GET", "HEAD"],
+        pattern: "/api/images",
+        auth: Auth::Read,
+        body: BodyLimit::Empty,
+        hidden: false,
+        handler: |app, req, _| app.search(req),
+    },
+    Route {
+        methods: &["POST"],
+        pattern: "/api/images",
+        auth: Auth::Signed(Rights::WRITE),
+        // `[api] max_body_bytes` is sized for this route: `[limits] max_source_bytes` and
+        // room for the form around it.
+        body: BodyLimit::Default,
+        hidden: false,
+        handler: |app, req, m| app.upload(req, m),
+    },
+    Route {
+        methods: &["GET", "HEAD"],
+        pattern: "/api/images/{id}",
+        auth: Auth::Read,
+        body: BodyLimit::Empty,
+        hidden: false,
+        handler: |app, req, m| app.original(req, image(m)),
+    },
+    Route {
+        methods: &["DELETE"],
+        pattern: "/api/images/{id}",
+        auth: Auth::Signed(Rights::DELETE),
+        body: BodyLimit::Empty,
+        hidden: false,
+        handler: |app, _, m| app.delete(image(m)),
+    },
+    Route {
+        methods: &["GET", "HEAD"],
+        pattern: "/api/images/{id}/meta",
+        auth: Auth::Read,
+        body: BodyLimit::Empty,
+        hidden: false,
+        handler: |app, _, m| app.meta(image(m)),
+    },
+    Route {
+        methods: &["POST", "PATCH"],
+        pattern: "/api/images/{id}/meta",
+        auth: Auth::Signed(Rights::WRITE),
+        // Read up to 1 MiB (`images::MAX_FIELD`), a longer document refused as `400
+        // bad-body` by the handler, as before the table.
+        body: BodyLimit::Default,
+        hidden: false,
+        handler: |app, req, m| app.change_meta(req, image(m)),
+    },
+    Route {
+        methods: &["DELETE"],
+        pattern: "/api/images/{id}/variants/{size}",
+        auth: Auth::Signed(Rights::DELETE),
+        body: BodyLimit::Empty,
+        hidden: false,
+        handler: |app, req, m| app.delete_variant(req, image(m), m.params[0]),
+    },
+    Route {
+        methods: &["GET", "HEAD"],
+        pattern: "/api/categories",
+        auth: Auth::Read,
+        body: BodyLimit::Empty,
+        hidden: false,
+        handler: |app, _, _| app.categories(),
+    },
+];
+
+/// The `{id}` of a route whose pattern has one (the dispatcher parsed it).
+fn image<'m>(m: &'m route::Matched<'_>) -> &'m crate::domain::original::OriginalId {
+    m.id.as_ref().expect("the route's pattern has {id}")
 }
 
 /// Safe methods (RFC 9110): reads, which may be repeated, so their signatures are not
 /// remembered — a client may retry a read, and reads stay free of database writes.
 fn is_safe(method: &str) -> bool {
     matches!(method, "GET" | "HEAD")
+}
+
+/// Whether a trusted proxy (`[server] trusted_proxies`) says the request came over HTTPS:
+/// `X-Forwarded-Proto: https` from a peer in the list. The last value of a list counts (the one
+/// the nearest proxy added); from any other peer the header means nothing.
+fn forwarded_https(req: &Request, trusted: &[crate::io::metrics::Network]) -> bool {
+    use std::net::{IpAddr, SocketAddr};
+    if trusted.is_empty() {
+        return false;
+    }
+    // CGI's REMOTE_ADDR is an address, the standalone server's peer an address and a port.
+    let peer = req.remote_addr.as_deref().and_then(|a| {
+        a.parse::<IpAddr>()
+            .ok()
+            .or_else(|| a.parse::<SocketAddr>().ok().map(|s| s.ip()))
+    });
+    let from_trusted = peer.is_some_and(|ip| trusted.iter().any(|n| n.contains(ip)));
+    from_trusted
+        && req
+            .header("x-forwarded-proto")
+            .and_then(|v| v.rsplit(',').next())
+            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
 }
 
 /// Unix time in seconds.
@@ -215,14 +351,15 @@ pub fn error_response(e: &Error, json: bool) -> Response {
         resp = resp.with_header("Retry-After", "30");
     }
     if let Error::Request(RequestError::Method { allow }) = e {
-        resp = resp.with_header("Allow", *allow);
+        resp = resp.with_header("Allow", allow.clone());
     }
     resp
 }
 
 impl Handler for App {
-    fn handle(&self, req: Request) -> Response {
+    fn handle(&self, mut req: Request) -> Response {
         let started = std::time::Instant::now();
+        req.https = req.https || forwarded_https(&req, &self.config.server.trusted_proxies);
         crate::io::metrics::begin_request();
         let json = req.path == "/api" || req.path.starts_with("/api/");
         let resp = self
@@ -252,5 +389,48 @@ impl App {
             p if p == "/api" || p.starts_with("/api/") => "api",
             _ => "other",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_trusted_proxy_says_a_request_came_over_https() {
+        let trusted: Vec<_> = ["127.0.0.1", "10.0.0.0/8"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        let req = |peer: Option<&str>, proto: Option<&str>| {
+            let mut r = Request::get("/", "");
+            r.remote_addr = peer.map(String::from);
+            if let Some(p) = proto {
+                r.headers.push(("x-forwarded-proto".into(), p.into()));
+            }
+            r
+        };
+        let cases = [
+            (Some("127.0.0.1"), Some("https"), true),
+            (Some("127.0.0.1:40000"), Some("HTTPS"), true),
+            (Some("10.1.2.3"), Some("http, https"), true),
+            (Some("10.1.2.3"), Some("https, http"), false),
+            (Some("127.0.0.1"), Some("http"), false),
+            (Some("127.0.0.1"), None, false),
+            (Some("192.0.2.1"), Some("https"), false),
+            (Some("not an address"), Some("https"), false),
+            (None, Some("https"), false),
+        ];
+        for (peer, proto, want) in cases {
+            assert_eq!(
+                forwarded_https(&req(peer, proto), &trusted),
+                want,
+                "{peer:?} {proto:?}"
+            );
+        }
+        assert!(!forwarded_https(
+            &req(Some("127.0.0.1"), Some("https")),
+            &[]
+        ));
     }
 }

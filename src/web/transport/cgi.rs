@@ -124,6 +124,31 @@ mod tests {
     }
 
     #[test]
+    fn every_set_cookie_is_its_own_header_line() {
+        use crate::io::http::cookie::{SameSite, SetCookie};
+        let v = vars(&[("HTTPS", b"on"), ("HTTP_COOKIE", b"old=1")]);
+        let req = request_from(&v, &mut io::empty(), &Limits::default()).unwrap();
+        let resp = Response::new(303)
+            .with_header("Location", "/")
+            .with_cookie(&SetCookie::removal(&req.cookies()[0].0, "/").unwrap())
+            .with_cookie(
+                &SetCookie::new("s", "x")
+                    .unwrap()
+                    .http_only(true)
+                    .secure(req.is_https())
+                    .same_site(SameSite::Lax),
+            );
+        let mut out = Vec::new();
+        write_response(&mut out, &resp).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "Status: 303 See Other\r\nLocation: /\r\n\
+             Set-Cookie: old=; Path=/; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT\r\n\
+             Set-Cookie: s=x; HttpOnly; Secure; SameSite=Lax\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn panics_become_500() {
         let h = |_req: Request| -> Response { panic!("boom") };
         let resp = handle_catching(&h, Request::get("", ""));

@@ -142,6 +142,8 @@ fn route(
         body,
         remote_addr: Some(peer.to_string()),
         missing: None,
+        // Plain HTTP only: TLS, where there is any, ends in a proxy in front.
+        https: false,
     })
 }
 
@@ -182,5 +184,68 @@ fn static_file(dir: &Path, rel: &str, cache_control: &str, method: &str) -> Opti
             Some(resp)
         }
         Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::http::cookie::SetCookie;
+    use std::io::Write;
+    use std::net::TcpStream;
+
+    #[test]
+    fn every_set_cookie_reaches_the_client() {
+        // Echoes the request's cookies back; plain HTTP, so never `Secure`.
+        let handler = |req: Request| {
+            req.cookies()
+                .iter()
+                .fold(Response::new(200), |resp, (name, value)| {
+                    let c = SetCookie::new(name, value).unwrap().secure(req.is_https());
+                    resp.with_cookie(&c)
+                })
+        };
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let opts = Options {
+            script_name: "/imgserv.cgi".into(),
+            static_dir: None,
+            index_html: None,
+            workers: 1,
+            max_conns: 4,
+            read_timeout: Duration::from_secs(10),
+            body: Limits::default(),
+        };
+        let addr = format!("127.0.0.1:{port}");
+        let listen = addr.clone();
+        thread::spawn(move || serve(&listen, Arc::new(handler), opts));
+        let mut stream = (0..200)
+            .find_map(|_| {
+                TcpStream::connect(&addr).ok().or_else(|| {
+                    thread::sleep(Duration::from_millis(10));
+                    None
+                })
+            })
+            .expect("the server listens");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream
+            .write_all(
+                b"GET /imgserv.cgi/x HTTP/1.1\r\nHost: t\r\nCookie: a=1; b=2\r\n\
+                  X-Forwarded-Proto: https\r\nConnection: close\r\n\r\n",
+            )
+            .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+        let cookies: Vec<&str> = reply
+            .lines()
+            .filter_map(|l| l.strip_prefix("Set-Cookie: "))
+            .collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
     }
 }

@@ -145,6 +145,37 @@ mod tests {
     }
 
     #[test]
+    fn every_set_cookie_reaches_the_web_server() {
+        use crate::io::http::cookie::SetCookie;
+        use crate::io::http::{Request, Response};
+        // Echoes the request's cookies back as cookies, `Secure` when it came over HTTPS.
+        let handler = |req: Request| {
+            req.cookies()
+                .iter()
+                .fold(Response::new(204), |resp, (name, value)| {
+                    let c = SetCookie::new(name, value).unwrap().secure(req.is_https());
+                    resp.with_cookie(&c)
+                })
+        };
+        let addr = start_with(Arc::new(handler), Options::default());
+        let params: &[(&str, &[u8])] = &[
+            ("REQUEST_METHOD", b"GET"),
+            ("HTTPS", b"on"),
+            ("HTTP_COOKIE", b"a=1; b=\"2\"; c=3"),
+        ];
+        let mut s = connect(addr);
+        s.write_all(&request(1, false, params, b"")).unwrap();
+        let reply = read_reply(&mut s, 1);
+        assert_eq!(reply.status, 204);
+        let cookies: Vec<&str> = reply
+            .head
+            .lines()
+            .filter_map(|l| l.strip_prefix("Set-Cookie: "))
+            .collect();
+        assert_eq!(cookies, ["a=1; Secure", "b=2; Secure", "c=3; Secure"]);
+    }
+
+    #[test]
     fn serve_refuses_zero_limits() {
         for opts in [
             Options {
