@@ -249,6 +249,10 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
             &["max_idle", "max_age", "max_bytes", "upload_grace"][..],
         ),
         ("metrics", &["enabled", "allow"][..]),
+        (
+            "object_cache",
+            &["type", "memory", "servers", "timeout", "ttl", "prefix"][..],
+        ),
         // Free-form: each key names a preset.
         ("presets", &[][..]),
         (
