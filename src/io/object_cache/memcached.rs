@@ -138,7 +138,7 @@ impl Server {
         match result {
             Ok(value) => {
                 if was_down.is_some() {
-                    log::warn!("object cache: memcached {} is back", self.addr);
+                    log::warn!("object cache: memcached {} answers again; using it", self.addr);
                 }
                 Some(value)
             }
@@ -164,8 +164,8 @@ impl Server {
             Some((_, last)) => (last * 2).min(MAX_BACKOFF),
             None => {
                 log::warn!(
-                    "object cache: memcached {} is unreachable ({e}); reading the catalog until it \
-                     is back, trying it again every {}–{} s",
+                    "object cache: memcached {} is unreachable ({e}); reading the catalog meanwhile, \
+                     trying it again every {}–{} s",
                     self.addr,
                     FIRST_BACKOFF.as_secs(),
                     MAX_BACKOFF.as_secs()
