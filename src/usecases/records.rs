@@ -265,14 +265,21 @@ mod tests {
         c.insert(&new, None).unwrap();
         let r = records();
         let first = r.image(&c, &id(1)).unwrap().unwrap();
-        assert_eq!(r.image(&c, &id(1)).unwrap().unwrap(), first, "a hit is the same row");
+        assert_eq!(
+            r.image(&c, &id(1)).unwrap().unwrap(),
+            first,
+            "a hit is the same row"
+        );
         r.change_meta(&mut c, &id(1), &meta(json!({"title": "two"})), false)
             .unwrap();
         assert_eq!(r.image(&c, &id(1)).unwrap().unwrap().meta["title"], "two");
         r.change_meta(&mut c, &id(1), &meta(json!({"x": 1})), true)
             .unwrap();
         let merged = r.image(&c, &id(1)).unwrap().unwrap().meta;
-        assert_eq!((merged["title"].clone(), merged["x"].clone()), (json!("two"), json!(1)));
+        assert_eq!(
+            (merged["title"].clone(), merged["x"].clone()),
+            (json!("two"), json!(1))
+        );
         r.move_image(&mut c, &id(1), "/b").unwrap();
         assert_eq!(r.image(&c, &id(1)).unwrap().unwrap().category, "/b");
         r.delete_image(&mut c, &id(1)).unwrap();

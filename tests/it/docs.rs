@@ -87,7 +87,11 @@ fn sample_config_parses_and_has_every_key() {
     let table: toml::Table = text.parse().unwrap();
     let sections = sections(&text);
     // Keys without a fixed default (machine-dependent, or off unless set) are shown commented.
-    let machine_dependent = [("server", "workers"), ("mirrors", "map")];
+    let machine_dependent = [
+        ("server", "workers"),
+        ("mirrors", "map"),
+        ("object_cache", "prefix"),
+    ];
     for (section, keys) in imgserv::io::config::known_keys() {
         for key in keys {
             let set = table

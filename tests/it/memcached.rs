@@ -48,7 +48,10 @@ fn keys_and_records_cached_in_memcached_are_forgotten_on_every_write() {
     let meta = format!("/api/images/{id}/meta");
 
     // A read caches the key and the record in memcached.
-    assert_eq!(json(&get(&other, &api, &api.key, &meta))["meta"], json_obj("{}"));
+    assert_eq!(
+        json(&get(&other, &api, &api.key, &meta))["meta"],
+        json_obj("{}")
+    );
     assert!(cache.get(KEYS, &api.key.id).is_some(), "key cached");
     assert!(cache.get(IMAGES, &id).is_some(), "record cached");
     let hit = get(&other, &api, &api.key, &meta);
@@ -58,12 +61,21 @@ fn keys_and_records_cached_in_memcached_are_forgotten_on_every_write() {
     let resp = api.call("PATCH", &meta, "", br#"{"title": "new"}"#);
     assert_eq!(resp.status, 200);
     assert!(cache.get(IMAGES, &id).is_none(), "forgotten");
-    assert_eq!(json(&get(&other, &api, &api.key, &meta))["meta"]["title"], "new");
+    assert_eq!(
+        json(&get(&other, &api, &api.key, &meta))["meta"]["title"],
+        "new"
+    );
     let resp = api.call("POST", &meta, "", br#"{"title": "newer"}"#);
     assert_eq!(resp.status, 200);
-    assert_eq!(json(&get(&other, &api, &api.key, &meta))["meta"]["title"], "newer");
+    assert_eq!(
+        json(&get(&other, &api, &api.key, &meta))["meta"]["title"],
+        "newer"
+    );
     // A move too, seen in GET /api/images/{id}'s headers.
-    assert_eq!(api.call("POST", &meta, "category=%2Fmoved", b"").status, 200);
+    assert_eq!(
+        api.call("POST", &meta, "category=%2Fmoved", b"").status,
+        200
+    );
     let head = other
         .handle(api.signed(&api.key, "HEAD", &format!("/api/images/{id}"), "", b""))
         .collect()
@@ -192,7 +204,11 @@ fn memcached_killed_mid_test_degrades_to_the_catalog_and_is_used_again_once_back
         thread::sleep(Duration::from_millis(200));
     }
     s.fetch();
-    assert!(s.cache().get(KEYS, &s.api.key.id).is_some(), "used again: {}", s.server.log());
+    assert!(
+        s.cache().get(KEYS, &s.api.key.id).is_some(),
+        "used again: {}",
+        s.server.log()
+    );
     assert!(s.cache().get(IMAGES, &s.id).is_some(), "used again");
     assert_eq!(s.log_count("answers again"), 1);
     assert_eq!(s.log_count("is unreachable"), 1);

@@ -136,13 +136,23 @@ mod tests {
         let d = dirs();
         let c = from_str(minimal(), d.path()).unwrap();
         assert_eq!(c.object_cache.backend, Backend::None);
-        assert_eq!(c.object_cache.prefix.len(), 16, "a hash of the catalog's path");
+        assert_eq!(
+            c.object_cache.prefix.len(),
+            16,
+            "a hash of the catalog's path"
+        );
         let c = from_str(
-            &format!("{}[object_cache]\ntype = \"memory\"\nmemory = \"8 MiB\"\n", minimal()),
+            &format!(
+                "{}[object_cache]\ntype = \"memory\"\nmemory = \"8 MiB\"\n",
+                minimal()
+            ),
             d.path(),
         )
         .unwrap();
-        assert_eq!(c.object_cache.backend, Backend::Memory { max_bytes: 8 << 20 });
+        assert_eq!(
+            c.object_cache.backend,
+            Backend::Memory { max_bytes: 8 << 20 }
+        );
         let c = from_str(
             &format!(
                 "{}[object_cache]\ntype = \"memcached\"\nservers = [\"127.0.0.1:11211\", \

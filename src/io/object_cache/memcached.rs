@@ -138,7 +138,10 @@ impl Server {
         match result {
             Ok(value) => {
                 if was_down.is_some() {
-                    log::warn!("object cache: memcached {} answers again; using it", self.addr);
+                    log::warn!(
+                        "object cache: memcached {} answers again; using it",
+                        self.addr
+                    );
                 }
                 Some(value)
             }
@@ -179,11 +182,7 @@ impl Server {
     /// A client whose every connection times out: `timeout` to connect (the pool's wait),
     /// to read and to write (the URL's `timeout`, applied to each new socket).
     fn connect(&self, timeout: Duration) -> Result<Client, memcache::MemcacheError> {
-        let url = format!(
-            "memcache://{}?timeout={}",
-            self.addr,
-            timeout.as_secs_f64()
-        );
+        let url = format!("memcache://{}?timeout={}", self.addr, timeout.as_secs_f64());
         let url = Url::parse(&url).map_err(|e| memcache::MemcacheError::BadURL(e.to_string()))?;
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)

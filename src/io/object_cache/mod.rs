@@ -232,7 +232,11 @@ mod tests {
         assert_eq!(c.get_json::<Vec<u32>>(NS, "a"), None);
         c.set_json(NS, "a", &vec![1u32, 2]);
         assert_eq!(c.get_json::<Vec<u32>>(NS, "a"), Some(vec![1, 2]));
-        assert_eq!(c.get_json::<String>(NS, "a"), None, "another shape is a miss");
+        assert_eq!(
+            c.get_json::<String>(NS, "a"),
+            None,
+            "another shape is a miss"
+        );
         c.delete(NS, "a");
         assert_eq!(c.get(NS, "a"), None);
         c.set(NS, "big", &vec![0; MAX_VALUE_BYTES + 1]);
@@ -273,12 +277,19 @@ mod tests {
         );
         let start = std::time::Instant::now();
         assert_eq!(c.get(NS, "a"), None);
-        assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
         let start = std::time::Instant::now();
         for _ in 0..100 {
             c.set(NS, "a", b"1");
             assert_eq!(c.get(NS, "a"), None);
         }
-        assert!(start.elapsed() < Duration::from_millis(50), "skipped while down");
+        assert!(
+            start.elapsed() < Duration::from_millis(50),
+            "skipped while down"
+        );
     }
 }

@@ -41,7 +41,16 @@ impl Memcached {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "memcached is running");
         let mut command = Command::new(memcached());
-        command.args(["-l", "127.0.0.1", "-p", &self.port.to_string(), "-U", "0", "-m", "64"]);
+        command.args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "0",
+            "-m",
+            "64",
+        ]);
         // memcached refuses to run as root without a user to switch to.
         if is_root() {
             command.args(["-u", "nobody"]);
