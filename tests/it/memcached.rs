@@ -99,6 +99,24 @@ fn keys_and_records_cached_in_memcached_are_forgotten_on_every_write() {
     assert_error(&get(&other, &api, &api.key, &meta), 404, "image-not-found");
 }
 
+#[test]
+fn the_memory_cache_forgets_on_every_write_in_its_process() {
+    let api = Api::new("[object_cache]\ntype = \"memory\"\nmemory = \"1 MiB\"\n");
+    let (_, image) = api.upload(FIXTURE, "");
+    let meta = format!("/api/images/{}/meta", image["id"].as_str().unwrap());
+    for title in ["one", "two", "three"] {
+        let body = format!("{{\"title\": \"{title}\"}}");
+        assert_eq!(api.call("PATCH", &meta, "", body.as_bytes()).status, 200);
+        // Read twice: a miss that fills the cache, then a hit.
+        for _ in 0..2 {
+            assert_eq!(
+                json(&api.call("GET", &meta, "", b""))["meta"]["title"],
+                title
+            );
+        }
+    }
+}
+
 fn json_obj(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap()
 }
