@@ -13,7 +13,9 @@ use imgserv::usecases::records::{IMAGES, KEYS, Records};
 use imgserv::web::api::App;
 
 use crate::api::{Api, assert_error, json, load, sign_with, unsigned};
-use crate::support::{Blackhole, Child, HttpResponse, Memcached, request, standalone};
+use crate::support::{
+    Blackhole, Cgi, CgiResponse, Child, HttpResponse, Memcached, request, standalone,
+};
 
 const FIXTURE: &str = "photo-rocket-640x427.jpg";
 /// `[object_cache] timeout` in these tests.
@@ -254,4 +256,81 @@ fn a_memcached_that_never_answers_costs_at_most_the_timeout_and_is_logged_once()
     // Some requests did wait for it (it was tried), most did not (the back-off).
     assert!(timings.iter().any(|&ms| ms >= TIMEOUT_MS), "{timings:?}");
     assert_eq!(s.log_count("is unreachable"), 1, "{}", s.server.log());
+}
+
+/// One CGI process answering a signed GET of `path`.
+fn cgi_get(api: &Api, path: &str) -> CgiResponse {
+    let req = sign_with(&api.key, unsigned("GET", path, "", b""));
+    let mut cgi = Cgi::new(&api.site).path_info(path);
+    for (name, value) in &req.headers {
+        cgi = cgi.env(
+            &format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_")),
+            value,
+        );
+    }
+    let r = cgi.run();
+    assert_eq!(r.status, 200, "{}\n{}", r.body_text(), r.stderr.0);
+    r
+}
+
+fn marker_files(api: &Api) -> usize {
+    std::fs::read_dir(api.site.state())
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("memcached-down-")
+        })
+        .count()
+}
+
+#[test]
+fn cgi_processes_share_an_outage_logged_once_skipped_until_the_back_off_and_its_end() {
+    let mut mc = Memcached::start();
+    let api = Api::new(&config_for(&mc.addr()));
+    let (_, image) = api.upload(FIXTURE, "");
+    let meta = format!("/api/images/{}/meta", image["id"].as_str().unwrap());
+    cgi_get(&api, &meta);
+    assert!(
+        ObjectCache::open(&api.config().object_cache, true)
+            .get(KEYS, &api.key.id)
+            .is_some()
+    );
+
+    mc.kill();
+    let mut stderr = String::new();
+    for _ in 0..5 {
+        stderr += &cgi_get(&api, &meta).stderr.0;
+    }
+    assert_eq!(stderr.matches("is unreachable").count(), 1, "{stderr}");
+    assert_eq!(marker_files(&api), 1);
+    let timings: Vec<u64> = stderr
+        .lines()
+        .filter(|l| l.contains("route=api"))
+        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("ms=")))
+        .map(|ms| ms.parse().unwrap())
+        .collect();
+    assert_eq!(timings.len(), 5, "{stderr}");
+    assert!(timings.iter().all(|&ms| ms < BOUND_MS), "{timings:?}");
+
+    mc.restart();
+    let until = Instant::now() + Duration::from_secs(45);
+    loop {
+        let err = cgi_get(&api, &meta).stderr.0.clone();
+        stderr += &err;
+        if err.contains("answers again") {
+            break;
+        }
+        assert!(Instant::now() < until, "never back:\n{stderr}");
+        thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(marker_files(&api), 0);
+    cgi_get(&api, &meta);
+    assert!(
+        ObjectCache::open(&api.config().object_cache, true)
+            .get(KEYS, &api.key.id)
+            .is_some(),
+        "used again"
+    );
+    assert_eq!(stderr.matches("answers again").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("is unreachable").count(), 1, "{stderr}");
 }

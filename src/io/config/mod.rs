@@ -174,7 +174,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
     let security = validate_security(&raw.security, &mut p);
     let evict = validate_evict(&raw.evict, &mut p);
     let metrics = validate_metrics(raw.metrics, &mut p);
-    let object_cache = validate_object_cache(raw.object_cache, &state.catalog_path(), &mut p);
+    let object_cache = validate_object_cache(raw.object_cache, &state, &mut p);
 
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));

@@ -27,12 +27,14 @@ const DEFAULT_TTL: Duration = Duration::from_secs(300);
 /// Past this, a memcached that hangs would hold each request too long to be worth it.
 const MAX_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// `catalog` (the catalog's path) names the site when no `prefix` is given.
+/// `state` (the state directory) names the site when no `prefix` is given, by the catalog's
+/// path, and is where CGI processes share a memcached's outage.
 pub(super) fn validate_object_cache(
     raw: RawObjectCache,
-    catalog: &std::path::Path,
+    state: &super::StateConfig,
     p: &mut Problems,
 ) -> ObjectCacheConfig {
+    let catalog = state.catalog_path();
     let timeout = p.duration(
         "object_cache.timeout",
         raw.timeout.as_ref(),
@@ -106,6 +108,7 @@ pub(super) fn validate_object_cache(
         backend,
         ttl,
         prefix,
+        shared_dir: Some(state.dir.clone()),
     }
 }
 

@@ -7,14 +7,23 @@
 //! once too. Deletes that could not reach it are kept (up to [`MAX_PENDING`]) and replayed
 //! before it is used again, so that a value changed during an outage is not read back stale.
 //!
+//! A CGI process lives for one request, so what it learns of a server would be lost: given a
+//! `shared_dir` (the state directory), processes share it through a small marker file per
+//! server (`memcached-down-<hash>`: when to try again and the back-off), created by the first
+//! process that finds the server down (the one that logs it) and removed by the first that
+//! finds it back (the one that logs that). Long-lived processes keep it in memory only.
+//!
 //! The `memcache` crate's own pool is built here with its checks turned off: its default
 //! `connect` blocks ~30 s on a dead host, it sends a `version` round trip before every call, and
 //! a connection whose read timed out would stay in the pool and read the late answer as the
 //! next one's. On any error the server's client (pool and connections) is dropped instead.
 
+use std::fs;
 use std::hash::{Hash, Hasher};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use memcache::{Client, ConnectionManager, Url};
 
@@ -36,6 +45,8 @@ pub struct Memcached {
 struct Server {
     addr: String,
     state: Mutex<State>,
+    /// The marker shared with other processes (CGI), if any.
+    marker: Option<PathBuf>,
 }
 
 #[derive(Default)]
@@ -45,17 +56,21 @@ struct State {
     down: Option<(Instant, Duration)>,
     /// Keys whose delete did not reach the server.
     pending: Vec<String>,
+    /// Whether the shared marker was read (once per process).
+    marker_read: bool,
 }
 
 impl Memcached {
-    /// Contacts nothing: each server is connected on its first use.
-    pub fn new(servers: &[String], timeout: Duration) -> Memcached {
+    /// Contacts nothing: each server is connected on its first use. With `shared_dir`, what
+    /// this process learns of a server's outage is shared with other processes there.
+    pub fn new(servers: &[String], timeout: Duration, shared_dir: Option<&Path>) -> Memcached {
         Memcached {
             servers: servers
                 .iter()
                 .map(|addr| Server {
                     addr: addr.clone(),
                     state: Mutex::new(State::default()),
+                    marker: shared_dir.map(|d| d.join(marker_name(addr))),
                 })
                 .collect(),
             timeout,
@@ -107,6 +122,7 @@ impl Server {
     ) -> Option<T> {
         let (client, was_down, pending) = {
             let mut state = self.lock();
+            self.read_marker(&mut state);
             // The back-off that ended, when the server was down.
             let was_down = match state.down {
                 Some((retry_at, _)) if Instant::now() < retry_at => return None,
@@ -137,7 +153,7 @@ impl Server {
         let mut state = self.lock();
         match result {
             Ok(value) => {
-                if was_down.is_some() {
+                if was_down.is_some() && self.clear_marker() {
                     log::warn!(
                         "object cache: memcached {} answers again; using it",
                         self.addr
@@ -165,6 +181,7 @@ impl Server {
         state.client = None;
         let backoff = match state.down {
             Some((_, last)) => (last * 2).min(MAX_BACKOFF),
+            None if !self.create_marker() => FIRST_BACKOFF,
             None => {
                 log::warn!(
                     "object cache: memcached {} is unreachable ({e}); reading the catalog meanwhile, \
@@ -177,6 +194,52 @@ impl Server {
             }
         };
         state.down = Some((Instant::now() + backoff, backoff));
+        if let Some(marker) = &self.marker {
+            let retry_at = unix_ms().saturating_add(backoff.as_millis() as u64);
+            let _ = fs::write(marker, format!("{retry_at} {}\n", backoff.as_millis()));
+        }
+    }
+
+    /// Takes another process's finding that the server is down, once per process.
+    fn read_marker(&self, state: &mut State) {
+        let Some(marker) = self.marker.as_ref().filter(|_| !state.marker_read) else {
+            return;
+        };
+        state.marker_read = true;
+        let Ok(text) = fs::read_to_string(marker) else {
+            return;
+        };
+        let mut numbers = text.split_whitespace().map(str::parse::<u64>);
+        if let (Some(Ok(retry_at)), Some(Ok(backoff))) = (numbers.next(), numbers.next()) {
+            let wait = Duration::from_millis(retry_at.saturating_sub(unix_ms()));
+            let backoff = Duration::from_millis(backoff).clamp(FIRST_BACKOFF, MAX_BACKOFF);
+            state.down = Some((Instant::now() + wait.min(MAX_BACKOFF), backoff));
+        }
+    }
+
+    /// Whether this process is the first to find the server down (and so logs it): always
+    /// without a shared marker, else when it created the marker.
+    fn create_marker(&self) -> bool {
+        let Some(marker) = &self.marker else {
+            return true;
+        };
+        match fs::File::create_new(marker) {
+            Ok(_) => true,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
+            // A state directory it cannot write: each process logs, rather than none.
+            Err(_) => true,
+        }
+    }
+
+    /// Whether this process is the first to find the server back (and so logs it).
+    fn clear_marker(&self) -> bool {
+        match &self.marker {
+            None => true,
+            Some(marker) => match fs::remove_file(marker) {
+                Ok(()) => true,
+                Err(e) => e.kind() != ErrorKind::NotFound,
+            },
+        }
     }
 
     /// A client whose every connection times out: `timeout` to connect (the pool's wait),
@@ -193,6 +256,19 @@ impl Server {
             .build_unchecked(ConnectionManager::new(url));
         Client::with_pool(pool)
     }
+}
+
+/// The marker's file name for a server.
+fn marker_name(addr: &str) -> String {
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    h.write(addr.as_bytes());
+    format!("memcached-down-{:016x}", h.finish())
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// FNV-1a, 64 bits.

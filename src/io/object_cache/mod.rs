@@ -56,6 +56,9 @@ pub struct ObjectCacheConfig {
     pub ttl: Duration,
     /// Keeps this site's keys apart from other sites' on a shared memcached.
     pub prefix: String,
+    /// Where short-lived (CGI) processes share what they learn of a memcached's outage (the
+    /// state directory); `None`: nowhere.
+    pub shared_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ObjectCacheConfig {
@@ -64,6 +67,7 @@ impl Default for ObjectCacheConfig {
             backend: Backend::None,
             ttl: Duration::from_secs(300),
             prefix: "imgserv".into(),
+            shared_dir: None,
         }
     }
 }
@@ -98,7 +102,10 @@ impl ObjectCache {
             }
             Backend::Memory { max_bytes } => Inner::Memory(MemoryCache::new(*max_bytes)),
             Backend::Memcached { servers, timeout } => {
-                Inner::Memcached(Memcached::new(servers, *timeout))
+                // A long-lived process keeps what it learns in memory; only CGI processes,
+                // which would each find an outage afresh, share it through files.
+                let shared = config.shared_dir.as_deref().filter(|_| !long_lived);
+                Inner::Memcached(Memcached::new(servers, *timeout, shared))
             }
         };
         ObjectCache {
