@@ -63,6 +63,8 @@ if ! $build_only; then
   need strace strace
   # Little CMS's jpgicc: the reference colour conversion render::color's tests compare with.
   need liblcms2-utils jpgicc
+  # tests/it/memcached.rs runs a private memcached (and kills it mid-test).
+  need memcached memcached
 fi
 if $bench; then
   need nginx-light nginx

@@ -11,6 +11,7 @@ pub mod db;
 pub mod http;
 pub mod malloc;
 pub mod metrics;
+pub mod object_cache;
 pub mod render;
 pub mod replay;
 pub mod source;

@@ -185,8 +185,9 @@ pub fn key_list(config_file: Option<&Path>) -> i32 {
 
 /// `key revoke ID`: the key stops verifying at once.
 pub fn key_revoke(config_file: Option<&Path>, id: &str) -> i32 {
-    run(config_file, |_, c| {
-        let key = c.revoke(id)?;
+    run(config_file, |config, c| {
+        // Through the object cache, so that a cached copy of the key is forgotten at once.
+        let key = crate::usecases::records::Records::new(config, false).revoke_key(c, id)?;
         println!("revoked {} ({})", key.id, key.user);
         Ok(())
     })

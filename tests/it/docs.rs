@@ -91,6 +91,7 @@ fn sample_config_parses_and_has_every_key() {
         ("server", "workers"),
         ("mirrors", "map"),
         ("auth", "command"),
+        ("object_cache", "prefix"),
     ];
     for (section, keys) in imgserv::io::config::known_keys() {
         for key in keys {

@@ -253,6 +253,10 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
         ),
         ("metrics", &["enabled", "allow"][..]),
         ("auth", &["methods", "command", "command_timeout"][..]),
+        (
+            "object_cache",
+            &["type", "memory", "servers", "timeout", "ttl", "prefix"][..],
+        ),
         // Free-form: each key names a preset.
         ("presets", &[][..]),
         (

@@ -8,7 +8,7 @@
 //! Each group of sections has its module, which holds the validated settings, the raw struct
 //! and the validation: `state` (`[originals]`, `[state]`, `[mirrors]`), `cache` (`[cache]`,
 //! `[evict]`), `render` (`[limits]`, `[render]`, `[presets]`), `remote`, `server` (`[server]`,
-//! `[metrics]`), `store`, `api` (`[api]`, `[security]`). `load` finds and merges the file, the
+//! `[metrics]`), `store`, `api` (`[api]`, `[security]`), `object_cache`. `load` finds and merges the file, the
 //! environment and the flags; `value` reads sizes, durations and bounded integers. Settings
 //! that a storage module consumes (`StoreConfig`, `MetricsConfig`) are that module's types,
 //! re-exported here, so that it need not depend on configuration.
@@ -17,6 +17,7 @@ mod api;
 mod auth;
 mod cache;
 mod load;
+mod object_cache;
 mod remote;
 mod render;
 mod server;
@@ -39,11 +40,13 @@ pub use self::server::ServerConfig;
 pub use self::state::{MirrorsConfig, OriginalsConfig, StateConfig};
 pub use self::value::{parse_duration, parse_size};
 pub use crate::io::metrics::MetricsConfig;
+pub use crate::io::object_cache::{Backend as ObjectCacheBackend, ObjectCacheConfig};
 pub use crate::io::store::{Secret, StoreConfig};
 
 use self::api::{RawApi, RawSecurity, validate_api, validate_security};
 use self::auth::{RawAuth, validate_auth};
 use self::cache::{RawCache, RawEvict, validate_cache, validate_evict};
+use self::object_cache::{RawObjectCache, validate_object_cache};
 use self::remote::{RawRemote, validate_remote};
 use self::render::{RawLimits, RawRender, validate_limits, validate_presets, validate_render};
 use self::server::{RawMetrics, RawServer, validate_metrics, validate_server};
@@ -111,6 +114,8 @@ pub struct Config {
     pub evict: EvictConfig,
     pub metrics: MetricsConfig,
     pub auth: AuthConfig,
+    /// `[object_cache]`: where catalog lookups are cached.
+    pub object_cache: ObjectCacheConfig,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -149,6 +154,8 @@ struct Raw {
     metrics: RawMetrics,
     #[serde(default)]
     auth: RawAuth,
+    #[serde(default)]
+    object_cache: RawObjectCache,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -174,6 +181,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
     let evict = validate_evict(&raw.evict, &mut p);
     let metrics = validate_metrics(raw.metrics, &mut p);
     let auth = validate_auth(raw.auth, &mut p);
+    let object_cache = validate_object_cache(raw.object_cache, &state, &mut p);
 
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));
@@ -195,6 +203,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
         evict,
         metrics,
         auth,
+        object_cache,
     })
 }
 

@@ -147,13 +147,14 @@ pub fn parse_size(text: &str) -> Option<u64> {
     (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
 }
 
-/// `"90s"`, `"5m"`, `"1h"`, `"7d"`, `"2w"`, `"30"` (seconds) → a duration.
+/// `"100ms"`, `"90s"`, `"5m"`, `"1h"`, `"7d"`, `"2w"`, `"30"` (seconds) → a duration.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: u64 = num.parse().ok()?;
     let mult = match unit.trim() {
+        "ms" => return Some(Duration::from_millis(n)),
         "" | "s" => 1,
         "m" | "min" => 60,
         "h" => 3600,
@@ -193,5 +194,6 @@ mod tests {
         ] {
             assert_eq!(parse_duration(t), want.map(Duration::from_secs), "{t}");
         }
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
     }
 }

@@ -92,7 +92,8 @@ impl App {
 
     fn image(&self, id: &OriginalId) -> Result<Image, Error> {
         self.with_catalog(|c| {
-            c.get(id)?
+            self.records
+                .image(c, id)?
                 .ok_or_else(|| catalog::CatalogError::NotFound(id.clone()).into())
         })
     }
@@ -157,14 +158,12 @@ impl App {
                 .get(id)?
                 .ok_or_else(|| catalog::CatalogError::NotFound(id.clone()))?;
             if let Some(meta) = &meta {
-                image = if req.method == "PATCH" {
-                    c.merge_meta(id, meta)?
-                } else {
-                    c.replace_meta(id, meta)?
-                };
+                image = self
+                    .records
+                    .change_meta(c, id, meta, req.method == "PATCH")?;
             }
             if let Some(category) = category {
-                image = c.move_to(id, category)?;
+                image = self.records.move_image(c, id, category)?;
             }
             Ok(image)
         })?;
@@ -178,7 +177,7 @@ impl App {
         // A DELETE that died after its transaction (a crash, a kill) left its removals
         // pending, the image's files still served until the next sweep: the client's retry
         // finishes them, rather than answering 404 with the job half done.
-        let pending = self.with_catalog(|c| match c.delete(id) {
+        let pending = self.with_catalog(|c| match self.records.delete_image(c, id) {
             Ok(deleted) => Ok(deleted.pending),
             Err(CatalogError::NotFound(_)) => {
                 let left: Vec<_> = c

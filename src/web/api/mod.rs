@@ -26,7 +26,8 @@ use crate::io::replay::ReplayLog;
 use crate::io::store::{self, Store};
 use crate::usecases::error::Error;
 use crate::usecases::mirror::Mirrors;
-use crate::usecases::sign::{self, KeyInfo, SignError, Verified};
+use crate::usecases::records::Records;
+use crate::usecases::sign::{self, SignError, Verified};
 use route::{Auth, BodyLimit, Route};
 
 /// The application: configuration plus small pools of connections (SQLite connections are not
@@ -42,6 +43,8 @@ pub struct App {
     mirrors: Option<Mirrors>,
     /// Variants served in the last second (used without a mirror map only).
     recent: recent::Recent,
+    /// Keys and image records through `[object_cache]`.
+    records: Records,
 }
 
 impl App {
@@ -51,7 +54,10 @@ impl App {
             .map
             .clone()
             .map(|map| Mirrors::new(map, config.state.dir.join("mirrors.sqlite")));
+        // CGI sets GATEWAY_INTERFACE in the environment; FastCGI and standalone servers do not.
+        let long_lived = std::env::var_os("GATEWAY_INTERFACE").is_none();
         App {
+            records: Records::new(&config, long_lived),
             config,
             pool: Mutex::new(Vec::new()),
             catalogs: Mutex::new(Vec::new()),
@@ -115,7 +121,7 @@ impl App {
         let now = unix_now();
         let verified = self.with_catalog(|catalog| {
             sign::verify(req, now, skew, |id| {
-                Ok::<_, Error>(catalog.key(id)?.map(KeyInfo::from))
+                Ok::<_, Error>(self.records.key(catalog, id)?)
             })
         })?;
         verified.require(needed)?;
@@ -153,7 +159,7 @@ impl App {
         }
         self.with_catalog(|catalog| {
             sign::verify_url(path, query, unix_now(), |id| {
-                Ok::<_, Error>(catalog.key(id)?.map(KeyInfo::from))
+                Ok::<_, Error>(self.records.key(catalog, id)?)
             })
         })?;
         Ok(())

@@ -8,6 +8,7 @@
 mod apache;
 mod cgi;
 mod http;
+mod memcached;
 mod nginx;
 mod process;
 mod s3;
@@ -16,6 +17,7 @@ mod site;
 pub use apache::Apache;
 pub use cgi::{Cgi, CgiResponse, Killed};
 pub use http::{HttpResponse, follow, get, request, try_request};
+pub use memcached::{Blackhole, Memcached};
 pub use nginx::{Nginx, spawn_fcgi};
 pub use process::{Child, free_port, pid_alive, process_group_members, wait_for_port};
 pub use s3::S3Server;
