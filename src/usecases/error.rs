@@ -191,7 +191,9 @@ impl Error {
                 MetricsError::Forbidden(_) => (403, "metrics-forbidden", exit::NOPERM),
             },
             Error::Password(e) => match e {
-                PasswordError::Empty | PasswordError::TooLong => (400, "bad-password", exit::USAGE),
+                PasswordError::Empty | PasswordError::TooLong | PasswordError::NotUtf8 => {
+                    (400, "bad-password", exit::USAGE)
+                }
                 PasswordError::Hash(_) => (500, "password-hash", exit::SOFTWARE),
             },
         }

@@ -15,6 +15,7 @@
 //! verification; a hash stored with other parameters still verifies with its own.
 
 use std::cell::Cell;
+use std::io::Read;
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -44,9 +45,34 @@ pub enum PasswordError {
     /// The new password is longer than [`MAX_PASSWORD_BYTES`].
     #[error("the password is longer than {MAX_PASSWORD_BYTES} bytes")]
     TooLong,
+    /// The new password's bytes are not UTF-8.
+    #[error("the password is not UTF-8 text")]
+    NotUtf8,
     /// Hashing failed (no random salt from the kernel, say).
     #[error("hashing the password failed: {0}")]
     Hash(String),
+}
+
+/// A new password as read from `input` (a pipe, a file): everything up to the end, without
+/// one trailing newline (`\n` or `\r\n`), at most [`MAX_PASSWORD_BYTES`], UTF-8, not empty.
+pub fn read_new(input: &mut impl Read) -> Result<String, PasswordError> {
+    let mut bytes = Vec::new();
+    input
+        .take(MAX_PASSWORD_BYTES as u64 + 3)
+        .read_to_end(&mut bytes)
+        .map_err(|e| PasswordError::Hash(format!("reading the password: {e}")))?;
+    let bytes = bytes
+        .strip_suffix(b"\r\n")
+        .or_else(|| bytes.strip_suffix(b"\n"))
+        .unwrap_or(&bytes);
+    let text = std::str::from_utf8(bytes).map_err(|_| PasswordError::NotUtf8)?;
+    if text.is_empty() {
+        return Err(PasswordError::Empty);
+    }
+    if text.len() > MAX_PASSWORD_BYTES {
+        return Err(PasswordError::TooLong);
+    }
+    Ok(text.to_string())
 }
 
 /// A user who logged in with their local password.
@@ -167,6 +193,28 @@ mod tests {
             Err(PasswordError::TooLong)
         ));
         assert!(hash(&"x".repeat(MAX_PASSWORD_BYTES)).is_ok());
+    }
+
+    #[test]
+    fn new_passwords_are_read_to_the_end_without_one_newline() {
+        let read = |s: &[u8]| read_new(&mut &s[..]);
+        assert_eq!(read(b"pass word\n").unwrap(), "pass word");
+        assert_eq!(read(b"pass\r\n").unwrap(), "pass");
+        assert_eq!(read(b"pass").unwrap(), "pass");
+        assert_eq!(
+            read(b" pass\n\n").unwrap(),
+            " pass\n",
+            "only one newline goes"
+        );
+        assert!(matches!(read(b""), Err(PasswordError::Empty)));
+        assert!(matches!(read(b"\n"), Err(PasswordError::Empty)));
+        assert!(matches!(read(b"\xff\xfe"), Err(PasswordError::NotUtf8)));
+        let long = "z".repeat(MAX_PASSWORD_BYTES);
+        assert_eq!(read(format!("{long}\n").as_bytes()).unwrap(), long);
+        assert!(matches!(
+            read(format!("{long}zz\n").as_bytes()),
+            Err(PasswordError::TooLong)
+        ));
     }
 
     #[test]
