@@ -287,7 +287,7 @@ mod tests {
             c.del_user("alice"),
             Err(CatalogError::UserNotFound(_))
         ));
-        assert_eq!(c.keys().unwrap(), [k3.clone()]);
+        assert_eq!(c.keys().unwrap(), std::slice::from_ref(&k3));
         // An expiry is kept; a disabled user shows on their keys.
         let k4 = c
             .add_key_expiring("bob@example.org", Rights::READ, Some(1234))
