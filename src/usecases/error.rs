@@ -195,6 +195,7 @@ impl Error {
                     (400, "bad-password", exit::USAGE)
                 }
                 PasswordError::Hash(_) => (500, "password-hash", exit::SOFTWARE),
+                PasswordError::Read(_) => (500, "password-read", exit::IOERR),
             },
         }
     }

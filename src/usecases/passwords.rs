@@ -48,6 +48,9 @@ pub enum PasswordError {
     /// The new password's bytes are not UTF-8.
     #[error("the password is not UTF-8 text")]
     NotUtf8,
+    /// Reading the new password from its input failed.
+    #[error("reading the password: {0}")]
+    Read(std::io::Error),
     /// Hashing failed (no random salt from the kernel, say).
     #[error("hashing the password failed: {0}")]
     Hash(String),
@@ -60,7 +63,7 @@ pub fn read_new(input: &mut impl Read) -> Result<String, PasswordError> {
     input
         .take(MAX_PASSWORD_BYTES as u64 + 3)
         .read_to_end(&mut bytes)
-        .map_err(|e| PasswordError::Hash(format!("reading the password: {e}")))?;
+        .map_err(PasswordError::Read)?;
     let bytes = bytes
         .strip_suffix(b"\r\n")
         .or_else(|| bytes.strip_suffix(b"\n"))
