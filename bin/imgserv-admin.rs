@@ -29,9 +29,12 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
-    /// Manage the users who may hold API keys.
+    /// Manage users: who may log in and hold API keys, with a role.
     #[command(subcommand)]
     User(User),
+    /// Manage groups of users.
+    #[command(subcommand)]
+    Group(Group),
     /// Manage API keys.
     #[command(subcommand)]
     Key(Key),
@@ -53,11 +56,47 @@ enum Command {
 #[derive(Subcommand)]
 enum User {
     /// Add a user.
-    Add { name: String },
-    /// List users with their number of valid keys.
+    Add {
+        name: String,
+        /// Read the user's password from standard input (to the end, one trailing newline
+        /// removed); without it the user has no local password.
+        #[arg(long)]
+        password_stdin: bool,
+        /// admin, editor or viewer.
+        #[arg(long, value_name = "ROLE", default_value = "editor")]
+        role: String,
+    },
+    /// Set a user's password, read from standard input.
+    Passwd { name: String },
+    /// Disable a user: no login, their keys refused.
+    Disable { name: String },
+    /// Enable a disabled user again.
+    Enable { name: String },
+    /// List users with role, state, groups and number of valid keys.
     List,
-    /// Delete a user and all their keys.
+    /// Delete a user, all their keys and their group memberships.
     Del { name: String },
+}
+
+#[derive(Subcommand)]
+enum Group {
+    /// Add a group.
+    Add { name: String },
+    /// Delete a group (its members stay users).
+    Del { name: String },
+    /// List groups with their members.
+    List,
+    /// Add a user to a group, or remove them.
+    #[command(subcommand)]
+    Member(Member),
+}
+
+#[derive(Subcommand)]
+enum Member {
+    /// Add USER to GROUP.
+    Add { group: String, user: String },
+    /// Remove USER from GROUP.
+    Del { group: String, user: String },
 }
 
 #[derive(Subcommand)]
@@ -68,6 +107,9 @@ enum Key {
         /// Comma-separated rights: read, write, delete, admin.
         #[arg(long, value_name = "RIGHTS", default_value = "read")]
         rights: String,
+        /// Make the key stop working after this long ("30d", "12h").
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        expires: Option<std::time::Duration>,
     },
     /// List keys (never their secrets).
     List,
@@ -86,10 +128,30 @@ fn main() {
     let code = match args.command {
         Command::CheckConfig { file } => admin::check_config(file.as_deref().or(config)),
         Command::Fsck { repair } => admin::fsck(config, repair),
-        Command::User(User::Add { name }) => admin::user_add(config, &name),
+        Command::User(User::Add {
+            name,
+            password_stdin,
+            role,
+        }) => admin::user_add(config, &name, &role, password_stdin),
+        Command::User(User::Passwd { name }) => admin::user_passwd(config, &name),
+        Command::User(User::Disable { name }) => admin::user_disable(config, &name, true),
+        Command::User(User::Enable { name }) => admin::user_disable(config, &name, false),
         Command::User(User::List) => admin::user_list(config),
         Command::User(User::Del { name }) => admin::user_del(config, &name),
-        Command::Key(Key::Add { user, rights }) => admin::key_add(config, &user, &rights),
+        Command::Group(Group::Add { name }) => admin::group_add(config, &name),
+        Command::Group(Group::Del { name }) => admin::group_del(config, &name),
+        Command::Group(Group::List) => admin::group_list(config),
+        Command::Group(Group::Member(Member::Add { group, user })) => {
+            admin::group_member(config, true, &group, &user)
+        }
+        Command::Group(Group::Member(Member::Del { group, user })) => {
+            admin::group_member(config, false, &group, &user)
+        }
+        Command::Key(Key::Add {
+            user,
+            rights,
+            expires,
+        }) => admin::key_add(config, &user, &rights, expires),
         Command::Key(Key::List) => admin::key_list(config),
         Command::Key(Key::Revoke { key }) => admin::key_revoke(config, &key),
         Command::SignUrl {

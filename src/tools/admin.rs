@@ -1,14 +1,17 @@
 //! What `imgserv-admin` does, one function per subcommand; each prints its report and returns
-//! the exit code (sysexits, from `error`). Users, keys and signed URLs are the catalog's and
-//! `sign`'s; this module only reads the configuration, calls them and prints.
+//! the exit code (sysexits, from `error`). Users, groups, keys and signed URLs are the
+//! catalog's and `sign`'s, password hashing `passwords`'; this module only reads the
+//! configuration (and passwords from standard input), calls them and prints.
 
 use std::fs;
+use std::io;
 use std::path::Path;
 
-use crate::io::catalog::{Catalog, CatalogError, Rights};
+use crate::io::catalog::{Catalog, CatalogError, Rights, Role};
 use crate::io::config::Config;
 use crate::usecases::error::{Error, exit};
-use crate::usecases::sign;
+use crate::usecases::records::Records;
+use crate::usecases::{passwords, sign};
 use crate::web::server;
 
 /// `check-config [FILE]`: every problem on standard error with its key, exit 78 if any;
@@ -122,48 +125,167 @@ pub fn fsck(config_file: Option<&Path>, repair: bool) -> i32 {
     }
 }
 
-/// `user add NAME`.
-pub fn user_add(config_file: Option<&Path>, name: &str) -> i32 {
+/// `user add NAME [--role ROLE] [--password-stdin]`: the password, when asked for, is read
+/// from standard input (never the command line, which other users can see in `ps`).
+pub fn user_add(config_file: Option<&Path>, name: &str, role: &str, password_stdin: bool) -> i32 {
     run(config_file, |_, c| {
-        let user = c.add_user(name)?;
-        println!("added user {}", user.name);
+        let role: Role = role.parse().map_err(CatalogError::BadRole)?;
+        let hash = if password_stdin {
+            Some(passwords::hash(&passwords::read_new(&mut io::stdin())?)?)
+        } else {
+            None
+        };
+        let user = c.add_user_with(name, role, hash.as_deref())?;
+        let with = if hash.is_some() {
+            "with a password"
+        } else {
+            "without a password"
+        };
+        println!("added user {} ({}, {with})", user.name, user.role);
         Ok(())
     })
 }
 
-/// `user list`: one line per user, `NAME KEYS CREATED`.
+/// `user passwd NAME`: sets the password read from standard input.
+pub fn user_passwd(config_file: Option<&Path>, name: &str) -> i32 {
+    run(config_file, |_, c| {
+        let hash = passwords::hash(&passwords::read_new(&mut io::stdin())?)?;
+        c.set_password(name, Some(&hash))?;
+        println!("set the password of {name}");
+        Ok(())
+    })
+}
+
+/// `user disable NAME` / `user enable NAME`: a disabled user cannot log in and their keys
+/// are refused, from the next request on.
+pub fn user_disable(config_file: Option<&Path>, name: &str, disabled: bool) -> i32 {
+    run(config_file, |config, c| {
+        c.set_disabled(name, disabled)?;
+        Records::new(config, false).forget_keys_of(c, name)?;
+        let what = if disabled { "disabled" } else { "enabled" };
+        println!("{what} user {name}");
+        Ok(())
+    })
+}
+
+/// `user list`: one line per user, `NAME ROLE STATE GROUPS KEYS CREATED`, tab-separated;
+/// STATE is `enabled` or `disabled` (and `no-password` without a local password), GROUPS
+/// comma-separated or `-`.
 pub fn user_list(config_file: Option<&Path>) -> i32 {
     run(config_file, |_, c| {
         for u in c.users()? {
-            println!("{}\t{} keys\t{}", u.name, u.keys, date(u.created));
+            let state = if u.disabled { "disabled" } else { "enabled" };
+            let password = if u.has_password { "" } else { ",no-password" };
+            let groups = if u.groups.is_empty() {
+                "-".to_string()
+            } else {
+                u.groups.join(",")
+            };
+            println!(
+                "{}\t{}\t{state}{password}\t{groups}\t{} keys\t{}",
+                u.name,
+                u.role,
+                u.keys,
+                date(u.created)
+            );
         }
         Ok(())
     })
 }
 
-/// `user del NAME`: the user and all their keys.
+/// `user del NAME`: the user, all their keys and their group memberships, in one transaction.
 pub fn user_del(config_file: Option<&Path>, name: &str) -> i32 {
-    run(config_file, |_, c| {
+    run(config_file, |config, c| {
+        // The ids first (the rows go with the user), forgotten after the delete committed.
+        let ids: Vec<String> = (c.keys()?.into_iter())
+            .filter(|k| k.user == name)
+            .map(|k| k.id)
+            .collect();
         let keys = c.del_user(name)?;
+        let records = Records::new(config, false);
+        for id in &ids {
+            records.forget(crate::usecases::records::KEYS, id);
+        }
         println!("deleted user {name} and {keys} keys");
         Ok(())
     })
 }
 
-/// `key add USER --rights read,write`: prints the id and the secret, which is shown only now.
-pub fn key_add(config_file: Option<&Path>, user: &str, rights: &str) -> i32 {
+/// `group add NAME`.
+pub fn group_add(config_file: Option<&Path>, name: &str) -> i32 {
+    run(config_file, |_, c| {
+        c.add_group(name)?;
+        println!("added group {name}");
+        Ok(())
+    })
+}
+
+/// `group del NAME`: the group and its memberships; the users stay.
+pub fn group_del(config_file: Option<&Path>, name: &str) -> i32 {
+    run(config_file, |_, c| {
+        let members = c.del_group(name)?;
+        println!("deleted group {name} ({members} members)");
+        Ok(())
+    })
+}
+
+/// `group list`: one line per group, `NAME MEMBERS CREATED`, members comma-separated or `-`.
+pub fn group_list(config_file: Option<&Path>) -> i32 {
+    run(config_file, |_, c| {
+        for g in c.groups()? {
+            let members = if g.members.is_empty() {
+                "-".to_string()
+            } else {
+                g.members.join(",")
+            };
+            println!("{}\t{members}\t{}", g.name, date(g.created));
+        }
+        Ok(())
+    })
+}
+
+/// `group member add|del GROUP USER`; adding a member again is not an error.
+pub fn group_member(config_file: Option<&Path>, add: bool, group: &str, user: &str) -> i32 {
+    run(config_file, |_, c| {
+        if !add {
+            c.del_member(group, user)?;
+            println!("removed {user} from {group}");
+        } else if c.add_member(group, user)? {
+            println!("added {user} to {group}");
+        } else {
+            println!("{user} is a member of {group} already");
+        }
+        Ok(())
+    })
+}
+
+/// `key add USER --rights read,write [--expires DURATION]`: prints the id and the secret,
+/// which is shown only now.
+pub fn key_add(
+    config_file: Option<&Path>,
+    user: &str,
+    rights: &str,
+    expires: Option<std::time::Duration>,
+) -> i32 {
     run(config_file, |_, c| {
         let rights: Rights = rights.parse()?;
-        let key = c.add_key(user, rights)?;
+        let expires = expires.map(|d| {
+            let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+            unix_now_ms().saturating_add(ms)
+        });
+        let key = c.add_key_expiring(user, rights, expires)?;
         println!("key id:  {}", key.id);
         println!("secret:  {}", key.secret.expose());
         println!("rights:  {}", key.rights);
+        if let Some(at) = key.expires {
+            println!("expires: {}", date(at));
+        }
         eprintln!("the secret is shown only now: store it where the client can read it");
         Ok(())
     })
 }
 
-/// `key list`: `ID USER RIGHTS CREATED [revoked DATE]`, never the secrets.
+/// `key list`: `ID USER RIGHTS CREATED [expires DATE] [revoked DATE]`, never the secrets.
 pub fn key_list(config_file: Option<&Path>) -> i32 {
     run(config_file, |_, c| {
         for k in c.keys()? {
@@ -171,8 +293,19 @@ pub fn key_list(config_file: Option<&Path>) -> i32 {
                 .revoked
                 .map(|t| format!("\trevoked {}", date(t)))
                 .unwrap_or_default();
+            let expires = k
+                .expires
+                .map(|t| {
+                    let past = if t <= unix_now_ms() {
+                        "expired"
+                    } else {
+                        "expires"
+                    };
+                    format!("\t{past} {}", date(t))
+                })
+                .unwrap_or_default();
             println!(
-                "{}\t{}\t{}\t{}{revoked}",
+                "{}\t{}\t{}\t{}{expires}{revoked}",
                 k.id,
                 k.user,
                 k.rights,
@@ -187,7 +320,7 @@ pub fn key_list(config_file: Option<&Path>) -> i32 {
 pub fn key_revoke(config_file: Option<&Path>, id: &str) -> i32 {
     run(config_file, |config, c| {
         // Through the object cache, so that a cached copy of the key is forgotten at once.
-        let key = crate::usecases::records::Records::new(config, false).revoke_key(c, id)?;
+        let key = Records::new(config, false).revoke_key(c, id)?;
         println!("revoked {} ({})", key.id, key.user);
         Ok(())
     })
@@ -209,10 +342,11 @@ pub fn sign_url(
                 .key(id)?
                 .ok_or_else(|| CatalogError::KeyNotFound(id.to_string()))?,
             None => {
+                let now = unix_now_ms();
                 let valid: Vec<_> = c
                     .keys()?
                     .into_iter()
-                    .filter(|k| k.revoked.is_none())
+                    .filter(|k| k.revoked.is_none() && k.expires.is_none_or(|t| t > now))
                     .collect();
                 match <[_; 1]>::try_from(valid) {
                     Ok([k]) => k,
@@ -249,6 +383,10 @@ fn url_path(url: &str) -> String {
         .next()
         .unwrap_or_default()
         .to_string()
+}
+
+fn unix_now_ms() -> i64 {
+    i64::try_from(unix_now()).unwrap_or(i64::MAX / 1000) * 1000
 }
 
 fn unix_now() -> u64 {

@@ -12,6 +12,7 @@ use crate::io::render::RenderError;
 use crate::io::replay::ReplayError;
 use crate::io::source::SourceError;
 use crate::io::store::StoreError;
+use crate::usecases::passwords::PasswordError;
 use crate::usecases::sign::SignError;
 
 /// Any error the handler or a tool can meet.
@@ -56,6 +57,8 @@ pub enum Error {
     Ingest(#[from] IngestError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
 }
 
 /// sysexits(3) codes used by the tools.
@@ -131,6 +134,11 @@ impl Error {
                 CatalogError::KeyNotFound(_) => (404, "key-not-found", exit::NOINPUT),
                 CatalogError::UserExists(_) => (409, "user-exists", exit::CANTCREAT),
                 CatalogError::BadUserName(_) => (400, "bad-user-name", exit::USAGE),
+                CatalogError::GroupNotFound(_) => (404, "group-not-found", exit::NOUSER),
+                CatalogError::GroupExists(_) => (409, "group-exists", exit::CANTCREAT),
+                CatalogError::NotMember { .. } => (404, "not-a-member", exit::NOUSER),
+                CatalogError::BadGroupName(_) => (400, "bad-group-name", exit::USAGE),
+                CatalogError::BadRole(_) => (400, "bad-role", exit::USAGE),
                 CatalogError::BadCategory(_) => (400, "bad-category", exit::USAGE),
                 CatalogError::BadMeta(_) => (400, "bad-metadata", exit::DATAERR),
                 CatalogError::BadRights(_) => (400, "bad-rights", exit::USAGE),
@@ -147,6 +155,8 @@ impl Error {
                 SignError::Malformed(_) => (400, "malformed-signature", exit::USAGE),
                 SignError::UnknownKey(_) => (401, "unknown-key", exit::NOPERM),
                 SignError::RevokedKey(_) => (401, "revoked-key", exit::NOPERM),
+                SignError::ExpiredKey(_) => (401, "expired-key", exit::NOPERM),
+                SignError::DisabledUser(_) => (401, "disabled-user", exit::NOPERM),
                 SignError::Expired => (401, "expired-signature", exit::NOPERM),
                 SignError::BodyMismatch => (400, "body-mismatch", exit::DATAERR),
                 SignError::BadSignature => (401, "bad-signature", exit::NOPERM),
@@ -180,6 +190,13 @@ impl Error {
             },
             Error::Metrics(e) => match e {
                 MetricsError::Forbidden(_) => (403, "metrics-forbidden", exit::NOPERM),
+            },
+            Error::Password(e) => match e {
+                PasswordError::Empty | PasswordError::TooLong | PasswordError::NotUtf8 => {
+                    (400, "bad-password", exit::USAGE)
+                }
+                PasswordError::Hash(_) => (500, "password-hash", exit::SOFTWARE),
+                PasswordError::Read(_) => (500, "password-read", exit::IOERR),
             },
         }
     }

@@ -1,14 +1,17 @@
 //! Use cases, above storage and I/O: what a request or a tool asks the server to do — store an
 //! upload (`ingest`, `upload`), render a variant (`variant`), precache for mirrors, evict, purge
 //! and delete, check and repair (`fsck`), report health (`status`), check a signed request
-//! (`sign`), read hot catalog rows through the object cache (`records`) — and the one table (`error`) that turns every failure into an HTTP status, an error
-//! code and an exit status. They know nothing of CGI, FastCGI or the routes that call them.
+//! (`sign`), read hot catalog rows through the object cache (`records`), hash and check local
+//! passwords (`passwords`) — and the one table (`error`) that turns every failure into an HTTP
+//! status, an error code and an exit status. They know nothing of CGI, FastCGI or the routes
+//! that call them.
 
 pub mod error;
 pub mod evict;
 pub mod fsck;
 pub mod ingest;
 pub mod mirror;
+pub mod passwords;
 pub mod precache;
 pub mod purge;
 pub mod records;

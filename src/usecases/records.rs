@@ -77,6 +77,15 @@ impl Records {
         key
     }
 
+    /// Forgets the cached keys of `user`: call it after a change of the user that its keys
+    /// carry (disabled, deleted).
+    pub fn forget_keys_of(&self, catalog: &Catalog, user: &str) -> Result<(), CatalogError> {
+        for key in catalog.keys()?.into_iter().filter(|k| k.user == user) {
+            self.forget(KEYS, &key.id);
+        }
+        Ok(())
+    }
+
     /// One image's catalog row.
     pub fn image(&self, catalog: &Catalog, id: &OriginalId) -> Result<Option<Image>, CatalogError> {
         self.cached::<_, CachedImage, _>(IMAGES, id.as_str(), || catalog.get(id))
@@ -130,6 +139,8 @@ struct CachedKey {
     rights: u8,
     secret: String,
     revoked: bool,
+    expires: Option<u64>,
+    user_disabled: bool,
 }
 
 impl From<KeyInfo> for CachedKey {
@@ -139,6 +150,8 @@ impl From<KeyInfo> for CachedKey {
             rights: k.rights.bits(),
             secret: String::from_utf8_lossy(&k.secret).into_owned(),
             revoked: k.revoked,
+            expires: k.expires,
+            user_disabled: k.user_disabled,
         }
     }
 }
@@ -150,6 +163,8 @@ impl From<CachedKey> for KeyInfo {
             rights: Rights::from_bits(k.rights),
             secret: k.secret.into_bytes(),
             revoked: k.revoked,
+            expires: k.expires,
+            user_disabled: k.user_disabled,
         }
     }
 }

@@ -91,6 +91,13 @@ pub enum SignError {
     /// The key was revoked (reported only to holders of its secret).
     #[error("key {0} is revoked")]
     RevokedKey(String),
+    /// The key's expiry (`imgserv-admin key add --expires`) has passed (reported only to
+    /// holders of its secret).
+    #[error("key {0} has expired")]
+    ExpiredKey(String),
+    /// The key's user is disabled (reported only to holders of its secret).
+    #[error("the user of key {0} is disabled")]
+    DisabledUser(String),
     /// The request's date is further from the server's clock than the allowed skew, or a
     /// URL's `exp` has passed.
     #[error("signature expired or dated in the future")]
@@ -117,6 +124,10 @@ pub struct KeyInfo {
     /// The HMAC key: the ASCII bytes of the key's secret as `imgserv-admin key add` prints it.
     pub secret: Vec<u8>,
     pub revoked: bool,
+    /// Unix seconds from which the key is refused; `None`: never.
+    pub expires: Option<u64>,
+    /// The key's user is disabled: the key is refused.
+    pub user_disabled: bool,
 }
 
 impl std::fmt::Debug for KeyInfo {
@@ -125,6 +136,8 @@ impl std::fmt::Debug for KeyInfo {
             .field("user", &self.user)
             .field("rights", &self.rights)
             .field("revoked", &self.revoked)
+            .field("expires", &self.expires)
+            .field("user_disabled", &self.user_disabled)
             .finish_non_exhaustive()
     }
 }
@@ -137,6 +150,9 @@ impl From<ApiKey> for KeyInfo {
             rights: k.rights,
             secret: k.secret.expose().as_bytes().to_vec(),
             revoked: k.revoked.is_some(),
+            // Milliseconds rounded down to seconds: refused from the second it expires in.
+            expires: k.expires.map(|ms| u64::try_from(ms).unwrap_or(0) / 1000),
+            user_disabled: k.user_disabled,
         }
     }
 }
@@ -348,21 +364,29 @@ pub fn verify<E: From<SignError>>(
         content_type,
         content,
     );
-    check(&key, key_id, &sts, &sig)
+    check(&key, key_id, &sts, &sig, now)
 }
 
-/// The HMAC first, then revocation: only a holder of the secret learns that a key is revoked.
+/// The HMAC first, then revocation, expiry and the user's disabled flag: only a holder of the
+/// secret learns that a key is revoked, expired or its user disabled.
 fn check<E: From<SignError>>(
     key: &KeyInfo,
     key_id: &str,
     message: &str,
     sig: &[u8; 32],
+    now: u64,
 ) -> Result<Verified, E> {
     mac(&key.secret, message)
         .verify_slice(sig)
         .map_err(|_| SignError::BadSignature)?;
     if key.revoked {
         return Err(SignError::RevokedKey(key_id.to_string()).into());
+    }
+    if key.expires.is_some_and(|at| now >= at) {
+        return Err(SignError::ExpiredKey(key_id.to_string()).into());
+    }
+    if key.user_disabled {
+        return Err(SignError::DisabledUser(key_id.to_string()).into());
     }
     Ok(Verified {
         key_id: key_id.to_string(),
@@ -499,6 +523,7 @@ pub fn verify_url<E: From<SignError>>(
         key_id,
         &url_string_to_sign(decoded_path, raw_query),
         &hex_sig,
+        now,
     )
 }
 
@@ -558,6 +583,8 @@ mod tests {
             rights: Rights::READ | Rights::WRITE,
             secret: SECRET.as_bytes().to_vec(),
             revoked,
+            expires: None,
+            user_disabled: false,
         }
     }
 
@@ -883,8 +910,15 @@ mod tests {
         assert_eq!(check_at(&req, DATE - 301), Err(SignError::Expired));
     }
 
+    fn wrong_secret() -> KeyInfo {
+        KeyInfo {
+            secret: b"another secret".to_vec(),
+            ..key(false)
+        }
+    }
+
     #[test]
-    fn keys_unknown_revoked_wrong() {
+    fn keys_unknown_revoked_expired_disabled_wrong() {
         let req = signed("POST", "/api/images", "", b"x");
         let unknown = verify(&req, DATE, Duration::from_secs(300), |_| {
             Ok::<_, SignError>(None)
@@ -903,6 +937,49 @@ mod tests {
             Ok::<_, SignError>(Some(wrong))
         });
         assert_eq!(r, Err(SignError::BadSignature));
+        // An expired key, and a disabled user's key, the same way.
+        let at = |expires| {
+            verify(&req, DATE, Duration::from_secs(300), |_| {
+                Ok::<_, SignError>(Some(KeyInfo {
+                    expires: Some(expires),
+                    ..key(false)
+                }))
+            })
+        };
+        assert_eq!(at(DATE), Err(SignError::ExpiredKey(KEY_ID.into())));
+        assert!(at(DATE + 1).is_ok());
+        let disabled = KeyInfo {
+            user_disabled: true,
+            ..key(false)
+        };
+        let r = verify(&req, DATE, Duration::from_secs(300), |_| {
+            Ok::<_, SignError>(Some(disabled.clone()))
+        });
+        assert_eq!(r, Err(SignError::DisabledUser(KEY_ID.into())));
+        for hidden in [
+            KeyInfo {
+                expires: Some(DATE),
+                ..wrong_secret()
+            },
+            KeyInfo {
+                user_disabled: true,
+                ..wrong_secret()
+            },
+        ] {
+            let r = verify(&req, DATE, Duration::from_secs(300), |_| {
+                Ok::<_, SignError>(Some(hidden))
+            });
+            assert_eq!(r, Err(SignError::BadSignature));
+        }
+        // The URL form too.
+        let url = sign_url(KEY_ID, SECRET.as_bytes(), "/x.jpg", "w=1");
+        let expired = verify_url("/x.jpg", &url, DATE, |_| {
+            Ok::<_, SignError>(Some(KeyInfo {
+                expires: Some(DATE - 10),
+                ..key(false)
+            }))
+        });
+        assert_eq!(expired, Err(SignError::ExpiredKey(KEY_ID.into())));
         // The lookup's own error passes through.
         let busy = verify(&req, DATE, Duration::from_secs(300), |_| {
             Err::<Option<KeyInfo>, _>(SignError::Malformed("db".into()))
@@ -1115,6 +1192,17 @@ mod tests {
         c.revoke(&k.id).unwrap();
         let info: KeyInfo = c.key(&k.id).unwrap().unwrap().into();
         assert!(info.revoked && info.secret == k.secret.expose().as_bytes());
+        // An expiry in milliseconds, in seconds here; the user's disabled flag follows.
+        let k = c
+            .add_key_expiring("alice", Rights::READ, Some(1_767_225_600_999))
+            .unwrap();
+        let info = KeyInfo::from(c.key(&k.id).unwrap().unwrap());
+        assert_eq!(
+            (info.expires, info.user_disabled),
+            (Some(1_767_225_600), false)
+        );
+        c.set_disabled("alice", true).unwrap();
+        assert!(KeyInfo::from(c.key(&k.id).unwrap().unwrap()).user_disabled);
     }
 
     #[test]

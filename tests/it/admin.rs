@@ -63,7 +63,10 @@ fn users_keys_and_signed_urls() {
         list.contains(&key_id) && list.contains("read,write") && !list.contains(&secret),
         "{list}"
     );
-    assert!(stdout(&admin(&site, &["user", "list"])).contains("alice\t1 keys"));
+    assert!(
+        stdout(&admin(&site, &["user", "list"]))
+            .contains("alice\teditor\tenabled,no-password\t-\t1 keys\t")
+    );
 
     // sign-url: a redirector URL the server then accepts, and a tampered copy it refuses.
     let out = admin(

@@ -32,4 +32,5 @@ mod signing;
 mod slow_clients;
 mod store;
 mod upload;
+mod users;
 mod web;

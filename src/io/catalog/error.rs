@@ -18,6 +18,21 @@ pub enum CatalogError {
     /// A user with this name exists already.
     #[error("user {0:?} exists already")]
     UserExists(String),
+    /// No group with this name.
+    #[error("no group {0:?}")]
+    GroupNotFound(String),
+    /// A group with this name exists already.
+    #[error("group {0:?} exists already")]
+    GroupExists(String),
+    /// Removing a user from a group they are not in.
+    #[error("user {user:?} is not a member of group {group:?}")]
+    NotMember { group: String, user: String },
+    /// A group name that is empty, too long or has characters outside `[A-Za-z0-9._@-]`.
+    #[error("group name {0}")]
+    BadGroupName(String),
+    /// A role other than `admin`, `editor` or `viewer`.
+    #[error("role {0}")]
+    BadRole(String),
     /// No API key with this id.
     #[error("no API key {0:?}")]
     KeyNotFound(String),

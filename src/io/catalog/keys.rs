@@ -116,13 +116,32 @@ pub struct ApiKey {
     pub created: i64,
     /// When it was revoked, in unix milliseconds.
     pub revoked: Option<i64>,
+    /// When it stops verifying, in unix milliseconds; `None`: never.
+    pub expires: Option<i64>,
+    /// Whether its user is disabled (then the key is refused too); read from the user's row.
+    pub user_disabled: bool,
 }
+
+/// A key's columns, with its user's disabled flag, for [`key_row`].
+const KEY_COLUMNS: &str = "k.id, k.user, k.rights, k.secret, k.created, k.revoked, k.expires,
+    u.disabled FROM api_keys k JOIN users u ON u.name = k.user";
 
 impl Catalog {
     /// Creates a key for `user`: a public id `ak_<16 hex>` and a secret of 32 random bytes
     /// as 64 hex digits, from the kernel's random source. The secret is shown once by the
     /// tool; the catalog keeps it because HMAC needs it to verify.
     pub fn add_key(&mut self, user: &str, rights: Rights) -> Result<ApiKey, CatalogError> {
+        self.add_key_expiring(user, rights, None)
+    }
+
+    /// [`add_key`](Catalog::add_key) for a key that stops verifying at `expires` (unix
+    /// milliseconds), when given.
+    pub fn add_key_expiring(
+        &mut self,
+        user: &str,
+        rights: Rights,
+        expires: Option<i64>,
+    ) -> Result<ApiKey, CatalogError> {
         if rights == Rights::NONE {
             return Err(CatalogError::BadRights(
                 "a key needs at least one right".into(),
@@ -130,34 +149,35 @@ impl Catalog {
         }
         let mut random = [0u8; 40];
         fs::File::open("/dev/urandom")?.read_exact(&mut random)?;
-        let key = ApiKey {
+        let mut key = ApiKey {
             id: format!("ak_{}", crate::domain::hex(&random[..8])),
             user: user.to_string(),
             rights,
             secret: Secret(crate::domain::hex(&random[8..])),
             created: now_ms(),
             revoked: None,
+            expires,
+            user_disabled: false,
         };
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let exists = tx
-            .prepare_cached("SELECT 1 FROM users WHERE name = ?1")?
-            .query_row(params![user], |_| Ok(()))
+        key.user_disabled = tx
+            .prepare_cached("SELECT disabled FROM users WHERE name = ?1")?
+            .query_row(params![user], |r| r.get(0))
             .optional()?
-            .is_some();
-        if !exists {
-            return Err(CatalogError::UserNotFound(user.to_string()));
-        }
+            .ok_or_else(|| CatalogError::UserNotFound(user.to_string()))?;
         tx.prepare_cached(
-            "INSERT INTO api_keys (id, user, secret, rights, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO api_keys (id, user, secret, rights, created, expires)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(params![
             key.id,
             key.user,
             key.secret.0,
             key.rights.bits(),
-            key.created
+            key.created,
+            key.expires
         ])?;
         tx.commit()?;
         Ok(key)
@@ -165,9 +185,9 @@ impl Catalog {
 
     /// All keys, revoked ones included, by user then creation.
     pub fn keys(&self) -> Result<Vec<ApiKey>, CatalogError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, user, rights, secret, created, revoked FROM api_keys ORDER BY user, created, id",
-        )?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {KEY_COLUMNS} ORDER BY k.user, k.created, k.id"
+        ))?;
         collect(stmt.query_map([], key_row)?)
     }
 
@@ -175,9 +195,7 @@ impl Catalog {
     pub fn key(&self, id: &str) -> Result<Option<ApiKey>, CatalogError> {
         Ok(self
             .conn
-            .prepare_cached(
-                "SELECT id, user, rights, secret, created, revoked FROM api_keys WHERE id = ?1",
-            )?
+            .prepare_cached(&format!("SELECT {KEY_COLUMNS} WHERE k.id = ?1"))?
             .query_row(params![id], key_row)
             .optional()?)
     }
@@ -200,6 +218,8 @@ fn key_row(r: &Row) -> rusqlite::Result<ApiKey> {
         secret: Secret(r.get(3)?),
         created: r.get(4)?,
         revoked: r.get(5)?,
+        expires: r.get(6)?,
+        user_disabled: r.get(7)?,
     })
 }
 
@@ -267,7 +287,15 @@ mod tests {
             c.del_user("alice"),
             Err(CatalogError::UserNotFound(_))
         ));
-        assert_eq!(c.keys().unwrap(), [k3]);
+        assert_eq!(c.keys().unwrap(), std::slice::from_ref(&k3));
+        // An expiry is kept; a disabled user shows on their keys.
+        let k4 = c
+            .add_key_expiring("bob@example.org", Rights::READ, Some(1234))
+            .unwrap();
+        assert_eq!(c.key(&k4.id).unwrap().unwrap().expires, Some(1234));
+        c.set_disabled("bob@example.org", true).unwrap();
+        assert!(c.key(&k3.id).unwrap().unwrap().user_disabled);
+        assert!(c.keys().unwrap().iter().all(|k| k.user_disabled));
         // The file is private: it holds the secrets.
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(t.path().join("state/catalog.sqlite"))

@@ -1,5 +1,6 @@
 //! The catalog: what is known about each original (mime, size, owner, category, free metadata),
-//! full-text search over it, the files waiting to be deleted, and the users and API keys.
+//! full-text search over it, the files waiting to be deleted, and the users, groups and API
+//! keys.
 //!
 //! All SQL lives here, behind plain Rust types, so that another database can follow. It does
 //! not store bytes (that is `store`), check signatures (`sign`) or speak HTTP (`api`).
@@ -19,7 +20,8 @@
 //!
 //! The submodules split it by concern: `schema` (the tables and opening the file), `images`,
 //! `search`, `categories`, `pending` (deletions and what they leave to remove), `removal`,
-//! `users`, `keys` (API keys and rights) and `error`. Everything is used as `catalog::X`.
+//! `users` (roles, password hashes, the disabled flag), `groups`, `keys` (API keys, rights and
+//! expiry) and `error`. Everything is used as `catalog::X`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -27,6 +29,7 @@ use rusqlite::Connection;
 
 mod categories;
 mod error;
+mod groups;
 mod images;
 mod keys;
 mod pending;
@@ -39,12 +42,13 @@ mod users;
 
 pub use categories::{Category, MAX_CATEGORY_BYTES, MAX_CATEGORY_DEPTH, normalize_category};
 pub use error::CatalogError;
+pub use groups::Group;
 pub use images::{Image, Inserted, MAX_META_BYTES, NewImage, ext_of, format_of};
 pub use keys::{ApiKey, Rights, Secret};
 pub use pending::{Deleted, Doomed, Intent, PendingDelete, Swept};
 pub use removal::{CLAIM_LEASE, Claim, Claimed, UPLOAD_WAIT};
 pub use search::{MAX_PER_PAGE, Page, Query};
-pub use users::User;
+pub use users::{Credentials, Role, User};
 
 /// The catalog database.
 pub struct Catalog {

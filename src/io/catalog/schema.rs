@@ -24,6 +24,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         what: "removals (claims of pending rows)",
         apply: |tx| tx.execute_batch(V2_REMOVALS),
     },
+    Migration {
+        version: 3,
+        what: "users' roles, passwords and disabled flag; groups; key expiry",
+        apply: |tx| tx.execute_batch(V3_PEOPLE),
+    },
 ];
 
 /// Step 1, as first released.
@@ -85,6 +90,36 @@ CREATE TABLE IF NOT EXISTS removals (
 );
 ";
 
+/// Step 3: people. Users get a role, an optional local password (an argon2id PHC string; NULL
+/// for users who log in elsewhere, e.g. LDAP, or only hold keys), a disabled flag and an update
+/// time; groups and their members; keys an optional expiry.
+///
+/// Users from before get the role `editor`: until now a user could do exactly what their keys'
+/// rights allowed (read, write, delete, admin), and a key acts with at most its user's
+/// permissions, so the role must not take a right away from an existing key; `editor` is what a
+/// key-holding user was (it uploads and changes images), and the keys' own rights (kept as they
+/// are) still cap each key. They get no password (they never had one) and stay enabled.
+const V3_PEOPLE: &str = "
+ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'editor'
+    CHECK (role IN ('admin', 'editor', 'viewer'));
+ALTER TABLE users ADD COLUMN password_hash TEXT;   -- argon2id PHC string; NULL: no local password
+ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1));
+ALTER TABLE users ADD COLUMN updated INTEGER NOT NULL DEFAULT 0;   -- unix time in milliseconds
+UPDATE users SET updated = created;
+CREATE TABLE groups (
+    name    TEXT PRIMARY KEY,
+    created INTEGER NOT NULL            -- unix time in milliseconds
+);
+CREATE TABLE group_members (
+    grp     TEXT NOT NULL REFERENCES groups (name) ON DELETE CASCADE,
+    user    TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+    added   INTEGER NOT NULL,           -- unix time in milliseconds
+    PRIMARY KEY (grp, user)
+) WITHOUT ROWID;
+CREATE INDEX group_members_user ON group_members (user);
+ALTER TABLE api_keys ADD COLUMN expires INTEGER;    -- unix time in milliseconds; NULL: never
+";
+
 impl Catalog {
     /// Opens (creating when missing, with mode 0600) the catalog at `path`, e.g.
     /// `<state>/catalog.sqlite`.
@@ -119,7 +154,7 @@ mod tests {
 
     use super::*;
     use crate::io::catalog::testing::*;
-    use crate::io::catalog::{Category, Doomed, Query, Rights, User};
+    use crate::io::catalog::{Category, Doomed, Query, Rights, Role, User};
 
     fn user_version(path: &Path) -> i64 {
         Connection::open(path)
@@ -179,12 +214,82 @@ mod tests {
         assert_eq!(claims, 0);
     }
 
+    /// The columns of users and api_keys that catalogs before step 3 had.
+    const OLD_COLUMNS: &[(&str, &str)] = &[
+        ("users", "name, created"),
+        ("api_keys", "id, user, secret, rights, created, revoked"),
+    ];
+
     #[test]
-    fn a_new_catalog_has_the_schema_of_one_made_before_migrations() {
+    fn step_3_adds_roles_groups_and_expiry_and_keeps_every_row() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("catalog.sqlite");
+        let old_keys = made_before_migrations(&path, 2);
+        let before = rows(&path);
+        migrated_to(&path, 3);
+        assert_eq!(user_version(&path), 3);
+        let mut after = rows_with(&path, OLD_COLUMNS);
+        assert_eq!(after.remove("groups"), Some(vec![]));
+        assert_eq!(after.remove("group_members"), Some(vec![]));
+        assert_eq!(after, before);
+        // Users become enabled editors without a password, updated when created; keys never
+        // expire and keep their rights.
+        let conn = Connection::open(&path).unwrap();
+        let users: Vec<(String, String, Option<String>, i64, i64, i64)> = conn
+            .prepare("SELECT name, role, password_hash, disabled, created, updated FROM users ORDER BY name")
+            .unwrap()
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            users,
+            [
+                ("alice".into(), "editor".into(), None, 0, 1000, 1000),
+                ("bob".into(), "editor".into(), None, 0, 2000, 2000)
+            ]
+        );
+        let expiring: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM api_keys WHERE expires IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(expiring, 0);
+        drop(conn);
+        let c = Catalog::open(&path).unwrap();
+        for k in &old_keys {
+            let key = c.key(k.id).unwrap().unwrap();
+            assert_eq!(
+                (
+                    key.rights,
+                    key.revoked.is_some(),
+                    key.expires,
+                    key.user_disabled
+                ),
+                (k.rights, k.revoked, None, false),
+                "{}",
+                k.id
+            );
+        }
+        // The new constraints hold.
+        let conn = Connection::open(&path).unwrap();
+        assert!(
+            conn.execute("UPDATE users SET role = 'root' WHERE name = 'bob'", [])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_new_catalog_has_the_schema_of_an_upgraded_one() {
         let t = tempfile::tempdir().unwrap();
         let (new, old) = (t.path().join("new.sqlite"), t.path().join("old.sqlite"));
         drop(Catalog::open(&new).unwrap());
         made_before_migrations(&old, 2);
+        drop(Catalog::open(&old).unwrap());
         assert_eq!(schema(&new), schema(&old));
         assert_eq!(user_version(&new), MIGRATIONS.len() as i64);
     }
@@ -220,7 +325,12 @@ mod tests {
             let users = c.users().unwrap();
             let user = |name: &str, created, keys| User {
                 name: name.into(),
+                role: Role::Editor,
+                has_password: false,
+                disabled: false,
+                groups: vec![],
                 created,
+                updated: created,
                 keys,
             };
             assert_eq!(users, [user("alice", 1000, 1), user("bob", 2000, 1)]);
@@ -256,8 +366,10 @@ mod tests {
             assert_eq!(pending.len(), 3, "v{version}");
             assert_eq!(pending[2], (Doomed::Upload, "gif".into()));
             drop(c);
-            // And every row, byte for byte.
-            let mut after = rows(&path);
+            // And every row, byte for byte (in the columns they had).
+            let mut after = rows_with(&path, OLD_COLUMNS);
+            assert_eq!(after.remove("groups"), Some(vec![]));
+            assert_eq!(after.remove("group_members"), Some(vec![]));
             if version == 1 {
                 assert_eq!(after.remove("removals"), Some(vec![]));
                 assert_eq!(after.remove("sqlite_sequence"), Some(vec![]));

@@ -247,6 +247,12 @@ pub(crate) fn made_before_migrations(path: &Path, version: i64) -> Vec<OldKey> {
 /// Every row of every table of the database at `path` (FTS5's own tables included), each
 /// table's rows sorted: what an upgrade must keep.
 pub(super) fn rows(path: &Path) -> BTreeMap<String, Vec<String>> {
+    rows_with(path, &[])
+}
+
+/// [`rows`], with the columns of the tables `only` names limited to the ones given: what an
+/// upgrade that adds columns must keep.
+pub(super) fn rows_with(path: &Path, only: &[(&str, &str)]) -> BTreeMap<String, Vec<String>> {
     let conn = Connection::open(path).unwrap();
     let tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
@@ -257,7 +263,13 @@ pub(super) fn rows(path: &Path) -> BTreeMap<String, Vec<String>> {
         .unwrap();
     let mut all = BTreeMap::new();
     for table in tables {
-        let mut stmt = conn.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+        let columns = only
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map_or("*", |(_, c)| c);
+        let mut stmt = conn
+            .prepare(&format!("SELECT {columns} FROM \"{table}\""))
+            .unwrap();
         let width = stmt.column_count();
         let mut rows: Vec<String> = stmt
             .query_map([], |r| {

@@ -25,7 +25,7 @@ pub use memcached::{FIRST_BACKOFF, MAX_BACKOFF, MAX_PENDING, Memcached};
 pub use memory::MemoryCache;
 
 /// The version of what is cached: raise it when a cached type changes its shape.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 /// memcached's longest key.
 pub const MAX_KEY_BYTES: usize = 250;
 /// Largest value stored: memcached's default item size (1 MiB) less room for its header.
