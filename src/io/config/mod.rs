@@ -8,13 +8,14 @@
 //! Each group of sections has its module, which holds the validated settings, the raw struct
 //! and the validation: `state` (`[originals]`, `[state]`, `[mirrors]`), `cache` (`[cache]`,
 //! `[evict]`), `render` (`[limits]`, `[render]`, `[presets]`), `remote`, `server` (`[server]`,
-//! `[metrics]`), `store`, `api` (`[api]`, `[security]`). `load` finds and merges the file, the
+//! `[metrics]`), `store`, `api` (`[api]`, `[security]`), `ldap`. `load` finds and merges the file, the
 //! environment and the flags; `value` reads sizes, durations and bounded integers. Settings
 //! that a storage module consumes (`StoreConfig`, `MetricsConfig`) are that module's types,
 //! re-exported here, so that it need not depend on configuration.
 
 mod api;
 mod cache;
+mod ldap;
 mod load;
 mod remote;
 mod render;
@@ -36,11 +37,13 @@ pub use self::render::Limits;
 pub use self::server::ServerConfig;
 pub use self::state::{MirrorsConfig, OriginalsConfig, StateConfig};
 pub use self::value::{parse_duration, parse_size};
+pub use crate::io::ldap::LdapConfig;
 pub use crate::io::metrics::MetricsConfig;
 pub use crate::io::store::{Secret, StoreConfig};
 
 use self::api::{RawApi, RawSecurity, validate_api, validate_security};
 use self::cache::{RawCache, RawEvict, validate_cache, validate_evict};
+use self::ldap::{RawLdap, validate_ldap};
 use self::remote::{RawRemote, validate_remote};
 use self::render::{RawLimits, RawRender, validate_limits, validate_presets, validate_render};
 use self::server::{RawMetrics, RawServer, validate_metrics, validate_server};
@@ -107,6 +110,8 @@ pub struct Config {
     pub security: SecurityConfig,
     pub evict: EvictConfig,
     pub metrics: MetricsConfig,
+    /// `[ldap]`: the directory of the `ldap` authentication method, if one is configured.
+    pub ldap: Option<LdapConfig>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -143,6 +148,7 @@ struct Raw {
     evict: RawEvict,
     #[serde(default)]
     metrics: RawMetrics,
+    ldap: Option<RawLdap>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -167,6 +173,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
     let security = validate_security(&raw.security, &mut p);
     let evict = validate_evict(&raw.evict, &mut p);
     let metrics = validate_metrics(raw.metrics, &mut p);
+    let ldap = validate_ldap(raw.ldap, base, &mut p);
 
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));
@@ -187,6 +194,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
         security,
         evict,
         metrics,
+        ldap,
     })
 }
 
