@@ -100,7 +100,10 @@ fn sample_config_parses_and_has_every_key() {
                     section.to_ascii_uppercase(),
                     key.to_ascii_uppercase()
                 );
-                assert!(block.contains(&env), "etc/imgserv.toml: {env} is not mentioned");
+                assert!(
+                    block.contains(&env),
+                    "etc/imgserv.toml: {env} is not mentioned"
+                );
             }
             continue;
         }
@@ -153,11 +156,20 @@ fn the_commented_out_ldap_section_validates_when_uncommented() {
         fs::create_dir(tmp.path().join(dir)).unwrap();
     }
     let ca = tmp.path().join("ca.pem");
-    fs::write(&ca, "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n").unwrap();
+    fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     let uncommented: String = block
         .lines()
         .filter_map(|l| l.strip_prefix("# "))
-        .filter(|l| l.starts_with('[') || l.contains(" = "))
+        .filter(|l| {
+            l.starts_with('[')
+                || l.split_once(" = ").is_some_and(|(key, _)| {
+                    !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                })
+        })
         // user_dn is the alternative to the search settings, shown for reference.
         .filter(|l| !l.starts_with("user_dn = "))
         .map(|l| {

@@ -99,7 +99,10 @@ fn both_styles_log_users_in_with_their_groups_and_role() {
         // An empty password is never sent (an anonymous bind would "succeed").
         assert_eq!(refusal(&config, "alice", ""), Refusal::EmptyPassword);
         assert_eq!(refusal(&config, "", "x"), Refusal::BadUserName);
-        assert_eq!(refusal(&config, &"a".repeat(300), "x"), Refusal::BadUserName);
+        assert_eq!(
+            refusal(&config, &"a".repeat(300), "x"),
+            Refusal::BadUserName
+        );
     }
     // The reasons differ, for the log and ldap-test.
     assert!(matches!(
@@ -117,7 +120,10 @@ fn both_styles_log_users_in_with_their_groups_and_role() {
 fn user_filter_keeps_disabled_accounts_out() {
     let slapd = Slapd::start();
     // With the right password, carol is refused because the filter excludes her entry...
-    assert_eq!(refusal(&search(&slapd), "carol", "carol-pw"), Refusal::NoEntry);
+    assert_eq!(
+        refusal(&search(&slapd), "carol", "carol-pw"),
+        Refusal::NoEntry
+    );
     assert_eq!(login(&search(&slapd), "carol", "carol-pw"), None);
     // ...which is the filter's doing: without it (user_dn style) the directory accepts her.
     assert!(login(&template(&slapd), "carol", "carol-pw").is_some());
@@ -300,7 +306,8 @@ fn ldap_test(site: &Site, user: &str, password: &str) -> (Option<i32>, String, S
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    // The tool may exit before reading (no [ldap] section): a closed pipe is not a failure.
+    let _ = writeln!(child.stdin.take().unwrap(), "{password}");
     let out = child.wait_with_output().unwrap();
     (
         out.status.code(),
@@ -319,16 +326,25 @@ fn ldap_test_tells_operators_what_happened() {
     ));
     let (code, out, err) = ldap_test(&site, "alice", "alice-pw");
     assert_eq!(code, Some(0), "{out}{err}");
-    assert!(out.contains(&format!("dn:      uid=alice,{PEOPLE}")), "{out}");
+    assert!(
+        out.contains(&format!("dn:      uid=alice,{PEOPLE}")),
+        "{out}"
+    );
     assert!(out.contains("groups:  imgadmins, photographers"), "{out}");
     assert!(out.contains("admin:   yes"), "{out}");
 
     let (code, out, _) = ldap_test(&site, "alice", "nope");
     assert_eq!(code, Some(77));
-    assert!(out.contains("refused: the directory refused the password"), "{out}");
+    assert!(
+        out.contains("refused: the directory refused the password"),
+        "{out}"
+    );
     let (code, out, _) = ldap_test(&site, "carol", "carol-pw");
     assert_eq!(code, Some(77));
-    assert!(out.contains("no entry under base_dn matches user_filter"), "{out}");
+    assert!(
+        out.contains("no entry under base_dn matches user_filter"),
+        "{out}"
+    );
     let (code, out, _) = ldap_test(&site, "alice", "");
     assert_eq!(code, Some(77));
     assert!(out.contains("empty password"), "{out}");

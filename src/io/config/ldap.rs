@@ -128,7 +128,10 @@ fn check_url(text: &str, p: &mut Problems) -> Option<&'static str> {
     let url = match url::Url::parse(text) {
         Ok(u) => u,
         Err(e) => {
-            p.add(key, format!("expected ldap://HOST or ldaps://HOST, got {text:?}: {e}"));
+            p.add(
+                key,
+                format!("expected ldap://HOST or ldaps://HOST, got {text:?}: {e}"),
+            );
             return None;
         }
     };
@@ -136,7 +139,10 @@ fn check_url(text: &str, p: &mut Problems) -> Option<&'static str> {
         "ldap" => "ldap",
         "ldaps" => "ldaps",
         other => {
-            p.add(key, format!("expected the scheme ldap:// or ldaps://, got {other}://"));
+            p.add(
+                key,
+                format!("expected the scheme ldap:// or ldaps://, got {other}://"),
+            );
             return None;
         }
     };
@@ -296,7 +302,10 @@ mod tests {
         assert!(matches!(c.lookup, UserLookup::Search { bind: Some(_), .. }));
         assert_eq!(c.timeout.as_secs(), 5, "the default");
         assert_eq!(c.admin_group.as_deref(), Some("imgadmins"));
-        assert!(!format!("{c:?}").contains("\"pw\""), "the password stays out of Debug");
+        assert!(
+            !format!("{c:?}").contains("\"pw\""),
+            "the password stays out of Debug"
+        );
     }
 
     #[test]

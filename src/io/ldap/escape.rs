@@ -58,13 +58,21 @@ mod tests {
             (")(uid=*", "\\29\\28uid=\\2a"),
             ("a\\b", "a\\5cb"),
             ("nul\0x", "nul\\00x"),
-            ("*)(|(objectClass=*)", "\\2a\\29\\28|\\28objectClass=\\2a\\29"),
+            (
+                "*)(|(objectClass=*)",
+                "\\2a\\29\\28|\\28objectClass=\\2a\\29",
+            ),
             ("zoë", "zoë"),
         ] {
             assert_eq!(filter_value(value), want, "{value:?}");
         }
         assert_eq!(
-            fill("(&(uid={user})(!(employeeType=disabled)))", "*", "", filter_value),
+            fill(
+                "(&(uid={user})(!(employeeType=disabled)))",
+                "*",
+                "",
+                filter_value
+            ),
             "(&(uid=\\2a)(!(employeeType=disabled)))"
         );
     }

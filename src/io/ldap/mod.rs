@@ -124,7 +124,11 @@ pub enum LdapError {
     CaFile(String),
     /// The directory refused `bind_dn`'s password.
     #[error("LDAP directory {url}: bind_dn {dn} was refused: {msg}")]
-    ServiceBind { url: String, dn: String, msg: String },
+    ServiceBind {
+        url: String,
+        dn: String,
+        msg: String,
+    },
     /// A search failed (`base_dn` or `group_base` does not exist, a filter the server rejects,
     /// no right to read).
     #[error("LDAP directory {url}: {what} failed: {msg}")]
@@ -266,9 +270,7 @@ impl<'c> Session<'c> {
     ) -> Result<Result<LdapIdentity, Refusal>, LdapError> {
         let config = self.config;
         let dn = match &config.lookup {
-            UserLookup::Template { user_dn } => {
-                escape::fill(user_dn, user, "", escape::dn_value)
-            }
+            UserLookup::Template { user_dn } => escape::fill(user_dn, user, "", escape::dn_value),
             UserLookup::Search {
                 bind,
                 base_dn,
@@ -277,12 +279,20 @@ impl<'c> Session<'c> {
                 self.service_bind(bind)?;
                 let filter = escape::fill(user_filter, user, "", escape::filter_value);
                 // "1.1": no attributes, only the DN.
-                let found = self.search("the user search (base_dn, user_filter)", base_dn, &filter, &["1.1"])?;
+                let found = self.search(
+                    "the user search (base_dn, user_filter)",
+                    base_dn,
+                    &filter,
+                    &["1.1"],
+                )?;
                 match <[_; 1]>::try_from(found) {
                     Ok([entry]) => entry.dn,
                     Err(found) if found.is_empty() => return Ok(Err(Refusal::NoEntry)),
                     Err(found) => {
-                        log::warn!("ldap: {} entries match user_filter for {user:?}", found.len());
+                        log::warn!(
+                            "ldap: {} entries match user_filter for {user:?}",
+                            found.len()
+                        );
                         return Ok(Err(Refusal::Ambiguous(found.len())));
                     }
                 }
@@ -299,7 +309,12 @@ impl<'c> Session<'c> {
                     self.service_bind(bind)?;
                 }
                 let filter = escape::fill(&lookup.filter, user, &dn, escape::filter_value);
-                let entries = self.search("the group search (group_base, group_filter)", &lookup.base, &filter, &["cn"])?;
+                let entries = self.search(
+                    "the group search (group_base, group_filter)",
+                    &lookup.base,
+                    &filter,
+                    &["cn"],
+                )?;
                 let mut groups: Vec<String> = entries
                     .into_iter()
                     .filter_map(|mut e| e.attrs.remove("cn")?.into_iter().next())
@@ -372,8 +387,7 @@ fn tls_config(ca_file: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, Ld
         .map_err(|e| LdapError::CaFile(format!("{}: {e}", ca_file.display())))?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert =
-            cert.map_err(|e| LdapError::CaFile(format!("{}: {e}", ca_file.display())))?;
+        let cert = cert.map_err(|e| LdapError::CaFile(format!("{}: {e}", ca_file.display())))?;
         roots
             .add(cert)
             .map_err(|e| LdapError::CaFile(format!("{}: {e}", ca_file.display())))?;
