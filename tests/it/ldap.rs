@@ -233,6 +233,13 @@ fn misconfiguration_is_an_error_not_a_refusal() {
     assert!(matches!(err, LdapError::ServiceBind { .. }), "{err}");
     assert!(!format!("{err} {err:?}").contains("wrong"), "{err:?}");
     config.lookup = UserLookup::Search {
+        bind: Some((READER_DN.into(), Secret::new(""))),
+        base_dn: PEOPLE.into(),
+        user_filter: "(uid={user})".into(),
+    };
+    let err = authenticate(&config, "alice", "alice-pw").unwrap_err();
+    assert!(err.to_string().contains("empty bind_password"), "{err}");
+    config.lookup = UserLookup::Search {
         bind: Some((READER_DN.into(), Secret::new(READER_PW))),
         base_dn: "ou=nobody,dc=example,dc=org".into(),
         user_filter: "(uid={user})".into(),

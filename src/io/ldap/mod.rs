@@ -342,6 +342,14 @@ impl<'c> Session<'c> {
         let Some((dn, password)) = bind else {
             return Ok(());
         };
+        if password.expose().is_empty() {
+            // An anonymous bind in disguise; the configuration refuses it too.
+            return Err(LdapError::ServiceBind {
+                url: self.config.url.clone(),
+                dn: dn.clone(),
+                msg: "empty bind_password (never sent: it would be an anonymous bind)".into(),
+            });
+        }
         match self.bind(dn, password.expose())? {
             Ok(()) => Ok(()),
             Err(msg) => Err(LdapError::ServiceBind {
