@@ -309,6 +309,34 @@ mod tests {
     }
 
     #[test]
+    fn bind_password_can_come_from_the_environment() {
+        let d = dirs();
+        let text = format!(
+            "{}[ldap]\nurl = \"ldap://127.0.0.1\"\nbind_dn = \"cn=reader,dc=example,dc=org\"\nbase_dn = \"dc=example,dc=org\"\nuser_filter = \"(uid={{user}})\"\n",
+            minimal()
+        );
+        assert!(
+            from_str(&text, d.path()).is_err(),
+            "bind_dn needs a password"
+        );
+        let vars = [(
+            "IMGSERV_LDAP_BIND_PASSWORD".to_string(),
+            "s3cret".to_string(),
+        )];
+        let c = crate::io::config::from_str_env(&text, d.path(), &vars).unwrap();
+        match c.ldap.unwrap().lookup {
+            UserLookup::Search {
+                bind: Some((dn, pw)),
+                ..
+            } => {
+                assert_eq!(dn, "cn=reader,dc=example,dc=org");
+                assert_eq!(pw.expose(), "s3cret");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn every_mistake_names_its_key() {
         let user_dn = "user_dn = \"uid={user},dc=example,dc=org\"\n";
         for (section, want) in [
