@@ -38,6 +38,9 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(Key),
+    /// Try USER's login against the [ldap] directory (password on standard input): print the
+    /// DN, groups and admin role, or why not; exit 77 when refused, 69 when unavailable.
+    LdapTest { user: String },
     /// Print URL with a signature (for [security] require_signed_urls).
     SignUrl {
         url: String,
@@ -154,6 +157,7 @@ fn main() {
         }) => admin::key_add(config, &user, &rights, expires),
         Command::Key(Key::List) => admin::key_list(config),
         Command::Key(Key::Revoke { key }) => admin::key_revoke(config, &key),
+        Command::LdapTest { user } => admin::ldap_test(config, &user, &mut std::io::stdin().lock()),
         Command::SignUrl {
             url,
             key,

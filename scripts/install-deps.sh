@@ -59,6 +59,9 @@ if ! $build_only; then
   # The test of imgserv-signing(7) runs the page's Python client against its test vectors.
   need python3 python3
   need openssl openssl
+  # tests/it/ldap.rs runs a private slapd and loads its entries with ldapadd.
+  need slapd slapd
+  need ldap-utils ldapadd
   # tests/it/cache.rs traces a miss's syscalls to check what it syncs, and in which order.
   need strace strace
   # Little CMS's jpgicc: the reference colour conversion render::color's tests compare with.

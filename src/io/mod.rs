@@ -1,6 +1,6 @@
 //! Storage and I/O, above the domain: the catalog of originals and keys, the cache index and its
 //! files, the stores of originals (a directory, S3), the sources a render reads (local files,
-//! remote copies), the renderer, the replay log, the configuration file, the metrics counters.
+//! remote copies), the renderer, the replay log, the configuration file, the metrics counters, the LDAP directory.
 //! Each hides its medium behind a small type; none of them knows about use cases or transports.
 
 pub mod cache;
@@ -9,6 +9,7 @@ pub mod command_auth;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod ldap;
 pub mod malloc;
 pub mod metrics;
 pub mod object_cache;

@@ -326,6 +326,46 @@ pub fn key_revoke(config_file: Option<&Path>, id: &str) -> i32 {
     })
 }
 
+/// `ldap-test USER`: the password is the first line of standard input. Tries the `[ldap]`
+/// directory as a login would, and prints the DN, the groups and the admin role (exit 0), or
+/// why the login was refused (exit 77), or why the directory could not answer (exit 69, or 78
+/// when the configuration is at fault).
+pub fn ldap_test(config_file: Option<&Path>, user: &str, stdin: &mut dyn std::io::BufRead) -> i32 {
+    let config = match server::load_config(config_file, &[]) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            return exit::CONFIG;
+        }
+    };
+    let Some(ldap) = &config.ldap else {
+        eprintln!("imgserv-admin: no [ldap] section in the configuration");
+        return exit::CONFIG;
+    };
+    let mut line = String::new();
+    if let Err(e) = stdin.read_line(&mut line) {
+        eprintln!("imgserv-admin: reading the password from standard input: {e}");
+        return exit::IOERR;
+    }
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    match crate::io::ldap::check(ldap, user, password) {
+        Ok(Ok(identity)) => {
+            println!("dn:      {}", identity.dn);
+            println!("groups:  {}", identity.groups.join(", "));
+            println!("admin:   {}", if identity.admin { "yes" } else { "no" });
+            exit::OK
+        }
+        Ok(Err(refusal)) => {
+            println!("refused: {refusal}");
+            exit::NOPERM
+        }
+        Err(e) => fail(e.into()),
+    }
+}
+
 /// `sign-url URL [--key ID] [--expires DURATION] [--base PATH]`: prints the URL with its
 /// signature. The base (where imgserv is mounted) is the cache URL's path for 404-handler
 /// URLs, else `script`.

@@ -7,6 +7,7 @@ use crate::io::cache::CacheError;
 use crate::io::catalog::CatalogError;
 use crate::io::config::ConfigError;
 use crate::io::http::RequestError;
+use crate::io::ldap::LdapError;
 use crate::io::metrics::MetricsError;
 use crate::io::render::RenderError;
 use crate::io::replay::ReplayError;
@@ -59,6 +60,8 @@ pub enum Error {
     Metrics(#[from] MetricsError),
     #[error(transparent)]
     Password(#[from] PasswordError),
+    #[error(transparent)]
+    Ldap(#[from] LdapError),
 }
 
 /// sysexits(3) codes used by the tools.
@@ -198,6 +201,16 @@ impl Error {
                 PasswordError::Hash(_) => (500, "password-hash", exit::SOFTWARE),
                 PasswordError::Read(_) => (500, "password-read", exit::IOERR),
             },
+            // Either way nobody can log in through the directory for now: 503, not 401, so
+            // that a client does not take it for wrong credentials.
+            Error::Ldap(e) => match e {
+                LdapError::Unavailable { .. } | LdapError::Tls { .. } => {
+                    (503, "ldap-unavailable", exit::UNAVAILABLE)
+                }
+                LdapError::CaFile(_)
+                | LdapError::ServiceBind { .. }
+                | LdapError::Directory { .. } => (503, "ldap-misconfigured", exit::CONFIG),
+            },
         }
     }
 
@@ -230,6 +243,9 @@ impl Error {
                     "the store of originals is unavailable; retry later".to_owned()
                 }
                 "store-protocol" => "the store of originals gave an unexpected answer".to_owned(),
+                "ldap-unavailable" | "ldap-misconfigured" => {
+                    "the directory cannot check passwords now; retry later".to_owned()
+                }
                 code => format!("internal error ({code})"),
             },
         }
@@ -249,6 +265,15 @@ mod tests {
             Error::Cache(CacheError::Busy(inner.into())),
             Error::Catalog(CatalogError::Busy(inner.into())),
             Error::Source(SourceError::Io(std::io::Error::other(inner))),
+            Error::Ldap(LdapError::Unavailable {
+                url: "ldap://10.0.0.5".into(),
+                msg: inner.into(),
+            }),
+            Error::Ldap(LdapError::ServiceBind {
+                url: "ldap://10.0.0.5".into(),
+                dn: "cn=reader".into(),
+                msg: inner.into(),
+            }),
         ] {
             let message = e.public_message();
             assert!(

@@ -94,6 +94,24 @@ fn sample_config_parses_and_has_every_key() {
         ("object_cache", "prefix"),
     ];
     for (section, keys) in imgserv::io::config::known_keys() {
+        if let Some(block) = commented_section(&text, section) {
+            for key in keys {
+                assert!(
+                    block.lines().any(|l| l.starts_with(&format!("# {key} = "))),
+                    "etc/imgserv.toml: the commented-out [{section}] does not show {key}"
+                );
+                let env = format!(
+                    "IMGSERV_{}_{}",
+                    section.to_ascii_uppercase(),
+                    key.to_ascii_uppercase()
+                );
+                assert!(
+                    block.contains(&env),
+                    "etc/imgserv.toml: {env} is not mentioned"
+                );
+            }
+            continue;
+        }
         for key in keys {
             let set = table
                 .get(section)
@@ -122,6 +140,59 @@ fn sample_config_parses_and_has_every_key() {
             );
         }
     }
+}
+
+/// A section shipped commented out (absent means off): the lines from `# [section]` to the
+/// next section, or `None` when the section is not commented out.
+fn commented_section<'t>(text: &'t str, section: &str) -> Option<&'t str> {
+    let header = format!("\n# [{section}]\n");
+    let start = text.find(&header)? + 1;
+    let rest = &text[start..];
+    let end = rest.find("\n[").map_or(rest.len(), |i| i + 1);
+    Some(&rest[..end])
+}
+
+#[test]
+fn the_commented_out_ldap_section_validates_when_uncommented() {
+    let text = read("etc/imgserv.toml");
+    let block = commented_section(&text, "ldap").expect("etc/imgserv.toml has a # [ldap]");
+    let tmp = tempfile::tempdir().unwrap();
+    for dir in ["originals", "cache", "state"] {
+        fs::create_dir(tmp.path().join(dir)).unwrap();
+    }
+    let ca = tmp.path().join("ca.pem");
+    fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let uncommented: String = block
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| {
+            l.starts_with('[')
+                || l.split_once(" = ").is_some_and(|(key, _)| {
+                    !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                })
+        })
+        // user_dn is the alternative to the search settings, shown for reference.
+        .filter(|l| !l.starts_with("user_dn = "))
+        .map(|l| {
+            if l.starts_with("ca_file = ") {
+                format!("ca_file = {:?}\n", ca.to_str().unwrap())
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    assert!(uncommented.contains("group_filter = "), "{uncommented}");
+    let config = format!(
+        "[originals]\nroot = \"originals\"\n[cache]\ndir = \"cache\"\n[state]\ndir = \"state\"\n{uncommented}"
+    );
+    let config = imgserv::io::config::from_str(&config, tmp.path())
+        .unwrap_or_else(|e| panic!("the [ldap] example does not validate:\n{e}\n{uncommented}"));
+    let ldap = config.ldap.expect("[ldap] read");
+    assert!(ldap.starttls && ldap.admin_group.is_some());
 }
 
 #[test]

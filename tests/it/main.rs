@@ -20,6 +20,7 @@ mod fastcgi;
 mod handler404;
 mod harness_selftest;
 mod layers;
+mod ldap;
 mod memcached;
 mod memory;
 mod mirror;

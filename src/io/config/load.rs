@@ -257,6 +257,23 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
             "object_cache",
             &["type", "memory", "servers", "timeout", "ttl", "prefix"][..],
         ),
+        (
+            "ldap",
+            &[
+                "url",
+                "starttls",
+                "ca_file",
+                "timeout",
+                "user_dn",
+                "bind_dn",
+                "bind_password",
+                "base_dn",
+                "user_filter",
+                "group_base",
+                "group_filter",
+                "admin_group",
+            ][..],
+        ),
         // Free-form: each key names a preset.
         ("presets", &[][..]),
         (

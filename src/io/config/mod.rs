@@ -8,7 +8,7 @@
 //! Each group of sections has its module, which holds the validated settings, the raw struct
 //! and the validation: `state` (`[originals]`, `[state]`, `[mirrors]`), `cache` (`[cache]`,
 //! `[evict]`), `render` (`[limits]`, `[render]`, `[presets]`), `remote`, `server` (`[server]`,
-//! `[metrics]`), `store`, `api` (`[api]`, `[security]`), `object_cache`. `load` finds and merges the file, the
+//! `[metrics]`), `store`, `api` (`[api]`, `[security]`), `object_cache`, `ldap`. `load` finds and merges the file, the
 //! environment and the flags; `value` reads sizes, durations and bounded integers. Settings
 //! that a storage module consumes (`StoreConfig`, `MetricsConfig`) are that module's types,
 //! re-exported here, so that it need not depend on configuration.
@@ -16,6 +16,7 @@
 mod api;
 mod auth;
 mod cache;
+mod ldap;
 mod load;
 mod object_cache;
 mod remote;
@@ -39,6 +40,7 @@ pub use self::render::Limits;
 pub use self::server::ServerConfig;
 pub use self::state::{MirrorsConfig, OriginalsConfig, StateConfig};
 pub use self::value::{parse_duration, parse_size};
+pub use crate::io::ldap::LdapConfig;
 pub use crate::io::metrics::MetricsConfig;
 pub use crate::io::object_cache::{Backend as ObjectCacheBackend, ObjectCacheConfig};
 pub use crate::io::store::{Secret, StoreConfig};
@@ -46,6 +48,7 @@ pub use crate::io::store::{Secret, StoreConfig};
 use self::api::{RawApi, RawSecurity, validate_api, validate_security};
 use self::auth::{RawAuth, validate_auth};
 use self::cache::{RawCache, RawEvict, validate_cache, validate_evict};
+use self::ldap::{RawLdap, validate_ldap};
 use self::object_cache::{RawObjectCache, validate_object_cache};
 use self::remote::{RawRemote, validate_remote};
 use self::render::{RawLimits, RawRender, validate_limits, validate_presets, validate_render};
@@ -116,6 +119,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[object_cache]`: where catalog lookups are cached.
     pub object_cache: ObjectCacheConfig,
+    /// `[ldap]`: the directory of the `ldap` authentication method, if one is configured.
+    pub ldap: Option<LdapConfig>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -156,6 +161,7 @@ struct Raw {
     auth: RawAuth,
     #[serde(default)]
     object_cache: RawObjectCache,
+    ldap: Option<RawLdap>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -182,6 +188,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
     let metrics = validate_metrics(raw.metrics, &mut p);
     let auth = validate_auth(raw.auth, &mut p);
     let object_cache = validate_object_cache(raw.object_cache, &state, &mut p);
+    let ldap = validate_ldap(raw.ldap, base, &mut p);
 
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));
@@ -204,6 +211,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
         metrics,
         auth,
         object_cache,
+        ldap,
     })
 }
 

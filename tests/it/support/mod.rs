@@ -13,6 +13,7 @@ mod nginx;
 mod process;
 mod s3;
 mod site;
+pub mod slapd;
 
 pub use apache::Apache;
 pub use cgi::{Cgi, CgiResponse, Killed};
@@ -22,6 +23,7 @@ pub use nginx::{Nginx, spawn_fcgi};
 pub use process::{Child, free_port, pid_alive, process_group_members, wait_for_port};
 pub use s3::S3Server;
 pub use site::{Site, fixture, fixture_bytes};
+pub use slapd::Slapd;
 
 use std::path::{Path, PathBuf};
 
