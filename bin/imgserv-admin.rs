@@ -41,6 +41,9 @@ enum Command {
     /// Try USER's login against the [ldap] directory (password on standard input): print the
     /// DN, groups and admin role, or why not; exit 77 when refused, 69 when unavailable.
     LdapTest { user: String },
+    /// Log USER in through [auth] methods, as a login form would (password on stdin); print who
+    /// they are (exit 0), or that the login was refused (77) or could not be checked (69).
+    Login { user: String },
     /// Print URL with a signature (for [security] require_signed_urls).
     SignUrl {
         url: String,
@@ -158,6 +161,11 @@ fn main() {
         Command::Key(Key::List) => admin::key_list(config),
         Command::Key(Key::Revoke { key }) => admin::key_revoke(config, &key),
         Command::LdapTest { user } => admin::ldap_test(config, &user, &mut std::io::stdin().lock()),
+        Command::Login { user } => {
+            // Which method refused or failed, and why, goes to standard error.
+            imgserv::web::server::init_logging();
+            admin::login(config, &user, &mut std::io::stdin().lock())
+        }
         Command::SignUrl {
             url,
             key,

@@ -440,3 +440,24 @@ fn date(ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
     httpdate::fmt_http_date(t)
 }
+
+/// `login USER`: the password from the first line of standard input through `[auth] methods`,
+/// as a login form would; prints the principal (user, how, roles, groups) and exits 0, or says
+/// the login was refused (77) or could not be checked (69). For operators setting up a method.
+pub fn login(config_file: Option<&Path>, user: &str, stdin: &mut dyn std::io::BufRead) -> i32 {
+    run(config_file, |config, c| {
+        let mut line = String::new();
+        stdin
+            .read_line(&mut line)
+            .map_err(crate::usecases::passwords::PasswordError::Read)?;
+        let password = line.strip_suffix('\n').unwrap_or(&line);
+        let password = password.strip_suffix('\r').unwrap_or(password);
+        let p = crate::usecases::auth::login(config, c, user, password)?;
+        let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
+        println!("user:    {}", p.user);
+        println!("method:  {}", p.method.as_str());
+        println!("roles:   {}", roles.join(", "));
+        println!("groups:  {}", p.groups.join(", "));
+        Ok(())
+    })
+}

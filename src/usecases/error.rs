@@ -13,6 +13,7 @@ use crate::io::render::RenderError;
 use crate::io::replay::ReplayError;
 use crate::io::source::SourceError;
 use crate::io::store::StoreError;
+use crate::usecases::auth::AuthError;
 use crate::usecases::passwords::PasswordError;
 use crate::usecases::sign::SignError;
 
@@ -62,6 +63,8 @@ pub enum Error {
     Password(#[from] PasswordError),
     #[error(transparent)]
     Ldap(#[from] LdapError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 /// sysexits(3) codes used by the tools.
@@ -210,6 +213,10 @@ impl Error {
                 LdapError::CaFile(_)
                 | LdapError::ServiceBind { .. }
                 | LdapError::Directory { .. } => (503, "ldap-misconfigured", exit::CONFIG),
+            },
+            Error::Auth(e) => match e {
+                AuthError::Refused => (401, "bad-credentials", exit::NOPERM),
+                AuthError::Unavailable => (503, "auth-unavailable", exit::UNAVAILABLE),
             },
         }
     }

@@ -6,6 +6,7 @@
 //! status, an error code and an exit status. They know nothing of CGI, FastCGI or the routes
 //! that call them.
 
+pub mod auth;
 pub mod error;
 pub mod evict;
 pub mod fsck;

@@ -21,6 +21,7 @@ mod handler404;
 mod harness_selftest;
 mod layers;
 mod ldap;
+mod login;
 mod memcached;
 mod memory;
 mod mirror;
