@@ -344,14 +344,14 @@ pub fn ldap_test(config_file: Option<&Path>, user: &str, stdin: &mut dyn std::io
         eprintln!("imgserv-admin: no [ldap] section in the configuration");
         return exit::CONFIG;
     };
-    let mut line = String::new();
-    if let Err(e) = stdin.read_line(&mut line) {
-        eprintln!("imgserv-admin: reading the password from standard input: {e}");
-        return exit::IOERR;
-    }
-    let password = line.strip_suffix('\n').unwrap_or(&line);
-    let password = password.strip_suffix('\r').unwrap_or(password);
-    match crate::io::ldap::check(ldap, user, password) {
+    let password = match password_line(stdin) {
+        Ok(password) => password,
+        Err(e) => {
+            eprintln!("imgserv-admin: reading the password from standard input: {e}");
+            return exit::IOERR;
+        }
+    };
+    match crate::io::ldap::check(ldap, user, &password) {
         Ok(Ok(identity)) => {
             println!("dn:      {}", identity.dn);
             println!("groups:  {}", identity.groups.join(", "));
@@ -446,13 +446,9 @@ fn date(ms: i64) -> String {
 /// the login was refused (77) or could not be checked (69). For operators setting up a method.
 pub fn login(config_file: Option<&Path>, user: &str, stdin: &mut dyn std::io::BufRead) -> i32 {
     run(config_file, |config, c| {
-        let mut line = String::new();
-        stdin
-            .read_line(&mut line)
-            .map_err(crate::usecases::passwords::PasswordError::Read)?;
-        let password = line.strip_suffix('\n').unwrap_or(&line);
-        let password = password.strip_suffix('\r').unwrap_or(password);
-        let p = crate::usecases::auth::login(config, c, user, password)?;
+        let password =
+            password_line(stdin).map_err(crate::usecases::passwords::PasswordError::Read)?;
+        let p = crate::usecases::auth::login(config, c, user, &password)?;
         let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
         println!("user:    {}", p.user);
         println!("method:  {}", p.method.as_str());
@@ -460,4 +456,13 @@ pub fn login(config_file: Option<&Path>, user: &str, stdin: &mut dyn std::io::Bu
         println!("groups:  {}", p.groups.join(", "));
         Ok(())
     })
+}
+
+/// The first line of `stdin` without its line ending: a password to check (`ldap-test`,
+/// `login`), never taken from the command line where ps(1) would show it.
+fn password_line(stdin: &mut dyn std::io::BufRead) -> std::io::Result<String> {
+    let mut line = String::new();
+    stdin.read_line(&mut line)?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    Ok(password.strip_suffix('\r').unwrap_or(password).to_string())
 }

@@ -11,19 +11,8 @@ use crate::domain::principal::{Method, Principal, Role};
 use crate::io::catalog::Catalog;
 use crate::io::config::Config;
 use crate::io::ldap;
-use crate::usecases::error::Error;
+use crate::usecases::error::{AuthError, Error};
 use crate::usecases::passwords;
-
-/// Why nobody was logged in.
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    /// No method accepted the user and password. The message never says which was wrong.
-    #[error("wrong user name or password")]
-    Refused,
-    /// No method accepted, and at least one could not decide (logged with the reason).
-    #[error("logins cannot be checked now; retry later")]
-    Unavailable,
-}
 
 /// Checks `user` and `password` with the password methods of `[auth] methods`, in order.
 pub fn login(

@@ -13,7 +13,6 @@ use crate::io::render::RenderError;
 use crate::io::replay::ReplayError;
 use crate::io::source::SourceError;
 use crate::io::store::StoreError;
-use crate::usecases::auth::AuthError;
 use crate::usecases::passwords::PasswordError;
 use crate::usecases::sign::SignError;
 
@@ -31,6 +30,17 @@ pub enum IngestError {
     /// The bytes carry the marks of a SHA-1 collision attack.
     #[error("the upload looks like a SHA-1 collision attack")]
     Collision,
+}
+
+/// Why nobody was logged in.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No method accepted the user and password. The message never says which was wrong.
+    #[error("wrong user name or password")]
+    Refused,
+    /// No method accepted, and at least one could not decide (logged with the reason).
+    #[error("logins cannot be checked now; retry later")]
+    Unavailable,
 }
 
 #[derive(Debug, thiserror::Error)]
