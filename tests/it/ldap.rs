@@ -3,9 +3,7 @@
 //! out by `user_filter`, injection attempts, StartTLS and ldaps with a generated CA, a wrong CA,
 //! a stopped directory and one that never answers; and `imgserv-admin ldap-test`.
 
-use std::io::Write;
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use imgserv::io::ldap::{
@@ -303,19 +301,11 @@ fn a_directory_that_never_answers_fails_within_the_timeout() {
 
 /// `imgserv-admin ldap-test USER` with the password on standard input.
 fn ldap_test(site: &Site, user: &str, password: &str) -> (Option<i32>, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imgserv-admin"))
-        .arg("--config")
-        .arg(site.config_path())
-        .args(["ldap-test", user])
-        .env_remove("GATEWAY_INTERFACE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The tool may exit before reading (no [ldap] section): a closed pipe is not a failure.
-    let _ = writeln!(child.stdin.take().unwrap(), "{password}");
-    let out = child.wait_with_output().unwrap();
+    let out = crate::support::imgserv_admin(
+        site,
+        &["ldap-test", user],
+        format!("{password}\n").as_bytes(),
+    );
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -3,27 +3,14 @@
 //! method, and an outage is told apart from a wrong password.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
 
-use crate::support::Site;
 use crate::support::slapd::{READER_DN, READER_PW, Slapd};
+use crate::support::{Site, imgserv_admin};
 
 /// `imgserv-admin ARGS` with `stdin`: (exit code, stdout, stderr).
 fn admin(site: &Site, args: &[&str], stdin: &str) -> (Option<i32>, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imgserv-admin"))
-        .arg("--config")
-        .arg(site.config_path())
-        .args(args)
-        .env_remove("GATEWAY_INTERFACE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    let out = child.wait_with_output().unwrap();
+    let out = imgserv_admin(site, args, stdin.as_bytes());
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

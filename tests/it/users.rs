@@ -2,8 +2,7 @@
 //! it prints, its sysexits codes, what the catalog holds after (and what a local login and a
 //! signed API request then meet).
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use imgserv::io::catalog::{Catalog, Role};
@@ -14,27 +13,8 @@ use imgserv::web::api::App;
 use crate::api::{load, sign_with, unsigned};
 use crate::support::Site;
 
-/// Runs `imgserv-admin --config SITE ARGS`, with `stdin` written from another thread (a
-/// child that does not read it must not block the test).
 fn admin_in(site: &Site, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imgserv-admin"))
-        .arg("--config")
-        .arg(site.config_path())
-        .args(args)
-        .env_remove("GATEWAY_INTERFACE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut pipe = child.stdin.take().unwrap();
-    let input = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = pipe.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    out
+    crate::support::imgserv_admin(site, args, stdin)
 }
 
 fn admin(site: &Site, args: &[&str]) -> Output {

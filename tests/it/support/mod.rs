@@ -5,6 +5,7 @@
 // Every topic module uses a different subset of the helpers.
 #![allow(dead_code, unused_imports)]
 
+pub mod admin;
 mod apache;
 mod cgi;
 mod http;
@@ -15,6 +16,7 @@ mod s3;
 mod site;
 pub mod slapd;
 
+pub use admin::imgserv_admin;
 pub use apache::Apache;
 pub use cgi::{Cgi, CgiResponse, Killed};
 pub use http::{HttpResponse, follow, get, request, try_request};
