@@ -226,9 +226,12 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
         drop(live);
 
-        let relative = Listener::bind("./target/../target/fastcgi-test.sock");
-        assert!(matches!(relative, Ok(Listener::Unix(_))));
-        let _ = fs::remove_file("./target/fastcgi-test.sock");
+        // A relative path (as `--fastcgi run/imgserv.sock` gives): a directory of its own below
+        // the working directory, wherever the build directory is.
+        let here = tempfile::tempdir_in(".").unwrap();
+        let name = here.path().file_name().unwrap().to_str().unwrap();
+        let relative = Listener::bind(&format!("./{name}/../{name}/fastcgi-test.sock"));
+        assert!(matches!(relative, Ok(Listener::Unix(_))), "{relative:?}");
     }
 
     #[test]
