@@ -334,7 +334,7 @@ fn unroff(block: &str) -> String {
 }
 
 /// The Python client of imgserv-signing(7), run as the page says, prints the signatures the
-/// page gives for its test vectors, in order (and src/usecases/sign.rs checks the server computes the
+/// page gives for its test vectors, in order (and src/usecases/sign/tests.rs checks the server computes the
 /// same ones): the page, an independent client and the server cannot drift apart.
 #[test]
 fn the_signing_pages_python_client_computes_its_test_vectors() {
