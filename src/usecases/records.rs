@@ -88,7 +88,7 @@ impl Records {
 
     /// One image's catalog row.
     pub fn image(&self, catalog: &Catalog, id: &OriginalId) -> Result<Option<Image>, CatalogError> {
-        self.cached::<_, CachedImage, _>(IMAGES, id.as_str(), || catalog.get(id))
+        self.cached::<_, Image, _>(IMAGES, id.as_str(), || catalog.get(id))
     }
 
     /// Replaces (or, with `merge`, merges by RFC 7396) an image's metadata.
@@ -166,57 +166,6 @@ impl From<CachedKey> for KeyInfo {
             expires: k.expires,
             user_disabled: k.user_disabled,
         }
-    }
-}
-
-/// [`Image`] as cached.
-#[derive(Serialize, Deserialize)]
-struct CachedImage {
-    id: String,
-    mime: String,
-    width: u32,
-    height: u32,
-    bytes: u64,
-    created: i64,
-    updated: i64,
-    owner: Option<String>,
-    category: String,
-    meta: Map<String, Value>,
-}
-
-impl From<Image> for CachedImage {
-    fn from(i: Image) -> Self {
-        CachedImage {
-            id: i.id.as_str().to_string(),
-            mime: i.mime,
-            width: i.width,
-            height: i.height,
-            bytes: i.bytes,
-            created: i.created,
-            updated: i.updated,
-            owner: i.owner,
-            category: i.category,
-            meta: i.meta,
-        }
-    }
-}
-
-impl TryFrom<CachedImage> for Image {
-    type Error = crate::domain::original::IdError;
-
-    fn try_from(i: CachedImage) -> Result<Self, Self::Error> {
-        Ok(Image {
-            id: i.id.parse()?,
-            mime: i.mime,
-            width: i.width,
-            height: i.height,
-            bytes: i.bytes,
-            created: i.created,
-            updated: i.updated,
-            owner: i.owner,
-            category: i.category,
-            meta: i.meta,
-        })
     }
 }
 

@@ -2,7 +2,7 @@
 //! kept in step with them.
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::{
@@ -14,9 +14,9 @@ use crate::domain::original::OriginalId;
 pub const MAX_META_BYTES: usize = 64 * 1024;
 
 /// An image as the catalog describes it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Image {
-    #[serde(serialize_with = "serialize_id")]
+    #[serde(serialize_with = "serialize_id", deserialize_with = "deserialize_id")]
     pub id: OriginalId,
     pub mime: String,
     pub width: u32,
@@ -34,6 +34,12 @@ pub struct Image {
 
 fn serialize_id<S: serde::Serializer>(id: &OriginalId, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(id.as_str())
+}
+
+/// An id read back (a cached record, `usecases::records`) is checked like any other.
+fn deserialize_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<OriginalId, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(serde::de::Error::custom)
 }
 
 /// An image to record; `category` is normalised by [`Catalog::insert`].
