@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{Catalog, CatalogError, shorten};
+use super::{CatalogError, Categories, SqliteCatalog, shorten};
 
 /// Most segments in a category path.
 pub const MAX_CATEGORY_DEPTH: usize = 16;
@@ -22,10 +22,8 @@ pub struct Category {
     pub total: u64,
 }
 
-impl Catalog {
-    /// Every category that holds an image, with its ancestors, in tree order (a parent before
-    /// its children, siblings by name); the root `/` comes first and counts everything.
-    pub fn categories(&self) -> Result<Vec<Category>, CatalogError> {
+impl Categories for SqliteCatalog {
+    fn categories(&self) -> Result<Vec<Category>, CatalogError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT category, count(*) FROM images GROUP BY category")?;

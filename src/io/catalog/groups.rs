@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
 use super::users::valid_name;
-use super::{Catalog, CatalogError, collect, now_ms, shorten};
+use super::{CatalogError, Groups, SqliteCatalog, collect, now_ms, shorten};
 
 /// A group as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -17,9 +17,8 @@ pub struct Group {
     pub members: Vec<String>,
 }
 
-impl Catalog {
-    /// Adds an empty group. Names follow the rule of user names.
-    pub fn add_group(&mut self, name: &str) -> Result<Group, CatalogError> {
+impl Groups for SqliteCatalog {
+    fn add_group(&mut self, name: &str) -> Result<Group, CatalogError> {
         if !valid_name(name) {
             return Err(CatalogError::BadGroupName(format!(
                 "{}: expected 1 to 64 of A-Z a-z 0-9 . _ @ -",
@@ -43,8 +42,7 @@ impl Catalog {
         })
     }
 
-    /// Deletes a group and its memberships (the users stay). Returns how many members it had.
-    pub fn del_group(&mut self, name: &str) -> Result<u64, CatalogError> {
+    fn del_group(&mut self, name: &str) -> Result<u64, CatalogError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -61,8 +59,7 @@ impl Catalog {
         Ok(members as u64)
     }
 
-    /// All groups by name, with their members.
-    pub fn groups(&self) -> Result<Vec<Group>, CatalogError> {
+    fn groups(&self) -> Result<Vec<Group>, CatalogError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT g.name, g.created,
                     (SELECT group_concat(user, char(10)) FROM
@@ -82,8 +79,7 @@ impl Catalog {
         collect(rows)
     }
 
-    /// Makes `user` a member of `group`. Returns false when they were one already.
-    pub fn add_member(&mut self, group: &str, user: &str) -> Result<bool, CatalogError> {
+    fn add_member(&mut self, group: &str, user: &str) -> Result<bool, CatalogError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -103,8 +99,7 @@ impl Catalog {
         Ok(added == 1)
     }
 
-    /// Removes `user` from `group`.
-    pub fn del_member(&mut self, group: &str, user: &str) -> Result<(), CatalogError> {
+    fn del_member(&mut self, group: &str, user: &str) -> Result<(), CatalogError> {
         let removed = self
             .conn
             .prepare_cached("DELETE FROM group_members WHERE grp = ?1 AND user = ?2")?

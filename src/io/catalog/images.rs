@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::{
-    Catalog, CatalogError, Intent, bad_column, conversion, normalize_category, now_ms, removal,
+    CatalogError, Images, Intent, SqliteCatalog, bad_column, conversion, normalize_category,
+    now_ms, removal,
 };
 use crate::domain::original::OriginalId;
 
@@ -75,15 +76,12 @@ impl Inserted {
 pub(super) const IMAGE_COLUMNS: &str =
     "i.id, i.mime, i.width, i.height, i.bytes, i.created, i.updated, i.owner, i.category, i.meta";
 
-impl Catalog {
-    /// One image.
-    pub fn get(&self, id: &OriginalId) -> Result<Option<Image>, CatalogError> {
+impl Images for SqliteCatalog {
+    fn get(&self, id: &OriginalId) -> Result<Option<Image>, CatalogError> {
         get_image(&self.conn, id)
     }
 
-    /// Whether there is any image, read from the table itself (for `/status`, which must see
-    /// a damaged file, not only open it).
-    pub fn probe(&self) -> Result<bool, CatalogError> {
+    fn probe(&self) -> Result<bool, CatalogError> {
         Ok(self
             .conn
             .prepare_cached("SELECT 1 FROM images LIMIT 1")?
@@ -92,8 +90,7 @@ impl Catalog {
             .is_some())
     }
 
-    /// Every image's id and its original object's extension, in id order (for `fsck`).
-    pub fn originals(&self) -> Result<Vec<(OriginalId, String)>, CatalogError> {
+    fn originals(&self) -> Result<Vec<(OriginalId, String)>, CatalogError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT id, ext FROM images ORDER BY id")?;
@@ -106,16 +103,7 @@ impl Catalog {
         Ok(out)
     }
 
-    /// Records an image whose original is in place, and drops its upload intent in the same
-    /// transaction. The same id twice gives [`Inserted::Existed`] with the first row untouched.
-    /// An intent a removal passed over (the upload outlived the grace period, so its original
-    /// may be gone) gives [`CatalogError::UploadExpired`]: no image is recorded, and what the
-    /// upload placed is left for the sweep.
-    pub fn insert(
-        &mut self,
-        new: &NewImage,
-        intent: Option<Intent>,
-    ) -> Result<Inserted, CatalogError> {
+    fn insert(&mut self, new: &NewImage, intent: Option<Intent>) -> Result<Inserted, CatalogError> {
         let category = normalize_category(&new.category)?;
         let meta = meta_json(&new.meta)?;
         let now = now_ms();
@@ -172,8 +160,7 @@ impl Catalog {
         })
     }
 
-    /// Replaces the metadata object.
-    pub fn replace_meta(
+    fn replace_meta(
         &mut self,
         id: &OriginalId,
         meta: &Map<String, Value>,
@@ -184,9 +171,7 @@ impl Catalog {
         })
     }
 
-    /// Merges `patch` into the metadata with JSON Merge Patch (RFC 7396): a `null` removes
-    /// its key, an object merges into an object, anything else replaces.
-    pub fn merge_meta(
+    fn merge_meta(
         &mut self,
         id: &OriginalId,
         patch: &Map<String, Value>,
@@ -197,15 +182,16 @@ impl Catalog {
         })
     }
 
-    /// Moves an image to another category (normalised).
-    pub fn move_to(&mut self, id: &OriginalId, category: &str) -> Result<Image, CatalogError> {
+    fn move_to(&mut self, id: &OriginalId, category: &str) -> Result<Image, CatalogError> {
         let category = normalize_category(category)?;
         self.update(id, |image| {
             image.category = category;
             Ok(())
         })
     }
+}
 
+impl SqliteCatalog {
     /// Reads, changes and writes one image's category and metadata in one transaction.
     fn update(
         &mut self,

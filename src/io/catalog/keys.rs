@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 
-use super::{Catalog, CatalogError, collect, now_ms};
+use super::{CatalogError, Keys, SqliteCatalog, collect, now_ms};
 
 /// What a key may do. Rights are independent: `admin` does not imply `read`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -126,17 +126,8 @@ pub struct ApiKey {
 const KEY_COLUMNS: &str = "k.id, k.user, k.rights, k.secret, k.created, k.revoked, k.expires,
     u.disabled FROM api_keys k JOIN users u ON u.name = k.user";
 
-impl Catalog {
-    /// Creates a key for `user`: a public id `ak_<16 hex>` and a secret of 32 random bytes
-    /// as 64 hex digits, from the kernel's random source. The secret is shown once by the
-    /// tool; the catalog keeps it because HMAC needs it to verify.
-    pub fn add_key(&mut self, user: &str, rights: Rights) -> Result<ApiKey, CatalogError> {
-        self.add_key_expiring(user, rights, None)
-    }
-
-    /// [`add_key`](Catalog::add_key) for a key that stops verifying at `expires` (unix
-    /// milliseconds), when given.
-    pub fn add_key_expiring(
+impl Keys for SqliteCatalog {
+    fn add_key_expiring(
         &mut self,
         user: &str,
         rights: Rights,
@@ -183,16 +174,14 @@ impl Catalog {
         Ok(key)
     }
 
-    /// All keys, revoked ones included, by user then creation.
-    pub fn keys(&self) -> Result<Vec<ApiKey>, CatalogError> {
+    fn keys(&self) -> Result<Vec<ApiKey>, CatalogError> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {KEY_COLUMNS} ORDER BY k.user, k.created, k.id"
         ))?;
         collect(stmt.query_map([], key_row)?)
     }
 
-    /// One key, revoked or not.
-    pub fn key(&self, id: &str) -> Result<Option<ApiKey>, CatalogError> {
+    fn key(&self, id: &str) -> Result<Option<ApiKey>, CatalogError> {
         Ok(self
             .conn
             .prepare_cached(&format!("SELECT {KEY_COLUMNS} WHERE k.id = ?1"))?
@@ -200,8 +189,7 @@ impl Catalog {
             .optional()?)
     }
 
-    /// Revokes a key; revoking it again keeps the first time.
-    pub fn revoke(&mut self, id: &str) -> Result<ApiKey, CatalogError> {
+    fn revoke(&mut self, id: &str) -> Result<ApiKey, CatalogError> {
         self.conn
             .prepare_cached("UPDATE api_keys SET revoked = coalesce(revoked, ?2) WHERE id = ?1")?
             .execute(params![id, now_ms()])?;

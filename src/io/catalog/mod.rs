@@ -2,8 +2,12 @@
 //! full-text search over it, the files waiting to be deleted, and the users, groups and API
 //! keys.
 //!
-//! All SQL lives here, behind plain Rust types, so that another database can follow. It does
-//! not store bytes (that is `store`), check signatures (`sign`) or speak HTTP (`api`).
+//! What a catalog does is a set of traits (`backend`: images, deletions, categories, full-text
+//! search, removals, users, groups, keys), and [`Catalog`] holds any implementation of them
+//! all; use cases see only that, so another database (PostgreSQL, past one machine) is another
+//! implementation, not a change to them. [`SqliteCatalog`] is the one backend today: all SQL
+//! lives in this folder, behind plain Rust types. The catalog does not store bytes (that is
+//! `store`), check signatures (`sign`) or speak HTTP (`api`).
 //!
 //! Files and rows never disagree for long, and never so that an original is lost:
 //! - an upload first records an intent ([`Catalog::begin_upload`]), then places the file, then
@@ -18,7 +22,7 @@
 //! The catalog file holds API key secrets (HMAC needs them on the server): it must be readable
 //! only by the server's user.
 //!
-//! The submodules split it by concern: `schema` (the tables and opening the file), `images`,
+//! The submodules split it by concern: `backend` (the traits and `Catalog`), `schema` (the tables and opening the file), `images`,
 //! `search`, `categories`, `pending` (deletions and what they leave to remove), `removal`,
 //! `users` (roles, password hashes, the disabled flag), `groups`, `keys` (API keys, rights and
 //! expiry) and `error`. Everything is used as `catalog::X`.
@@ -27,6 +31,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 
+mod backend;
 mod categories;
 mod error;
 mod groups;
@@ -40,6 +45,9 @@ mod search;
 pub(crate) mod testing;
 mod users;
 
+pub use backend::{
+    Catalog, CatalogBackend, Categories, Deletions, Groups, Images, Keys, Removals, Search, Users,
+};
 pub use categories::{Category, MAX_CATEGORY_BYTES, MAX_CATEGORY_DEPTH, normalize_category};
 pub use error::CatalogError;
 pub use groups::Group;
@@ -50,8 +58,8 @@ pub use removal::{CLAIM_LEASE, Claim, Claimed, UPLOAD_WAIT};
 pub use search::{MAX_PER_PAGE, Page, Query};
 pub use users::{Credentials, Role, User};
 
-/// The catalog database.
-pub struct Catalog {
+/// The catalog in an SQLite file: the one backend today.
+pub struct SqliteCatalog {
     conn: Connection,
 }
 

@@ -4,7 +4,7 @@
 use rusqlite::{TransactionBehavior, params};
 
 use super::images::get_image;
-use super::{Catalog, CatalogError, Image, bad_column, now_ms};
+use super::{CatalogError, Deletions, Image, SqliteCatalog, bad_column, now_ms};
 use crate::domain::original::OriginalId;
 
 /// What a pending row asks the sweep to remove.
@@ -79,11 +79,8 @@ pub enum Swept {
     Gone,
 }
 
-impl Catalog {
-    /// Removes an image's row and records its original and its variants as pending deletes,
-    /// in one transaction. The caller then passes each pending row to [`Catalog::sweep`];
-    /// whatever a crash leaves, `imgserv-evict` sweeps later.
-    pub fn delete(&mut self, id: &OriginalId) -> Result<Deleted, CatalogError> {
+impl Deletions for SqliteCatalog {
+    fn delete(&mut self, id: &OriginalId) -> Result<Deleted, CatalogError> {
         let now = now_ms();
         let tx = self
             .conn
@@ -112,8 +109,7 @@ impl Catalog {
         Ok(Deleted { image, pending })
     }
 
-    /// Every pending row, oldest first: for the sweep.
-    pub fn pending(&self) -> Result<Vec<PendingDelete>, CatalogError> {
+    fn pending(&self) -> Result<Vec<PendingDelete>, CatalogError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, kind, image, ext, created FROM pending_deletes ORDER BY id",
         )?;

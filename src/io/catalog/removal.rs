@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::images::get_image;
-use super::{Catalog, CatalogError, Doomed, Intent, PendingDelete, Swept, ext_of, now_ms};
+use super::{
+    CatalogError, Doomed, Intent, PendingDelete, Removals, SqliteCatalog, Swept, ext_of, now_ms,
+};
 use crate::domain::original::OriginalId;
 use crate::io::db::BUSY_TIMEOUT;
 
@@ -67,18 +69,8 @@ pub enum Claimed {
     Not(Swept),
 }
 
-impl Catalog {
-    /// Records that an upload of `id` is about to place its original, so that a crash between
-    /// placing and [`Catalog::insert`] leaves a row the sweep acts on, and so that no removal
-    /// of the same original starts while the upload is in flight. When a removal of it is
-    /// running, waits up to [`UPLOAD_WAIT`] for it to finish (the upload then places the bytes
-    /// anew), then gives up with [`CatalogError::Removing`]; nothing is recorded then.
-    pub fn begin_upload(&mut self, id: &OriginalId, mime: &str) -> Result<Intent, CatalogError> {
-        self.begin_upload_within(id, mime, UPLOAD_WAIT)
-    }
-
-    /// [`Catalog::begin_upload`] with another wait.
-    pub fn begin_upload_within(
+impl Removals for SqliteCatalog {
+    fn begin_upload_within(
         &mut self,
         id: &OriginalId,
         mime: &str,
@@ -113,15 +105,7 @@ impl Catalog {
         }
     }
 
-    /// Claims one pending row for removal, in a short write transaction: unless another
-    /// process holds a live claim on it, the image is back (the row is dropped: nothing to
-    /// remove) or, for an original, an upload of it younger than `grace` is in flight.
-    /// Variants are claimed whatever happened since: they can always be rendered again.
-    pub fn claim(
-        &mut self,
-        pending: &PendingDelete,
-        grace: Duration,
-    ) -> Result<Claimed, CatalogError> {
+    fn claim(&mut self, pending: &PendingDelete, grace: Duration) -> Result<Claimed, CatalogError> {
         let now = now_ms();
         let grace = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
         let fresh = now.saturating_sub(grace);
@@ -189,9 +173,7 @@ impl Catalog {
         }))
     }
 
-    /// The objects of a claimed row are gone: drops the row (and the claim with it). A claim
-    /// taken over since changes nothing.
-    pub fn finish(&mut self, claim: Claim) -> Result<(), CatalogError> {
+    fn finish(&mut self, claim: Claim) -> Result<(), CatalogError> {
         self.conn
             .prepare_cached(
                 "DELETE FROM pending_deletes WHERE id = (SELECT pending FROM removals WHERE id = ?1)",
@@ -200,40 +182,11 @@ impl Catalog {
         Ok(())
     }
 
-    /// The removal failed: the row stays for the next sweep, and uploads stop waiting for it.
-    pub fn release(&mut self, claim: Claim) -> Result<(), CatalogError> {
+    fn release(&mut self, claim: Claim) -> Result<(), CatalogError> {
         self.conn
             .prepare_cached("DELETE FROM removals WHERE id = ?1")?
             .execute(params![claim.token])?;
         Ok(())
-    }
-
-    /// Handles one pending row: [`Catalog::claim`], then `remove` (which must treat an object
-    /// already gone as success) with no transaction open, then [`Catalog::finish`] — or
-    /// [`Catalog::release`] and `remove`'s error.
-    pub fn sweep<E: From<CatalogError>>(
-        &mut self,
-        pending: &PendingDelete,
-        grace: Duration,
-        remove: impl FnOnce(&PendingDelete) -> Result<(), E>,
-    ) -> Result<Swept, E> {
-        let claim = match self.claim(pending, grace)? {
-            Claimed::Yours(claim) => claim,
-            Claimed::Not(swept) => return Ok(swept),
-        };
-        match remove(claim.pending()) {
-            Ok(()) => {
-                self.finish(claim)?;
-                Ok(Swept::Removed)
-            }
-            Err(e) => {
-                if let Err(release) = self.release(claim) {
-                    // The lease ends it anyway; the removal's error is the one to report.
-                    log::warn!("release of {}: {release}", pending.image);
-                }
-                Err(e)
-            }
-        }
     }
 }
 
@@ -289,6 +242,7 @@ mod tests {
     use serde_json::Map;
 
     use super::*;
+    use crate::io::catalog::Catalog;
     use crate::io::catalog::{Inserted, NewImage, Rights};
 
     const GRACE: Duration = Duration::from_secs(3600);
@@ -405,14 +359,14 @@ mod tests {
 
         // A process died holding a claim: once the lease is over, the next sweep takes the
         // row over, the dead claim can no longer finish it, and uploads stop waiting.
-        let expire = |c: &Catalog| {
-            c.conn
-                .execute("UPDATE removals SET expires = ?1", params![now_ms() - 1])
+        let raw = rusqlite::Connection::open(t.path().join("catalog.sqlite")).unwrap();
+        let expire = || {
+            raw.execute("UPDATE removals SET expires = ?1", params![now_ms() - 1])
                 .unwrap()
         };
         let pending = deleted(&mut c, 2);
         let dead = claimed(&mut c, &pending[0]);
-        expire(&c);
+        expire();
         let live = claimed(&mut c, &pending[0]);
         c.finish(dead).unwrap();
         assert!(
@@ -423,7 +377,7 @@ mod tests {
         assert!(!c.pending().unwrap().contains(&pending[0]));
         let pending = deleted(&mut c, 3);
         let _dead = claimed(&mut c, &pending[0]);
-        expire(&c);
+        expire();
         let intent = c.begin_upload_within(&id(3), "image/jpeg", short).unwrap();
         c.insert(&new(3), Some(intent)).unwrap();
     }

@@ -5,7 +5,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use super::{Catalog, CatalogError};
+use super::{CatalogError, SqliteCatalog};
 use crate::io::db::{self, Migration};
 
 /// The catalog's schema, step by step (see [`crate::io::db::migrate`]): a catalog at version `n`
@@ -120,10 +120,10 @@ CREATE INDEX group_members_user ON group_members (user);
 ALTER TABLE api_keys ADD COLUMN expires INTEGER;    -- unix time in milliseconds; NULL: never
 ";
 
-impl Catalog {
+impl SqliteCatalog {
     /// Opens (creating when missing, with mode 0600) the catalog at `path`, e.g.
     /// `<state>/catalog.sqlite`.
-    pub fn open(path: &Path) -> Result<Catalog, CatalogError> {
+    pub fn open(path: &Path) -> Result<SqliteCatalog, CatalogError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir)?;
         }
@@ -144,7 +144,7 @@ impl Catalog {
         // FULL: a committed deletion or key revocation must survive a power cut.
         let mut conn = db::connect(path, db::Sync::Full)?;
         db::migrate(&mut conn, MIGRATIONS)?;
-        Ok(Catalog { conn })
+        Ok(SqliteCatalog { conn })
     }
 }
 
@@ -153,6 +153,7 @@ mod tests {
     use rusqlite::Connection;
 
     use super::*;
+    use crate::io::catalog::Catalog;
     use crate::io::catalog::testing::*;
     use crate::io::catalog::{Category, Doomed, Query, Rights, Role, User};
 

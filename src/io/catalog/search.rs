@@ -4,7 +4,7 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::images::{IMAGE_COLUMNS, image_row};
-use super::{Catalog, CatalogError, Image, collect, normalize_category};
+use super::{CatalogError, Image, Search, SqliteCatalog, collect, normalize_category};
 use crate::domain::query::QueryError;
 
 /// Largest page of search results.
@@ -44,9 +44,8 @@ pub struct Page {
     pub total: u64,
 }
 
-impl Catalog {
-    /// A page of images: newest first, or by relevance (bm25) when `q` has words.
-    pub fn search(&self, query: &Query) -> Result<Page, CatalogError> {
+impl Search for SqliteCatalog {
+    fn search(&self, query: &Query) -> Result<Page, CatalogError> {
         if query.page == 0 || query.page > 1_000_000 {
             return Err(QueryError::Invalid {
                 name: "page",
@@ -224,16 +223,16 @@ mod tests {
     fn listing_and_pagination() {
         let t = tempfile::tempdir().unwrap();
         let mut c = open(&t);
+        let raw = raw(&t);
         for n in 0..25 {
             let cat = if n % 2 == 0 { "/even" } else { "/odd/deeper" };
             add(&mut c, n, cat, json!({"n": n, "word": "common"}));
             // Distinct creation times, so that newest-first is a total order.
-            c.conn
-                .execute(
-                    "UPDATE images SET created = ?1 WHERE id = ?2",
-                    params![1000 + i64::from(n), id(n).as_str()],
-                )
-                .unwrap();
+            raw.execute(
+                "UPDATE images SET created = ?1 WHERE id = ?2",
+                params![1000 + i64::from(n), id(n).as_str()],
+            )
+            .unwrap();
         }
         let page = |q: Option<&str>, cat: Option<&str>, page, per_page| {
             c.search(&Query {

@@ -15,6 +15,11 @@ pub(super) fn open(t: &tempfile::TempDir) -> Catalog {
     Catalog::open(&t.path().join("state/catalog.sqlite")).unwrap()
 }
 
+/// A second, raw connection to the catalog `open(t)` made: for tests that set a row up by hand.
+pub(super) fn raw(t: &tempfile::TempDir) -> Connection {
+    Connection::open(t.path().join("state/catalog.sqlite")).unwrap()
+}
+
 pub(crate) fn id(n: u32) -> OriginalId {
     OriginalId::of(&n.to_le_bytes()).unwrap()
 }

@@ -8,7 +8,7 @@ use std::fmt;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
-use super::{Catalog, CatalogError, collect, now_ms, shorten};
+use super::{CatalogError, SqliteCatalog, Users, collect, now_ms, shorten};
 
 /// What a user may do across the installation, before any per-object grant (the domain's
 /// roles, stored by name).
@@ -56,14 +56,8 @@ impl fmt::Debug for Credentials {
     }
 }
 
-impl Catalog {
-    /// Adds an `editor` without a password (a holder of API keys, as users were before roles).
-    pub fn add_user(&mut self, name: &str) -> Result<User, CatalogError> {
-        self.add_user_with(name, Role::Editor, None)
-    }
-
-    /// Adds a user with `role` and, when given, a password hash (a PHC string).
-    pub fn add_user_with(
+impl Users for SqliteCatalog {
+    fn add_user_with(
         &mut self,
         name: &str,
         role: Role,
@@ -93,42 +87,19 @@ impl Catalog {
         })
     }
 
-    /// Sets (or, with `None`, removes) a user's password hash.
-    pub fn set_password(&mut self, name: &str, hash: Option<&str>) -> Result<(), CatalogError> {
+    fn set_password(&mut self, name: &str, hash: Option<&str>) -> Result<(), CatalogError> {
         self.update_user(name, "password_hash = ?2", hash)
     }
 
-    /// Disables or enables a user. Disabling is at once: their next login and their keys'
-    /// next requests are refused.
-    pub fn set_disabled(&mut self, name: &str, disabled: bool) -> Result<(), CatalogError> {
+    fn set_disabled(&mut self, name: &str, disabled: bool) -> Result<(), CatalogError> {
         self.update_user(name, "disabled = ?2", disabled)
     }
 
-    /// Changes a user's role.
-    pub fn set_role(&mut self, name: &str, role: Role) -> Result<(), CatalogError> {
+    fn set_role(&mut self, name: &str, role: Role) -> Result<(), CatalogError> {
         self.update_user(name, "role = ?2", role.as_str())
     }
 
-    fn update_user(
-        &mut self,
-        name: &str,
-        set: &str,
-        value: impl rusqlite::ToSql,
-    ) -> Result<(), CatalogError> {
-        let changed = self
-            .conn
-            .prepare_cached(&format!(
-                "UPDATE users SET {set}, updated = ?3 WHERE name = ?1"
-            ))?
-            .execute(params![name, value, now_ms()])?;
-        if changed == 0 {
-            return Err(CatalogError::UserNotFound(name.to_string()));
-        }
-        Ok(())
-    }
-
-    /// All users by name, with their groups and number of valid keys.
-    pub fn users(&self) -> Result<Vec<User>, CatalogError> {
+    fn users(&self) -> Result<Vec<User>, CatalogError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT u.name, u.role, u.password_hash IS NOT NULL, u.disabled, u.created, u.updated,
                     (SELECT count(*) FROM api_keys k WHERE k.user = u.name AND k.revoked IS NULL),
@@ -151,8 +122,7 @@ impl Catalog {
         collect(rows)
     }
 
-    /// What a local login of `name` checks; `None` for an unknown user.
-    pub fn credentials(&self, name: &str) -> Result<Option<Credentials>, CatalogError> {
+    fn credentials(&self, name: &str) -> Result<Option<Credentials>, CatalogError> {
         Ok(self
             .conn
             .prepare_cached(
@@ -173,10 +143,7 @@ impl Catalog {
             .optional()?)
     }
 
-    /// Deletes a user, their keys (they stop verifying at once: an unknown key) and their
-    /// group memberships, in one transaction; images they own keep the name as their owner.
-    /// Returns how many keys went with them.
-    pub fn del_user(&mut self, name: &str) -> Result<u64, CatalogError> {
+    fn del_user(&mut self, name: &str) -> Result<u64, CatalogError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -193,6 +160,26 @@ impl Catalog {
         }
         tx.commit()?;
         Ok(keys as u64)
+    }
+}
+
+impl SqliteCatalog {
+    fn update_user(
+        &mut self,
+        name: &str,
+        set: &str,
+        value: impl rusqlite::ToSql,
+    ) -> Result<(), CatalogError> {
+        let changed = self
+            .conn
+            .prepare_cached(&format!(
+                "UPDATE users SET {set}, updated = ?3 WHERE name = ?1"
+            ))?
+            .execute(params![name, value, now_ms()])?;
+        if changed == 0 {
+            return Err(CatalogError::UserNotFound(name.to_string()));
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,275 @@
+//! What a catalog backend provides, as traits by concern; [`CatalogBackend`] is all of them, and
+//! [`Catalog`] is a catalog whatever its backend (`dyn CatalogBackend`). Use cases take
+//! `&Catalog`/`&mut Catalog` and call these methods (a trait object's methods need no import),
+//! so that another database (PostgreSQL, past one machine) is a new implementation of these
+//! traits, not a change to them. [`SqliteCatalog`] is the one backend today.
+//!
+//! Every method is one transaction of the backend's, or a read: a failed call changes nothing.
+//! The types it speaks (`Image`, `ApiKey`, `Query`, …) are plain Rust; the errors are
+//! [`CatalogError`].
+
+use std::ops::{Deref, DerefMut};
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::removal::UPLOAD_WAIT;
+use super::{
+    ApiKey, CatalogError, Category, Claim, Claimed, Credentials, Deleted, Group, Image, Inserted,
+    Intent, NewImage, Page, PendingDelete, Query, Rights, Role, SqliteCatalog, Swept, User,
+};
+use crate::domain::original::OriginalId;
+
+/// A catalog, whatever its backend: the traits' methods through `Deref`, and what every backend
+/// gets from them.
+pub struct Catalog {
+    backend: Box<dyn CatalogBackend>,
+}
+
+/// Every concern of a catalog; implemented for whatever implements them all.
+pub trait CatalogBackend:
+    Images + Deletions + Categories + Search + Removals + Users + Groups + Keys + Send
+{
+}
+
+impl<T> CatalogBackend for T where
+    T: Images + Deletions + Categories + Search + Removals + Users + Groups + Keys + Send
+{
+}
+
+impl Deref for Catalog {
+    type Target = dyn CatalogBackend;
+    fn deref(&self) -> &(dyn CatalogBackend + 'static) {
+        &*self.backend
+    }
+}
+
+impl DerefMut for Catalog {
+    fn deref_mut(&mut self) -> &mut (dyn CatalogBackend + 'static) {
+        &mut *self.backend
+    }
+}
+
+/// What every backend gets from the traits' methods.
+impl Catalog {
+    /// Opens (creating when missing, with mode 0600) the SQLite catalog at `path`, e.g.
+    /// `<state>/catalog.sqlite`, brought up to the latest schema.
+    pub fn open(path: &Path) -> Result<Catalog, CatalogError> {
+        Ok(Catalog::with(Box::new(SqliteCatalog::open(path)?)))
+    }
+
+    /// A catalog on another backend.
+    pub fn with(backend: Box<dyn CatalogBackend>) -> Catalog {
+        Catalog { backend }
+    }
+
+    /// Adds an `editor` without a password (a holder of API keys, as users were before roles).
+    pub fn add_user(&mut self, name: &str) -> Result<User, CatalogError> {
+        self.add_user_with(name, Role::Editor, None)
+    }
+
+    /// Creates a key for `user`: a public id `ak_<16 hex>` and a secret of 32 random bytes
+    /// as 64 hex digits, from the kernel's random source. The secret is shown once by the
+    /// tool; the catalog keeps it because HMAC needs it to verify.
+    pub fn add_key(&mut self, user: &str, rights: Rights) -> Result<ApiKey, CatalogError> {
+        self.add_key_expiring(user, rights, None)
+    }
+
+    /// Records that an upload of `id` is about to place its original, so that a crash between
+    /// placing and [`Images::insert`] leaves a row the sweep acts on, and so that no removal
+    /// of the same original starts while the upload is in flight. When a removal of it is
+    /// running, waits up to [`UPLOAD_WAIT`] for it to finish (the upload then places the bytes
+    /// anew), then gives up with [`CatalogError::Removing`]; nothing is recorded then.
+    pub fn begin_upload(&mut self, id: &OriginalId, mime: &str) -> Result<Intent, CatalogError> {
+        self.begin_upload_within(id, mime, UPLOAD_WAIT)
+    }
+
+    /// Handles one pending row: [`Removals::claim`], then `remove` (which must treat an object
+    /// already gone as success) with no transaction open, then [`Removals::finish`] — or
+    /// [`Removals::release`] and `remove`'s error.
+    pub fn sweep<E: From<CatalogError>>(
+        &mut self,
+        pending: &PendingDelete,
+        grace: Duration,
+        remove: impl FnOnce(&PendingDelete) -> Result<(), E>,
+    ) -> Result<Swept, E> {
+        let claim = match self.claim(pending, grace)? {
+            Claimed::Yours(claim) => claim,
+            Claimed::Not(swept) => return Ok(swept),
+        };
+        match remove(claim.pending()) {
+            Ok(()) => {
+                self.finish(claim)?;
+                Ok(Swept::Removed)
+            }
+            Err(e) => {
+                if let Err(release) = self.release(claim) {
+                    // The lease ends it anyway; the removal's error is the one to report.
+                    log::warn!("release of {}: {release}", pending.image);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The images' records: what is known about each original.
+pub trait Images {
+    /// One image.
+    fn get(&self, id: &OriginalId) -> Result<Option<Image>, CatalogError>;
+
+    /// Whether there is any image, read from the table itself (for `/status`, which must see
+    /// a damaged file, not only open it).
+    fn probe(&self) -> Result<bool, CatalogError>;
+
+    /// Every image's id and its original object's extension, in id order (for `fsck`).
+    fn originals(&self) -> Result<Vec<(OriginalId, String)>, CatalogError>;
+
+    /// Records an image whose original is in place, and drops its upload intent in the same
+    /// transaction. The same id twice gives [`Inserted::Existed`] with the first row untouched.
+    /// An intent a removal passed over (the upload outlived the grace period, so its original
+    /// may be gone) gives [`CatalogError::UploadExpired`]: no image is recorded, and what the
+    /// upload placed is left for the sweep.
+    fn insert(&mut self, new: &NewImage, intent: Option<Intent>) -> Result<Inserted, CatalogError>;
+
+    /// Replaces the metadata object.
+    fn replace_meta(
+        &mut self,
+        id: &OriginalId,
+        meta: &Map<String, Value>,
+    ) -> Result<Image, CatalogError>;
+
+    /// Merges `patch` into the metadata with JSON Merge Patch (RFC 7396): a `null` removes
+    /// its key, an object merges into an object, anything else replaces.
+    fn merge_meta(
+        &mut self,
+        id: &OriginalId,
+        patch: &Map<String, Value>,
+    ) -> Result<Image, CatalogError>;
+
+    /// Moves an image to another category (normalised).
+    fn move_to(&mut self, id: &OriginalId, category: &str) -> Result<Image, CatalogError>;
+}
+
+/// Deleting an image: its row goes, what it leaves to remove is recorded.
+pub trait Deletions {
+    /// Removes an image's row and records its original and its variants as pending deletes,
+    /// in one transaction. The caller then passes each pending row to [`Catalog::sweep`];
+    /// whatever a crash leaves, `imgserv-evict` sweeps later.
+    fn delete(&mut self, id: &OriginalId) -> Result<Deleted, CatalogError>;
+
+    /// Every pending row, oldest first: for the sweep.
+    fn pending(&self) -> Result<Vec<PendingDelete>, CatalogError>;
+}
+
+/// The category tree, as the images' categories make it.
+pub trait Categories {
+    /// Every category that holds an image, with its ancestors, in tree order (a parent before
+    /// its children, siblings by name); the root `/` comes first and counts everything.
+    fn categories(&self) -> Result<Vec<Category>, CatalogError>;
+}
+
+/// Full-text search over the images' metadata and categories. A backend brings its own
+/// index (SQLite's FTS5 here); what a query means is [`Query`]'s, the same everywhere.
+pub trait Search {
+    /// A page of images: newest first, or by relevance (bm25) when `q` has words.
+    fn search(&self, query: &Query) -> Result<Page, CatalogError>;
+}
+
+/// The protocol between uploads and removals of the same bytes (see `removal` for the
+/// SQLite catalog's reasoning): upload intents and removal claims. A backend must give the
+/// same guarantee: an intent and a claim of one original never both live.
+pub trait Removals {
+    /// [`Catalog::begin_upload`] with another wait.
+    fn begin_upload_within(
+        &mut self,
+        id: &OriginalId,
+        mime: &str,
+        wait: Duration,
+    ) -> Result<Intent, CatalogError>;
+
+    /// Claims one pending row for removal, in a short write transaction: unless another
+    /// process holds a live claim on it, the image is back (the row is dropped: nothing to
+    /// remove) or, for an original, an upload of it younger than `grace` is in flight.
+    /// Variants are claimed whatever happened since: they can always be rendered again.
+    fn claim(&mut self, pending: &PendingDelete, grace: Duration) -> Result<Claimed, CatalogError>;
+
+    /// The objects of a claimed row are gone: drops the row (and the claim with it). A claim
+    /// taken over since changes nothing.
+    fn finish(&mut self, claim: Claim) -> Result<(), CatalogError>;
+
+    /// The removal failed: the row stays for the next sweep, and uploads stop waiting for it.
+    fn release(&mut self, claim: Claim) -> Result<(), CatalogError>;
+}
+
+/// Users: their roles, password hashes and disabled flag.
+pub trait Users {
+    /// Adds a user with `role` and, when given, a password hash (a PHC string).
+    fn add_user_with(
+        &mut self,
+        name: &str,
+        role: Role,
+        password_hash: Option<&str>,
+    ) -> Result<User, CatalogError>;
+
+    /// Sets (or, with `None`, removes) a user's password hash.
+    fn set_password(&mut self, name: &str, hash: Option<&str>) -> Result<(), CatalogError>;
+
+    /// Disables or enables a user. Disabling is at once: their next login and their keys'
+    /// next requests are refused.
+    fn set_disabled(&mut self, name: &str, disabled: bool) -> Result<(), CatalogError>;
+
+    /// Changes a user's role.
+    fn set_role(&mut self, name: &str, role: Role) -> Result<(), CatalogError>;
+
+    /// All users by name, with their groups and number of valid keys.
+    fn users(&self) -> Result<Vec<User>, CatalogError>;
+
+    /// What a local login of `name` checks; `None` for an unknown user.
+    fn credentials(&self, name: &str) -> Result<Option<Credentials>, CatalogError>;
+
+    /// Deletes a user, their keys (they stop verifying at once: an unknown key) and their
+    /// group memberships, in one transaction; images they own keep the name as their owner.
+    /// Returns how many keys went with them.
+    fn del_user(&mut self, name: &str) -> Result<u64, CatalogError>;
+}
+
+/// Groups and their members.
+pub trait Groups {
+    /// Adds an empty group. Names follow the rule of user names.
+    fn add_group(&mut self, name: &str) -> Result<Group, CatalogError>;
+
+    /// Deletes a group and its memberships (the users stay). Returns how many members it had.
+    fn del_group(&mut self, name: &str) -> Result<u64, CatalogError>;
+
+    /// All groups by name, with their members.
+    fn groups(&self) -> Result<Vec<Group>, CatalogError>;
+
+    /// Makes `user` a member of `group`. Returns false when they were one already.
+    fn add_member(&mut self, group: &str, user: &str) -> Result<bool, CatalogError>;
+
+    /// Removes `user` from `group`.
+    fn del_member(&mut self, group: &str, user: &str) -> Result<(), CatalogError>;
+}
+
+/// API keys: their rights, expiry and revocation.
+pub trait Keys {
+    /// [`add_key`](Catalog::add_key) for a key that stops verifying at `expires` (unix
+    /// milliseconds), when given.
+    fn add_key_expiring(
+        &mut self,
+        user: &str,
+        rights: Rights,
+        expires: Option<i64>,
+    ) -> Result<ApiKey, CatalogError>;
+
+    /// All keys, revoked ones included, by user then creation.
+    fn keys(&self) -> Result<Vec<ApiKey>, CatalogError>;
+
+    /// One key, revoked or not.
+    fn key(&self, id: &str) -> Result<Option<ApiKey>, CatalogError>;
+
+    /// Revokes a key; revoking it again keeps the first time.
+    fn revoke(&mut self, id: &str) -> Result<ApiKey, CatalogError>;
+}
