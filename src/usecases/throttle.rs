@@ -289,7 +289,8 @@ mod tests {
         let a = Some("192.0.2.7");
         let b = Some("198.51.100.1");
         type Check = fn() -> Result<(), Error>;
-        let table: &[(i64, &str, Option<&str>, Check, (u16, Option<u64>))] = &[
+        type Answer = (u16, Option<u64>);
+        let table: &[(i64, &str, Option<&str>, Check, Answer)] = &[
             (0, "bob", a, refused, (401, None)),
             (1, "Bob", a, refused, (401, None)), // the same name, folded
             // bob's two free failures are spent: a minute from the last one, even with the
