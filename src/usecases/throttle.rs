@@ -97,14 +97,18 @@ pub fn attempt<T>(
     now_ms: i64,
     check: impl FnOnce() -> Result<T, Error>,
 ) -> Result<T, Error> {
-    if !config.login.throttle {
-        return check();
-    }
-    let policy = &config.login.policy;
-    let user_key = user_key(user);
     let address_key = address.and_then(address_key);
     let address = address_key.as_deref();
     let from = address.unwrap_or("-");
+    if !config.login.throttle {
+        let outcome = check();
+        if let Err(Error::Auth(AuthError::Refused)) = &outcome {
+            log::warn!("login failed: user {user:?} from {from} (not throttled)");
+        }
+        return outcome;
+    }
+    let policy = &config.login.policy;
+    let user_key = user_key(user);
     let mut log = FailureLog::open(&config.state.login_failures_path())?;
     let counted = match log.admit(policy, &user_key, address, now_ms)? {
         Admission::Wait(wait) => {
