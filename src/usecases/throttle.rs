@@ -65,7 +65,8 @@ pub fn address_key(address: &str) -> Option<String> {
             .to_ipv4_mapped()
             .map_or(address.into(), |v4| v4.to_string()),
         Some(IpAddr::V4(v4)) => v4.to_string(),
-        None => cut(address),
+        // Not an address (a transport's own label): escaped, as it goes to the log.
+        None => cut(&address.escape_debug().to_string()),
     })
 }
 
@@ -262,6 +263,7 @@ mod tests {
             ),
             ("[2001:db8:1:2::9]:443", Some("2001:db8:1:2::/64")),
             ("unix-socket", Some("unix-socket")),
+            ("a\nb", Some("a\\nb")),
             ("", None),
         ] {
             assert_eq!(address_key(addr).as_deref(), key, "{addr}");
