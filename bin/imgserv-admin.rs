@@ -42,8 +42,12 @@ enum Command {
     /// DN, groups and admin role, or why not; exit 77 when refused, 69 when unavailable.
     LdapTest { user: String },
     /// Log USER in through [auth] methods, as a login form would (password on stdin); print who
-    /// they are (exit 0), or that the login was refused (77) or could not be checked (69).
+    /// they are (exit 0), or that the login was refused (77), could not be checked (69) or must
+    /// wait after too many failures (75, [login]).
     Login { user: String },
+    /// See and lift the waits that failed logins impose ([login]).
+    #[command(subcommand)]
+    LoginThrottle(LoginThrottle),
     /// Print URL with a signature (for [security] require_signed_urls).
     SignUrl {
         url: String,
@@ -82,6 +86,21 @@ enum User {
     List,
     /// Delete a user, all their keys and their group memberships.
     Del { name: String },
+}
+
+#[derive(Subcommand)]
+enum LoginThrottle {
+    /// List the counters of failed logins (per user name and per address) and their waits.
+    List,
+    /// Clear the counters of a user name or an address (NAME is tried as both), or all.
+    #[command(arg_required_else_help = true)]
+    Clear {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        name: Option<String>,
+        /// Clear every counter.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -165,6 +184,10 @@ fn main() {
             // Which method refused or failed, and why, goes to standard error.
             imgserv::web::server::init_logging();
             admin::login(config, &user, &mut std::io::stdin().lock())
+        }
+        Command::LoginThrottle(LoginThrottle::List) => admin::login_throttle_list(config),
+        Command::LoginThrottle(LoginThrottle::Clear { name, .. }) => {
+            admin::login_throttle_clear(config, name.as_deref())
         }
         Command::SignUrl {
             url,

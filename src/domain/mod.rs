@@ -8,6 +8,7 @@ pub mod original;
 pub mod permission;
 pub mod principal;
 pub mod query;
+pub mod throttle;
 
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {

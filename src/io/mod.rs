@@ -1,6 +1,7 @@
 //! Storage and I/O, above the domain: the catalog of originals and keys, the cache index and its
 //! files, the stores of originals (a directory, S3), the sources a render reads (local files,
-//! remote copies), the renderer, the replay log, the configuration file, the metrics counters, the LDAP directory.
+//! remote copies), the renderer, the replay log, the counters of failed logins, the
+//! configuration file, the metrics counters, the LDAP directory.
 //! Each hides its medium behind a small type; none of them knows about use cases or transports.
 
 pub mod cache;
@@ -10,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod ldap;
+pub mod login_failures;
 pub mod malloc;
 pub mod metrics;
 pub mod object_cache;

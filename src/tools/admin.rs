@@ -442,13 +442,15 @@ fn date(ms: i64) -> String {
 }
 
 /// `login USER`: the password from the first line of standard input through `[auth] methods`,
-/// as a login form would; prints the principal (user, how, roles, groups) and exits 0, or says
-/// the login was refused (77) or could not be checked (69). For operators setting up a method.
+/// as a login form would, behind the throttle of `[login]` (the user's counter: a tool has no
+/// client address); prints the principal (user, how, roles, groups) and exits 0, or says the
+/// login was refused (77), could not be checked (69) or must wait (75). For operators setting
+/// up a method.
 pub fn login(config_file: Option<&Path>, user: &str, stdin: &mut dyn std::io::BufRead) -> i32 {
     run(config_file, |config, c| {
         let password =
             password_line(stdin).map_err(crate::usecases::passwords::PasswordError::Read)?;
-        let p = crate::usecases::auth::login(config, c, user, &password)?;
+        let p = crate::usecases::auth::login_from(config, c, user, &password, None)?;
         let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
         println!("user:    {}", p.user);
         println!("method:  {}", p.method.as_str());
@@ -456,6 +458,57 @@ pub fn login(config_file: Option<&Path>, user: &str, stdin: &mut dyn std::io::Bu
         println!("groups:  {}", p.groups.join(", "));
         Ok(())
     })
+}
+
+/// `login-throttle list`: one line per counter of failed logins not yet forgotten, `KIND KEY
+/// FAILURES LAST WAIT`, tab-separated (KIND `user` or `address`, WAIT `-` when an attempt may
+/// go ahead now, else the seconds left), the latest first.
+pub fn login_throttle_list(config_file: Option<&Path>) -> i32 {
+    run(config_file, |config, _| {
+        let now = crate::usecases::throttle::now_ms();
+        for (row, wait) in crate::usecases::throttle::list(config, now)? {
+            let wait = if wait.is_zero() {
+                "-".to_string()
+            } else {
+                format!("{} s", crate::domain::throttle::retry_after_secs(wait))
+            };
+            println!(
+                "{}\t{}\t{} failures\t{}\t{wait}",
+                row.kind.as_str(),
+                row.key,
+                row.failures,
+                date(row.last_ms)
+            );
+        }
+        Ok(())
+    })
+}
+
+/// `login-throttle clear NAME|--all`: lifts the wait of a user name or an address (NAME is
+/// tried as both) at once, or of everyone; exit 66 when NAME had no counter.
+pub fn login_throttle_clear(config_file: Option<&Path>, name: Option<&str>) -> i32 {
+    let mut found = true;
+    let code = run(config_file, |config, _| {
+        let Some(name) = name else {
+            let n = crate::usecases::throttle::clear_all(config)?;
+            println!("cleared {n} counters");
+            return Ok(());
+        };
+        let cleared = crate::usecases::throttle::clear(config, name)?;
+        for (kind, key) in &cleared {
+            println!("cleared the {} counter {key}", kind.as_str());
+        }
+        if cleared.is_empty() {
+            eprintln!("imgserv-admin: no counter of failed logins for {name:?}");
+            found = false;
+        }
+        Ok(())
+    });
+    if code == exit::OK && !found {
+        exit::NOINPUT
+    } else {
+        code
+    }
 }
 
 /// The first line of `stdin` without its line ending: a password to check (`ldap-test`,

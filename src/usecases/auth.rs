@@ -12,7 +12,24 @@ use crate::io::catalog::Catalog;
 use crate::io::config::Config;
 use crate::io::ldap;
 use crate::usecases::error::{AuthError, Error};
-use crate::usecases::passwords;
+use crate::usecases::{passwords, throttle};
+
+/// [`login`] behind the throttle of `[login]`: refused at once (`429 too-many-logins`, no
+/// password checked) while failures of `user` or from `address` (the client's, as
+/// [`throttle::client_address`] tells it; `None` for a tool) make attempts wait; a failure
+/// counted, a success clearing the user's counter. What a login form and `imgserv-admin login`
+/// call.
+pub fn login_from(
+    config: &Config,
+    catalog: &Catalog,
+    user: &str,
+    password: &str,
+    address: Option<&str>,
+) -> Result<Principal, Error> {
+    throttle::attempt(config, user, address, throttle::now_ms(), || {
+        login(config, catalog, user, password)
+    })
+}
 
 /// Checks `user` and `password` with the password methods of `[auth] methods`, in order.
 pub fn login(

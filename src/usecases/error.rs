@@ -8,6 +8,7 @@ use crate::io::catalog::CatalogError;
 use crate::io::config::ConfigError;
 use crate::io::http::RequestError;
 use crate::io::ldap::LdapError;
+use crate::io::login_failures::FailureLogError;
 use crate::io::metrics::MetricsError;
 use crate::io::render::RenderError;
 use crate::io::replay::ReplayError;
@@ -41,6 +42,13 @@ pub enum AuthError {
     /// No method accepted, and at least one could not decide (logged with the reason).
     #[error("logins cannot be checked now; retry later")]
     Unavailable,
+    /// Too many failed logins of this user name or from this address (`[login]`): the attempt
+    /// was refused without checking the password, whether the user exists or not.
+    #[error("too many failed logins; retry in {retry_after} s")]
+    Throttled {
+        /// Seconds until an attempt may go ahead (`Retry-After`).
+        retry_after: u64,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +83,8 @@ pub enum Error {
     Ldap(#[from] LdapError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    FailureLog(#[from] FailureLogError),
 }
 
 /// sysexits(3) codes used by the tools.
@@ -227,6 +237,11 @@ impl Error {
             Error::Auth(e) => match e {
                 AuthError::Refused => (401, "bad-credentials", exit::NOPERM),
                 AuthError::Unavailable => (503, "auth-unavailable", exit::UNAVAILABLE),
+                AuthError::Throttled { .. } => (429, "too-many-logins", exit::TEMPFAIL),
+            },
+            Error::FailureLog(e) => match e {
+                FailureLogError::Busy(_) => (503, "login-log-busy", exit::TEMPFAIL),
+                FailureLogError::Db(_) => (500, "login-log-db", exit::SOFTWARE),
             },
         }
     }
@@ -239,6 +254,16 @@ impl Error {
     /// A stable kebab-case code, for logs and JSON bodies.
     pub fn code(&self) -> &'static str {
         self.class().1
+    }
+
+    /// How many seconds a client should wait before trying again (`Retry-After`), when the
+    /// error says: a throttled login its own wait, any other 503 half a minute.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Error::Auth(AuthError::Throttled { retry_after }) => Some(*retry_after),
+            _ if self.status() == 503 => Some(30),
+            _ => None,
+        }
     }
 
     /// The sysexits code a tool exits with.
@@ -256,6 +281,7 @@ impl Error {
             _ => match self.code() {
                 "cache-busy" => "the cache index is busy; retry later".to_owned(),
                 "catalog-busy" => "the catalog is busy; retry later".to_owned(),
+                "login-log-busy" => "logins cannot be checked now; retry later".to_owned(),
                 "store-unavailable" => {
                     "the store of originals is unavailable; retry later".to_owned()
                 }

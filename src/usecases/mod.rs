@@ -2,9 +2,10 @@
 //! upload (`ingest`, `upload`), render a variant (`variant`), precache for mirrors, evict, purge
 //! and delete, check and repair (`fsck`), report health (`status`), check a signed request
 //! (`sign`), read hot catalog rows through the object cache (`records`), hash and check local
-//! passwords (`passwords`) — and the one table (`error`) that turns every failure into an HTTP
-//! status, an error code and an exit status. They know nothing of CGI, FastCGI or the routes
-//! that call them.
+//! passwords (`passwords`), log people in (`auth`) and slow down repeated failed logins
+//! (`throttle`) — and the one table (`error`) that turns every failure into an HTTP status, an
+//! error code and an exit status. They know nothing of CGI, FastCGI or the routes that call
+//! them.
 
 pub mod auth;
 pub mod error;
@@ -18,5 +19,6 @@ pub mod purge;
 pub mod records;
 pub mod sign;
 pub mod status;
+pub mod throttle;
 pub mod upload;
 pub mod variant;

@@ -166,11 +166,12 @@ pub fn local_login(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// (real, dummy) verifications this thread ran during `f`.
-    fn verifies_in(f: impl FnOnce()) -> (u64, u64) {
+    /// (real, dummy) verifications this thread ran during `f` (other modules' tests too: that
+    /// a refused login runs none).
+    pub(crate) fn verifies_in(f: impl FnOnce()) -> (u64, u64) {
         let before = VERIFIES.with(Cell::get);
         f();
         let after = VERIFIES.with(Cell::get);

@@ -33,6 +33,7 @@ mod routing;
 mod signing;
 mod slow_clients;
 mod store;
+mod throttle;
 mod upload;
 mod users;
 mod web;

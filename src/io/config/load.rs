@@ -254,6 +254,17 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("metrics", &["enabled", "allow"][..]),
         ("auth", &["methods", "command", "command_timeout"][..]),
         (
+            "login",
+            &[
+                "throttle",
+                "user_free_failures",
+                "address_free_failures",
+                "failure_window",
+                "first_delay",
+                "max_delay",
+            ][..],
+        ),
+        (
             "object_cache",
             &["type", "memory", "servers", "timeout", "ttl", "prefix"][..],
         ),

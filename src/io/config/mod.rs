@@ -8,7 +8,7 @@
 //! Each group of sections has its module, which holds the validated settings, the raw struct
 //! and the validation: `state` (`[originals]`, `[state]`, `[mirrors]`), `cache` (`[cache]`,
 //! `[evict]`), `render` (`[limits]`, `[render]`, `[presets]`), `remote`, `server` (`[server]`,
-//! `[metrics]`), `store`, `api` (`[api]`, `[security]`), `object_cache`, `ldap`. `load` finds and merges the file, the
+//! `[metrics]`), `store`, `api` (`[api]`, `[security]`), `auth`, `login`, `object_cache`, `ldap`. `load` finds and merges the file, the
 //! environment and the flags; `value` reads sizes, durations and bounded integers. Settings
 //! that a storage module consumes (`StoreConfig`, `MetricsConfig`) are that module's types,
 //! re-exported here, so that it need not depend on configuration.
@@ -18,6 +18,7 @@ mod auth;
 mod cache;
 mod ldap;
 mod load;
+mod login;
 mod object_cache;
 mod remote;
 mod render;
@@ -35,6 +36,7 @@ pub use self::api::{ApiConfig, SecurityConfig};
 pub use self::auth::AuthConfig;
 pub use self::cache::{CacheConfig, EvictConfig, MIN_UPLOAD_GRACE};
 pub use self::load::{DEFAULT_PATH, config_path, from_str, from_str_env, known_keys, load};
+pub use self::login::LoginConfig;
 pub use self::remote::RemoteConfig;
 pub use self::render::Limits;
 pub use self::server::ServerConfig;
@@ -49,6 +51,7 @@ use self::api::{RawApi, RawSecurity, validate_api, validate_security};
 use self::auth::{RawAuth, validate_auth};
 use self::cache::{RawCache, RawEvict, validate_cache, validate_evict};
 use self::ldap::{RawLdap, validate_ldap};
+use self::login::{RawLogin, validate_login};
 use self::object_cache::{RawObjectCache, validate_object_cache};
 use self::remote::{RawRemote, validate_remote};
 use self::render::{RawLimits, RawRender, validate_limits, validate_presets, validate_render};
@@ -117,6 +120,8 @@ pub struct Config {
     pub evict: EvictConfig,
     pub metrics: MetricsConfig,
     pub auth: AuthConfig,
+    /// `[login]`: how failed logins slow down further attempts.
+    pub login: LoginConfig,
     /// `[object_cache]`: where catalog lookups are cached.
     pub object_cache: ObjectCacheConfig,
     /// `[ldap]`: the directory of the `ldap` authentication method, if one is configured.
@@ -160,6 +165,8 @@ struct Raw {
     #[serde(default)]
     auth: RawAuth,
     #[serde(default)]
+    login: RawLogin,
+    #[serde(default)]
     object_cache: RawObjectCache,
     ldap: Option<RawLdap>,
 }
@@ -187,6 +194,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
     let evict = validate_evict(&raw.evict, &mut p);
     let metrics = validate_metrics(raw.metrics, &mut p);
     let auth = validate_auth(raw.auth, &mut p);
+    let login = validate_login(&raw.login, &mut p);
     let object_cache = validate_object_cache(raw.object_cache, &state, &mut p);
     let ldap = validate_ldap(raw.ldap, base, &mut p);
 
@@ -210,6 +218,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
         evict,
         metrics,
         auth,
+        login,
         object_cache,
         ldap,
     })

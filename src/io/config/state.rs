@@ -35,6 +35,11 @@ impl StateConfig {
     pub fn replay_path(&self) -> PathBuf {
         self.dir.join("replay.sqlite")
     }
+
+    /// The counters of failed logins, which slow down further attempts.
+    pub fn login_failures_path(&self) -> PathBuf {
+        self.dir.join("login_failures.sqlite")
+    }
 }
 
 #[derive(Debug, Clone, Default)]

@@ -353,8 +353,8 @@ pub fn error_response(e: &Error, json: bool) -> Response {
     } else {
         Response::error(status, e.code(), e.public_message())
     };
-    if status == 503 {
-        resp = resp.with_header("Retry-After", "30");
+    if let Some(secs) = e.retry_after() {
+        resp = resp.with_header("Retry-After", secs.to_string());
     }
     if let Error::Request(RequestError::Method { allow }) = e {
         resp = resp.with_header("Allow", allow.clone());
@@ -438,5 +438,20 @@ mod tests {
             &req(Some("127.0.0.1"), Some("https")),
             &[]
         ));
+    }
+
+    #[test]
+    fn a_throttled_login_says_when_to_retry() {
+        use crate::usecases::error::AuthError;
+        let e = Error::Auth(AuthError::Throttled { retry_after: 42 });
+        let resp = error_response(&e, true);
+        assert_eq!(resp.status, 429);
+        assert_eq!(resp.header("retry-after"), Some("42"));
+        let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        assert_eq!(body["code"], "too-many-logins");
+        let refused = error_response(&Error::Auth(AuthError::Refused), true);
+        assert_eq!(refused.header("retry-after"), None);
+        let outage = error_response(&Error::Auth(AuthError::Unavailable), true);
+        assert_eq!(outage.header("retry-after"), Some("30"));
     }
 }
