@@ -2,7 +2,7 @@
 //! upload (`ingest`, `upload`), render a variant (`variant`), precache for mirrors, evict, purge
 //! and delete, check and repair (`fsck`), report health (`status`), check a signed request
 //! (`sign`), read hot catalog rows through the object cache (`records`), hash and check local
-//! passwords (`passwords`) — and the one table (`error`) that turns every failure into an HTTP
+//! passwords (`passwords`), keep login sessions (`session`) — and the one table (`error`) that turns every failure into an HTTP
 //! status, an error code and an exit status. They know nothing of CGI, FastCGI or the routes
 //! that call them.
 
@@ -16,6 +16,7 @@ pub mod passwords;
 pub mod precache;
 pub mod purge;
 pub mod records;
+pub mod session;
 pub mod sign;
 pub mod status;
 pub mod upload;

@@ -21,7 +21,7 @@
 //! The submodules split it by concern: `schema` (the tables and opening the file), `images`,
 //! `search`, `categories`, `pending` (deletions and what they leave to remove), `removal`,
 //! `users` (roles, password hashes, the disabled flag), `groups`, `keys` (API keys, rights and
-//! expiry) and `error`. Everything is used as `catalog::X`.
+//! expiry), `sessions` (login sessions) and `error`. Everything is used as `catalog::X`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -36,6 +36,7 @@ mod pending;
 mod removal;
 mod schema;
 mod search;
+mod sessions;
 #[cfg(test)]
 pub(crate) mod testing;
 mod users;
@@ -48,6 +49,7 @@ pub use keys::{ApiKey, Rights, Secret};
 pub use pending::{Deleted, Doomed, Intent, PendingDelete, Swept};
 pub use removal::{CLAIM_LEASE, Claim, Claimed, UPLOAD_WAIT};
 pub use search::{MAX_PER_PAGE, Page, Query};
+pub use sessions::{LOOKUP as SESSION_LOOKUP, SessionRecord, UserNow};
 pub use users::{Credentials, Role, User};
 
 /// The catalog database.

@@ -298,3 +298,10 @@ pub(super) fn schema(path: &Path) -> Vec<(String, String, Option<String>)> {
         .collect::<rusqlite::Result<_>>()
         .unwrap()
 }
+
+impl super::Catalog {
+    /// The connection, for tests that set up rows no public method writes (a session aged).
+    pub(crate) fn conn_for_tests(&self) -> &Connection {
+        &self.conn
+    }
+}

@@ -254,6 +254,10 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("metrics", &["enabled", "allow"][..]),
         ("auth", &["methods", "command", "command_timeout"][..]),
         (
+            "sessions",
+            &["store", "idle_timeout", "absolute_timeout", "cookie_name"][..],
+        ),
+        (
             "object_cache",
             &["type", "memory", "servers", "timeout", "ttl", "prefix"][..],
         ),

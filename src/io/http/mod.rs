@@ -44,6 +44,10 @@ pub struct Request {
     /// FastCGI parameters). The standalone server speaks plain HTTP only, and a proxy's
     /// `X-Forwarded-Proto` is not believed: a client could send it.
     pub https: bool,
+    /// The user the web server's own authentication established (CGI `REMOTE_USER`, the
+    /// FastCGI parameter of that name). The standalone server never sets it; it counts only
+    /// when `[auth] methods` lists `remote_user`.
+    pub remote_user: Option<String>,
 }
 
 impl Request {
@@ -342,6 +346,7 @@ where
             b"PATH_INFO" => target.path_info = Some(text()?),
             b"QUERY_STRING" => req.query = text()?,
             b"REMOTE_ADDR" => req.remote_addr = Some(text()?),
+            b"REMOTE_USER" => req.remote_user = Some(text()?).filter(|u| !u.is_empty()),
             b"CONTENT_TYPE" => req.headers.push(("content-type".into(), text()?)),
             b"CONTENT_LENGTH" => {}
             // Apache and nginx (`fastcgi_param HTTPS $https if_not_empty`) say "on"; some
