@@ -18,7 +18,7 @@ mod session;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::domain::principal::Principal;
+use crate::domain::principal::{Method, Principal};
 use crate::io::cache::Cache;
 use crate::io::catalog::{Catalog, Rights};
 use crate::io::config::Config;
@@ -203,7 +203,9 @@ impl route::Gate for App {
     }
 
     fn remote_user(&self, req: &Request) -> Result<Option<Principal>, Error> {
-        if req.remote_user.is_none() {
+        // Not listed, or not set: no catalog read.
+        let listed = self.config.auth.methods.contains(&Method::RemoteUser);
+        if req.remote_user.is_none() || !listed {
             return Ok(None);
         }
         self.with_catalog(|catalog| {
