@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use crate::support::{
-    Apache, Cgi, CgiResponse, Memcached, Site, imgserv_admin, request, require_program,
+    Apache, Cgi, CgiResponse, Memcached, Site, imgserv_admin, request, require_program, standalone,
 };
 
 const JSON: &str = "application/json";
@@ -193,11 +193,7 @@ fn a_login_never_keeps_the_session_id_it_came_with() {
     assert_ne!(again, after);
     assert_eq!(whoami(&site, &after).status, 401);
     assert_eq!(whoami(&site, &again).status, 200);
-    let rows: i64 = rusqlite::Connection::open(site.state().join("catalog.sqlite"))
-        .unwrap()
-        .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(rows, 1);
+    assert_eq!(count_sessions(&site), 1);
 }
 
 #[test]
@@ -280,6 +276,32 @@ fn idle_and_absolute_timeouts_end_sessions() {
     let (_, cookie) = login(&site, &[]);
     set_back(24 * hour + 1000, 0);
     assert_eq!(whoami(&site, &cookie).status, 401);
+
+    // Sessions nobody comes back for are deleted by imgserv-evict (and at each login).
+    let (_, _old) = login(&site, &[]);
+    set_back(0, 2 * hour);
+    let (_, fresh) = login(&site, &[]);
+    assert_eq!(count_sessions(&site), 1);
+    set_back(0, 2 * hour);
+    let out = Command::new(env!("CARGO_BIN_EXE_imgserv-evict"))
+        .arg("--config")
+        .arg(site.config_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("; 1 expired sessions"),
+        "{out:?}"
+    );
+    assert_eq!(count_sessions(&site), 0);
+    assert_eq!(whoami(&site, &fresh).status, 401);
+}
+
+fn count_sessions(site: &Site) -> i64 {
+    rusqlite::Connection::open(site.state().join("catalog.sqlite"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+        .unwrap()
 }
 
 #[test]
@@ -303,11 +325,7 @@ fn sessions_in_memcached() {
     ));
     let (_, cookie) = login(&site, &[]);
     assert_eq!(json(&whoami(&site, &cookie))["user"], "bob");
-    let rows: i64 = rusqlite::Connection::open(site.state().join("catalog.sqlite"))
-        .unwrap()
-        .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(rows, 0, "nothing in the catalog");
+    assert_eq!(count_sessions(&site), 0, "nothing in the catalog");
     // Fixation and logout hold here too.
     let (_, again) = login(&site, &[("cookie", &cookie)]);
     assert_eq!(whoami(&site, &cookie).status, 401);
@@ -403,5 +421,43 @@ fn remote_user_from_apache_basic_auth_counts_only_when_listed() {
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["user"],
         "rob"
+    );
+}
+
+#[test]
+fn the_standalone_server_logs_in_and_never_believes_a_remote_user_header() {
+    let site = site("[auth]\nmethods = [\"local\", \"remote_user\"]\n");
+    let (_server, base) = standalone(&site);
+    let url = format!("{base}/imgserv.cgi/api/session");
+    let r = request("GET", &url, &[("Remote-User", "bob")], b"");
+    assert_eq!(r.status, 401, "{}", r.body_text());
+    let r = request(
+        "POST",
+        &url,
+        &[("Content-Type", JSON)],
+        br#"{"user":"bob","password":"bob-pw"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let set = r.header("set-cookie").unwrap();
+    assert!(set.contains("HttpOnly") && !set.contains("Secure"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_string();
+    let csrf = serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let me = request("GET", &url, &[("Cookie", &cookie)], b"");
+    assert_eq!(me.status, 200);
+    let out = request("DELETE", &url, &[("Cookie", &cookie)], b"");
+    assert_eq!(out.status, 403);
+    let out = request(
+        "DELETE",
+        &url,
+        &[("Cookie", &cookie), ("X-CSRF-Token", &csrf)],
+        b"",
+    );
+    assert_eq!(out.status, 200);
+    assert_eq!(
+        request("GET", &url, &[("Cookie", &cookie)], b"").status,
+        401
     );
 }

@@ -477,6 +477,29 @@ mod tests {
     }
 
     #[test]
+    fn remote_user_comes_from_the_meta_var_only() {
+        let req =
+            |vars: Vec<(&[u8], &[u8])>| request_from_meta_vars(vars, Body::default()).unwrap();
+        assert_eq!(
+            req(vec![(b"REMOTE_USER", b"rob")]).remote_user.as_deref(),
+            Some("rob")
+        );
+        assert_eq!(req(vec![(b"REMOTE_USER", b"")]).remote_user, None);
+        // A client's `Remote-User` header is a header, nothing more.
+        let r = req(vec![(b"HTTP_REMOTE_USER", b"admin")]);
+        assert_eq!(
+            (r.remote_user.as_deref(), r.header("remote-user")),
+            (None, Some("admin"))
+        );
+        // Not UTF-8: refused, naming it, rather than dropped.
+        let vars: Vec<(&[u8], &[u8])> = vec![(b"REMOTE_USER", b"\xff")];
+        assert_eq!(
+            request_from_meta_vars(vars, Body::default()).unwrap_err(),
+            "REMOTE_USER"
+        );
+    }
+
+    #[test]
     fn https_and_cookies_come_from_the_meta_vars() {
         let vars: Vec<(&[u8], &[u8])> = vec![
             (b"HTTPS", b"on"),
