@@ -430,9 +430,7 @@ fn ms(d: Duration) -> i64 {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| ms(d))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, ms)
 }
 
 #[cfg(test)]
@@ -656,7 +654,12 @@ mod tests {
     fn credentials_come_as_json_or_a_form() {
         let json = ("content-type", "application/json");
         let form = ("content-type", "application/x-www-form-urlencoded");
-        let cases: &[(&[(&str, &str)], &[u8], Option<(&str, &str)>)] = &[
+        type Case<'a> = (
+            &'a [(&'a str, &'a str)],
+            &'a [u8],
+            Option<(&'a str, &'a str)>,
+        );
+        let cases: &[Case] = &[
             (
                 &[json],
                 br#"{"user":"ann","password":"p w"}"#,

@@ -197,7 +197,7 @@ mod tests {
         let (rec, now) = c.session("h1").unwrap().unwrap();
         assert_eq!(rec, record("ann", 1000));
         let now = now.unwrap();
-        assert_eq!(now.disabled, false);
+        assert!(!now.disabled);
         assert_eq!(now.groups, ["darkroom"]);
         assert!(c.session("h2").unwrap().is_none());
         // A user without a catalog row (a directory's).
