@@ -51,6 +51,25 @@ pub enum AuthError {
     },
 }
 
+/// Why a request's session did not do (see `usecases::session`).
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// No live session: no cookie, an unknown, expired or logged-out one, a disabled user,
+    /// and no `REMOTE_USER` either.
+    #[error("not logged in")]
+    NoSession,
+    /// A state-changing request with a session cookie but without its CSRF token (or with
+    /// another).
+    #[error("missing or wrong CSRF token (send it in X-CSRF-Token or the csrf_token field)")]
+    CsrfFailed,
+    /// A login sent from a page of another site (`Origin`, `Sec-Fetch-Site`).
+    #[error("login from another site refused ({0})")]
+    CrossOrigin(String),
+    /// The kernel's random generator could not be read for a new token.
+    #[error("reading random bytes: {0}")]
+    Random(std::io::Error),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -85,6 +104,8 @@ pub enum Error {
     Auth(#[from] AuthError),
     #[error(transparent)]
     FailureLog(#[from] FailureLogError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
 }
 
 /// sysexits(3) codes used by the tools.
@@ -96,6 +117,7 @@ pub mod exit {
     pub const NOUSER: i32 = 67;
     pub const UNAVAILABLE: i32 = 69;
     pub const SOFTWARE: i32 = 70;
+    pub const OSERR: i32 = 71;
     pub const CANTCREAT: i32 = 73;
     pub const IOERR: i32 = 74;
     pub const TEMPFAIL: i32 = 75;
@@ -242,6 +264,12 @@ impl Error {
             Error::FailureLog(e) => match e {
                 FailureLogError::Busy(_) => (503, "login-log-busy", exit::TEMPFAIL),
                 FailureLogError::Db(_) => (500, "login-log-db", exit::SOFTWARE),
+            },
+            Error::Session(e) => match e {
+                SessionError::NoSession => (401, "no-session", exit::NOPERM),
+                SessionError::CsrfFailed => (403, "csrf-failed", exit::NOPERM),
+                SessionError::CrossOrigin(_) => (403, "cross-origin", exit::NOPERM),
+                SessionError::Random(_) => (500, "session-random", exit::OSERR),
             },
         }
     }

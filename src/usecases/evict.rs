@@ -2,7 +2,7 @@
 //! `max_idle`, created longer ago than `max_age`, and then the least recently used beyond
 //! `max_bytes`; tidies what a crash leaves (temporary files older than [`TEMPORARY_GRACE`],
 //! index rows of sources with no variant left) and recounts the index's totals from its rows;
-//! then runs the catalog's delete sweep, and trims the local copies of remote originals to
+//! then runs the catalog's delete sweep, deletes expired login sessions, and trims the local copies of remote originals to
 //! `[remote] max_bytes` (as the server does after each fetch; see `source::copies`).
 //!
 //! The directory is the truth, not the index: files the web server serves never reach imgserv
@@ -23,6 +23,7 @@ use crate::io::source::SourceError;
 use crate::io::source::copies::{self, Trimmed};
 use crate::usecases::error::Error;
 use crate::usecases::purge::{self, SweepReport};
+use crate::usecases::session::Sessions;
 
 /// One variant on disk: every path of one inode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +66,9 @@ pub struct Report {
     pub sweep: Option<SweepReport>,
     /// The local copies of remote originals.
     pub remote: Trimmed,
+    /// Expired login sessions deleted from the catalog (`[sessions] store = "catalog"`);
+    /// `None` in a dry run.
+    pub sessions: Option<u64>,
 }
 
 impl Report {
@@ -91,8 +95,12 @@ impl Report {
             ),
             _ => String::new(),
         };
+        let sessions = match self.sessions {
+            Some(n) => format!("; {n} expired sessions"),
+            None => String::new(),
+        };
         format!(
-            "evicted {} variants ({bytes} bytes: {} idle, {} old, {} over budget); kept {} ({} bytes); {tidied}{totals}; {sweep}; {}",
+            "evicted {} variants ({bytes} bytes: {} idle, {} old, {} over budget); kept {} ({} bytes); {tidied}{totals}; {sweep}; {}{sessions}",
             self.removed.len(),
             count(Reason::Idle),
             count(Reason::Age),
@@ -248,18 +256,21 @@ pub fn evict(config: &Config, limits: &EvictConfig, dry_run: bool) -> Result<Rep
     } else {
         Some(cache.recount()?)
     };
+    let mut sessions = None;
     let sweep = if dry_run {
         None
     } else {
         let store = crate::io::store::open(&config.store)?;
         let mut catalog = Catalog::open(&config.state.catalog_path())?;
-        Some(purge::sweep(
+        let swept = purge::sweep(
             config,
             store.as_ref(),
             &cache,
             &mut catalog,
             limits.upload_grace,
-        )?)
+        )?;
+        sessions = Some(Sessions::new(config, false).sweep(&catalog)?);
+        Some(swept)
     };
     let copies = config.remote_options();
     let remote =
@@ -273,6 +284,7 @@ pub fn evict(config: &Config, limits: &EvictConfig, dry_run: bool) -> Result<Rep
         sources_forgotten,
         totals,
         sweep,
+        sessions,
     })
 }
 

@@ -2,8 +2,8 @@
 //! upload (`ingest`, `upload`), render a variant (`variant`), precache for mirrors, evict, purge
 //! and delete, check and repair (`fsck`), report health (`status`), check a signed request
 //! (`sign`), read hot catalog rows through the object cache (`records`), hash and check local
-//! passwords (`passwords`), log people in (`auth`) and slow down repeated failed logins
-//! (`throttle`) — and the one table (`error`) that turns every failure into an HTTP status, an
+//! passwords (`passwords`), log people in (`auth`), slow down repeated failed logins
+//! (`throttle`) and keep login sessions (`session`) — and the one table (`error`) that turns every failure into an HTTP status, an
 //! error code and an exit status. They know nothing of CGI, FastCGI or the routes that call
 //! them.
 
@@ -17,6 +17,7 @@ pub mod passwords;
 pub mod precache;
 pub mod purge;
 pub mod records;
+pub mod session;
 pub mod sign;
 pub mod status;
 pub mod throttle;

@@ -30,6 +30,7 @@ mod quality;
 mod redirector;
 mod remote;
 mod routing;
+mod sessions;
 mod signing;
 mod slow_clients;
 mod store;

@@ -17,7 +17,8 @@ use serde_json::{Map, Value};
 use super::removal::UPLOAD_WAIT;
 use super::{
     ApiKey, CatalogError, Category, Claim, Claimed, Credentials, Deleted, Group, Image, Inserted,
-    Intent, NewImage, Page, PendingDelete, Query, Rights, Role, SqliteCatalog, Swept, User,
+    Intent, NewImage, Page, PendingDelete, Query, Rights, Role, SessionRecord, SqliteCatalog,
+    Swept, User, UserNow,
 };
 use crate::domain::original::OriginalId;
 
@@ -29,12 +30,21 @@ pub struct Catalog {
 
 /// Every concern of a catalog; implemented for whatever implements them all.
 pub trait CatalogBackend:
-    Images + Deletions + Categories + Search + Removals + Users + Groups + Keys + Send
+    Images + Deletions + Categories + Search + Removals + Users + Groups + Keys + Sessions + Send
 {
 }
 
 impl<T> CatalogBackend for T where
-    T: Images + Deletions + Categories + Search + Removals + Users + Groups + Keys + Send
+    T: Images
+        + Deletions
+        + Categories
+        + Search
+        + Removals
+        + Users
+        + Groups
+        + Keys
+        + Sessions
+        + Send
 {
 }
 
@@ -272,4 +282,36 @@ pub trait Keys {
 
     /// Revokes a key; revoking it again keeps the first time.
     fn revoke(&mut self, id: &str) -> Result<ApiKey, CatalogError>;
+}
+
+/// Login sessions, found by a hash of their token (see `usecases::session`).
+pub trait Sessions {
+    /// The session whose token hashes to `token_hash`, and its user's catalog row now (`None`
+    /// when there is none), in one read.
+    fn session(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(SessionRecord, Option<UserNow>)>, CatalogError>;
+
+    /// Stores a new session; in the same transaction deletes the one it replaces (the
+    /// session cookie the login came with, if any) and every session idle since before
+    /// `idle_before` or created before `created_before` (unix ms). Returns how many went.
+    fn insert_session(
+        &mut self,
+        token_hash: &str,
+        s: &SessionRecord,
+        replaces: Option<&str>,
+        idle_before: i64,
+        created_before: i64,
+    ) -> Result<u64, CatalogError>;
+
+    /// Records a use of the session at `now` (unix ms).
+    fn touch_session(&self, token_hash: &str, now: i64) -> Result<(), CatalogError>;
+
+    /// Deletes a session; whether there was one.
+    fn delete_session(&self, token_hash: &str) -> Result<bool, CatalogError>;
+
+    /// Deletes every session idle since before `idle_before` or created before
+    /// `created_before` (unix ms); how many.
+    fn sweep_sessions(&self, idle_before: i64, created_before: i64) -> Result<u64, CatalogError>;
 }

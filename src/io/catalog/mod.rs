@@ -25,7 +25,7 @@
 //! The submodules split it by concern: `backend` (the traits and `Catalog`), `schema` (the tables and opening the file), `images`,
 //! `search`, `categories`, `pending` (deletions and what they leave to remove), `removal`,
 //! `users` (roles, password hashes, the disabled flag), `groups`, `keys` (API keys, rights and
-//! expiry) and `error`. Everything is used as `catalog::X`.
+//! expiry), `sessions` (login sessions) and `error`. Everything is used as `catalog::X`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -41,12 +41,14 @@ mod pending;
 mod removal;
 mod schema;
 mod search;
+mod sessions;
 #[cfg(test)]
 pub(crate) mod testing;
 mod users;
 
 pub use backend::{
-    Catalog, CatalogBackend, Categories, Deletions, Groups, Images, Keys, Removals, Search, Users,
+    Catalog, CatalogBackend, Categories, Deletions, Groups, Images, Keys, Removals, Search,
+    Sessions, Users,
 };
 pub use categories::{Category, MAX_CATEGORY_BYTES, MAX_CATEGORY_DEPTH, normalize_category};
 pub use error::CatalogError;
@@ -56,6 +58,7 @@ pub use keys::{ApiKey, Rights, Secret};
 pub use pending::{Deleted, Doomed, Intent, PendingDelete, Swept};
 pub use removal::{CLAIM_LEASE, Claim, Claimed, UPLOAD_WAIT};
 pub use search::{MAX_PER_PAGE, Page, Query};
+pub use sessions::{LOOKUP as SESSION_LOOKUP, SessionRecord, UserNow};
 pub use users::{Credentials, Role, User};
 
 /// The catalog in an SQLite file: the one backend today.

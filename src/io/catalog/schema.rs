@@ -29,6 +29,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         what: "users' roles, passwords and disabled flag; groups; key expiry",
         apply: |tx| tx.execute_batch(V3_PEOPLE),
     },
+    Migration {
+        version: 4,
+        what: "login sessions",
+        apply: |tx| tx.execute_batch(V4_SESSIONS),
+    },
 ];
 
 /// Step 1, as first released.
@@ -118,6 +123,30 @@ CREATE TABLE group_members (
 ) WITHOUT ROWID;
 CREATE INDEX group_members_user ON group_members (user);
 ALTER TABLE api_keys ADD COLUMN expires INTEGER;    -- unix time in milliseconds; NULL: never
+";
+
+/// Step 4: login sessions (`usecases::session`). A row is found by the SHA-256 of the
+/// session's token (the cookie's value is never stored, so a copy of the catalog logs nobody
+/// in); `token_hash` is the primary key of a table without rowid, so the lookup is one search
+/// of one b-tree, which joins the user's row by its primary key. `groups` and `roles` are what
+/// the login method said beyond the catalog (a directory's groups, a program's role); the
+/// catalog's own are read live at each request. `catalog_user` says the user had a catalog row
+/// at login: deleting it then ends the session.
+const V4_SESSIONS: &str = "
+CREATE TABLE sessions (
+    token_hash   TEXT PRIMARY KEY,          -- SHA-256 of the cookie's token, 64 hex digits
+    user         TEXT NOT NULL,
+    method       TEXT NOT NULL,             -- how they logged in: local, ldap, command
+    groups       TEXT NOT NULL,             -- the method's own groups, one per line
+    roles        TEXT NOT NULL,             -- the method's own roles, one per line
+    catalog_user INTEGER NOT NULL CHECK (catalog_user IN (0, 1)),
+    csrf         TEXT NOT NULL,             -- the CSRF token, 64 hex digits
+    created      INTEGER NOT NULL,          -- unix time in milliseconds
+    last_seen    INTEGER NOT NULL           -- unix time in milliseconds, updated lazily
+) WITHOUT ROWID;
+CREATE INDEX sessions_user ON sessions (user);
+CREATE INDEX sessions_last_seen ON sessions (last_seen);
+CREATE INDEX sessions_created ON sessions (created);
 ";
 
 impl SqliteCatalog {
@@ -285,6 +314,51 @@ mod tests {
     }
 
     #[test]
+    fn step_4_adds_sessions_and_keeps_every_row() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("catalog.sqlite");
+        made_before_migrations(&path, 2);
+        migrated_to(&path, 3);
+        // People as step 3 knows them: a role, a password, a group, a disabled user.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "UPDATE users SET role = 'admin', password_hash = '$argon2id$x' WHERE name = 'alice';
+                 UPDATE users SET disabled = 1 WHERE name = 'bob';
+                 INSERT INTO groups (name, created) VALUES ('darkroom', 5);
+                 INSERT INTO group_members (grp, user, added) VALUES ('darkroom', 'alice', 6);",
+            )
+            .unwrap();
+        let before = rows(&path);
+        migrated_to(&path, 4);
+        assert_eq!(user_version(&path), 4);
+        let mut after = rows(&path);
+        assert_eq!(after.remove("sessions"), Some(vec![]));
+        assert_eq!(after, before);
+        // And the catalog reads them as before, with a session beside them.
+        let mut c = Catalog::open(&path).unwrap();
+        let alice = c.credentials("alice").unwrap().unwrap();
+        assert_eq!(
+            (alice.role, alice.disabled, alice.groups),
+            (Role::Admin, false, vec!["darkroom".to_string()])
+        );
+        assert!(c.credentials("bob").unwrap().unwrap().disabled);
+        let record = crate::io::catalog::SessionRecord {
+            user: "alice".into(),
+            method: "local".into(),
+            groups: vec![],
+            roles: vec![],
+            catalog_user: true,
+            csrf: "0".repeat(64),
+            created: 1,
+            last_seen: 1,
+        };
+        c.insert_session("h", &record, None, 0, 0).unwrap();
+        let (_, now) = c.session("h").unwrap().unwrap();
+        assert_eq!(now.unwrap().groups, ["darkroom"]);
+    }
+
+    #[test]
     fn a_new_catalog_has_the_schema_of_an_upgraded_one() {
         let t = tempfile::tempdir().unwrap();
         let (new, old) = (t.path().join("new.sqlite"), t.path().join("old.sqlite"));
@@ -371,6 +445,7 @@ mod tests {
             let mut after = rows_with(&path, OLD_COLUMNS);
             assert_eq!(after.remove("groups"), Some(vec![]));
             assert_eq!(after.remove("group_members"), Some(vec![]));
+            assert_eq!(after.remove("sessions"), Some(vec![]));
             if version == 1 {
                 assert_eq!(after.remove("removals"), Some(vec![]));
                 assert_eq!(after.remove("sqlite_sequence"), Some(vec![]));

@@ -152,6 +152,9 @@ impl Users for SqliteCatalog {
             .execute(params![name])?;
         tx.prepare_cached("DELETE FROM group_members WHERE user = ?1")?
             .execute(params![name])?;
+        // Their sessions end too (a user of the same name added later is someone else).
+        tx.prepare_cached("DELETE FROM sessions WHERE user = ?1")?
+            .execute(params![name])?;
         let users = tx
             .prepare_cached("DELETE FROM users WHERE name = ?1")?
             .execute(params![name])?;

@@ -265,6 +265,10 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
             ][..],
         ),
         (
+            "sessions",
+            &["store", "idle_timeout", "absolute_timeout", "cookie_name"][..],
+        ),
+        (
             "object_cache",
             &["type", "memory", "servers", "timeout", "ttl", "prefix"][..],
         ),

@@ -8,7 +8,7 @@
 //! Each group of sections has its module, which holds the validated settings, the raw struct
 //! and the validation: `state` (`[originals]`, `[state]`, `[mirrors]`), `cache` (`[cache]`,
 //! `[evict]`), `render` (`[limits]`, `[render]`, `[presets]`), `remote`, `server` (`[server]`,
-//! `[metrics]`), `store`, `api` (`[api]`, `[security]`), `auth`, `login`, `object_cache`, `ldap`. `load` finds and merges the file, the
+//! `[metrics]`), `store`, `api` (`[api]`, `[security]`), `auth`, `login`, `object_cache`, `ldap`, `sessions`. `load` finds and merges the file, the
 //! environment and the flags; `value` reads sizes, durations and bounded integers. Settings
 //! that a storage module consumes (`StoreConfig`, `MetricsConfig`) are that module's types,
 //! re-exported here, so that it need not depend on configuration.
@@ -23,6 +23,7 @@ mod object_cache;
 mod remote;
 mod render;
 mod server;
+mod sessions;
 mod state;
 mod store;
 mod value;
@@ -40,6 +41,7 @@ pub use self::login::LoginConfig;
 pub use self::remote::RemoteConfig;
 pub use self::render::Limits;
 pub use self::server::ServerConfig;
+pub use self::sessions::{SessionStore, SessionsConfig};
 pub use self::state::{MirrorsConfig, OriginalsConfig, StateConfig};
 pub use self::value::{parse_duration, parse_size};
 pub use crate::io::ldap::LdapConfig;
@@ -56,6 +58,7 @@ use self::object_cache::{RawObjectCache, validate_object_cache};
 use self::remote::{RawRemote, validate_remote};
 use self::render::{RawLimits, RawRender, validate_limits, validate_presets, validate_render};
 use self::server::{RawMetrics, RawServer, validate_metrics, validate_server};
+use self::sessions::{RawSessions, validate_sessions};
 use self::state::{
     RawMirrors, RawOriginals, RawState, validate_mirrors, validate_originals, validate_state,
 };
@@ -126,6 +129,8 @@ pub struct Config {
     pub object_cache: ObjectCacheConfig,
     /// `[ldap]`: the directory of the `ldap` authentication method, if one is configured.
     pub ldap: Option<LdapConfig>,
+    /// `[sessions]`: login sessions.
+    pub sessions: SessionsConfig,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -169,6 +174,8 @@ struct Raw {
     #[serde(default)]
     object_cache: RawObjectCache,
     ldap: Option<RawLdap>,
+    #[serde(default)]
+    sessions: RawSessions,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -195,6 +202,12 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
     let metrics = validate_metrics(raw.metrics, &mut p);
     let auth = validate_auth(raw.auth, &mut p);
     let login = validate_login(&raw.login, &mut p);
+    let sessions = validate_sessions(
+        raw.sessions,
+        raw.object_cache.servers(),
+        raw.object_cache.timeout(),
+        &mut p,
+    );
     let object_cache = validate_object_cache(raw.object_cache, &state, &mut p);
     let ldap = validate_ldap(raw.ldap, base, &mut p);
 
@@ -221,6 +234,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
         login,
         object_cache,
         ldap,
+        sessions,
     })
 }
 

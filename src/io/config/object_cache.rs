@@ -27,6 +27,29 @@ const DEFAULT_TTL: Duration = Duration::from_secs(300);
 /// Past this, a memcached that hangs would hold each request too long to be worth it.
 const MAX_TIMEOUT: Duration = Duration::from_secs(5);
 
+impl RawObjectCache {
+    /// `servers` as written (`[sessions] store = "memcached"` uses them whatever `type` is).
+    pub(super) fn servers(&self) -> &[String] {
+        self.servers.as_deref().unwrap_or_default()
+    }
+
+    /// `timeout` as written, or its default; a bad one is reported by
+    /// [`validate_object_cache`], and the default used here.
+    pub(super) fn timeout(&self) -> Duration {
+        let mut scratch = Problems(Vec::new());
+        let t = scratch.duration(
+            "object_cache.timeout",
+            self.timeout.as_ref(),
+            DEFAULT_TIMEOUT,
+        );
+        if scratch.0.is_empty() && !t.is_zero() && t <= MAX_TIMEOUT {
+            t
+        } else {
+            DEFAULT_TIMEOUT
+        }
+    }
+}
+
 /// `state` (the state directory) names the site when no `prefix` is given, by the catalog's
 /// path, and is where CGI processes share a memcached's outage.
 pub(super) fn validate_object_cache(

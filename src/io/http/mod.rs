@@ -44,6 +44,10 @@ pub struct Request {
     /// FastCGI parameters). The standalone server speaks plain HTTP only, and a proxy's
     /// `X-Forwarded-Proto` is not believed: a client could send it.
     pub https: bool,
+    /// The user the web server's own authentication established (CGI `REMOTE_USER`, the
+    /// FastCGI parameter of that name). The standalone server never sets it; it counts only
+    /// when `[auth] methods` lists `remote_user`.
+    pub remote_user: Option<String>,
 }
 
 impl Request {
@@ -342,6 +346,7 @@ where
             b"PATH_INFO" => target.path_info = Some(text()?),
             b"QUERY_STRING" => req.query = text()?,
             b"REMOTE_ADDR" => req.remote_addr = Some(text()?),
+            b"REMOTE_USER" => req.remote_user = Some(text()?).filter(|u| !u.is_empty()),
             b"CONTENT_TYPE" => req.headers.push(("content-type".into(), text()?)),
             b"CONTENT_LENGTH" => {}
             // Apache and nginx (`fastcgi_param HTTPS $https if_not_empty`) say "on"; some
@@ -468,6 +473,29 @@ mod tests {
         assert_eq!(
             request_from_meta_vars(bad, Body::default()),
             Err("IMGSERV_404".to_string())
+        );
+    }
+
+    #[test]
+    fn remote_user_comes_from_the_meta_var_only() {
+        let req =
+            |vars: Vec<(&[u8], &[u8])>| request_from_meta_vars(vars, Body::default()).unwrap();
+        assert_eq!(
+            req(vec![(b"REMOTE_USER", b"rob")]).remote_user.as_deref(),
+            Some("rob")
+        );
+        assert_eq!(req(vec![(b"REMOTE_USER", b"")]).remote_user, None);
+        // A client's `Remote-User` header is a header, nothing more.
+        let r = req(vec![(b"HTTP_REMOTE_USER", b"admin")]);
+        assert_eq!(
+            (r.remote_user.as_deref(), r.header("remote-user")),
+            (None, Some("admin"))
+        );
+        // Not UTF-8: refused, naming it, rather than dropped.
+        let vars: Vec<(&[u8], &[u8])> = vec![(b"REMOTE_USER", b"\xff")];
+        assert_eq!(
+            request_from_meta_vars(vars, Body::default()).unwrap_err(),
+            "REMOTE_USER"
         );
     }
 

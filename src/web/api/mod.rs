@@ -13,10 +13,12 @@ mod metrics;
 mod recent;
 mod redirector;
 pub mod route;
+mod session;
 
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::domain::principal::{Method, Principal};
 use crate::io::cache::Cache;
 use crate::io::catalog::{Catalog, Rights};
 use crate::io::config::Config;
@@ -27,6 +29,7 @@ use crate::io::store::{self, Store};
 use crate::usecases::error::Error;
 use crate::usecases::mirror::Mirrors;
 use crate::usecases::records::Records;
+use crate::usecases::session::{Session, Sessions};
 use crate::usecases::sign::{self, SignError, Verified};
 use route::{Auth, BodyLimit, Route};
 
@@ -45,6 +48,8 @@ pub struct App {
     recent: recent::Recent,
     /// Keys and image records through `[object_cache]`.
     records: Records,
+    /// Login sessions, `[sessions]`.
+    sessions: Sessions,
 }
 
 impl App {
@@ -58,6 +63,7 @@ impl App {
         let long_lived = std::env::var_os("GATEWAY_INTERFACE").is_none();
         App {
             records: Records::new(&config, long_lived),
+            sessions: Sessions::new(&config, long_lived),
             config,
             pool: Mutex::new(Vec::new()),
             catalogs: Mutex::new(Vec::new()),
@@ -187,6 +193,25 @@ impl route::Gate for App {
     fn verify(&self, req: &Request, rights: Rights) -> Result<Verified, Error> {
         self.authorize(req, rights)
     }
+
+    fn session(&self, req: &Request) -> Result<Option<Session>, Error> {
+        // No cookie, no read: a request without a session costs nothing more.
+        let Some(token) = req.cookie(self.sessions.cookie_name()) else {
+            return Ok(None);
+        };
+        self.with_catalog(|catalog| self.sessions.find(catalog, &token))
+    }
+
+    fn remote_user(&self, req: &Request) -> Result<Option<Principal>, Error> {
+        // Not listed, or not set: no catalog read.
+        let listed = self.config.auth.methods.contains(&Method::RemoteUser);
+        if req.remote_user.is_none() || !listed {
+            return Ok(None);
+        }
+        self.with_catalog(|catalog| {
+            crate::usecases::auth::remote_user(&self.config, catalog, req.remote_user.as_deref())
+        })
+    }
 }
 
 /// Every route but the 404 handler's, each once: methods, path, who may call it, what body it
@@ -279,6 +304,32 @@ const ROUTES: &[Route<App>] = &[
         body: BodyLimit::Empty,
         hidden: false,
         handler: |app, req, m| app.delete_variant(req, image(m), m.params[0]),
+    },
+    Route {
+        methods: &["POST"],
+        pattern: "/api/session",
+        // Anyone may try; the handler refuses another site's page (login CSRF).
+        auth: Auth::Public,
+        body: BodyLimit::Bytes(session::MAX_LOGIN_BYTES),
+        hidden: false,
+        handler: |app, req, _| app.login(req),
+    },
+    Route {
+        methods: &["GET", "HEAD"],
+        pattern: "/api/session",
+        auth: Auth::Session,
+        body: BodyLimit::Empty,
+        hidden: false,
+        handler: |app, _, m| app.whoami(m),
+    },
+    Route {
+        methods: &["DELETE"],
+        pattern: "/api/session",
+        auth: Auth::Session,
+        // A form may carry the CSRF token.
+        body: BodyLimit::Bytes(session::MAX_LOGIN_BYTES),
+        hidden: false,
+        handler: |app, _, m| app.logout(m),
     },
     Route {
         methods: &["GET", "HEAD"],

@@ -11,9 +11,11 @@
 //! other route modules its handlers.
 
 use crate::domain::original::OriginalId;
+use crate::domain::principal::Principal;
 use crate::io::catalog::Rights;
 use crate::io::http::{Request, RequestError, Response};
-use crate::usecases::error::Error;
+use crate::usecases::error::{Error, SessionError};
+use crate::usecases::session::{self, Session};
 use crate::usecases::sign::Verified;
 
 /// What a route needs to know of the caller before its handler runs.
@@ -27,8 +29,10 @@ pub enum Auth {
     Signed(Rights),
     /// A REST read: anyone with `[api] public_reads`, else as `Signed(Rights::READ)`.
     Read,
-    // Sessions (issue 12) add `Session(…)` here: a logged-in principal, checked by the same
-    // dispatcher, the handler receiving it in `Caller`.
+    /// Anyone logged in: a session cookie (with its CSRF token on a state-changing request,
+    /// else `403 csrf-failed`), else `REMOTE_USER` when `[auth] methods` lists `remote_user`;
+    /// else `401 no-session`.
+    Session,
 }
 
 /// The request body a route takes.
@@ -44,20 +48,40 @@ pub enum BodyLimit {
 }
 
 /// Who called, as the route's [`Auth`] found out.
+///
+/// Routes that need no credentials (`Public`, `Read` under `[api] public_reads`) still get the
+/// logged-in principal when the request has one (a session, `REMOTE_USER`); on such a route a
+/// state-changing request whose session cookie comes without its CSRF token is `Anonymous`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    /// No credentials were needed (or `[api] public_reads` made none needed).
+    /// No credentials were needed (or `[api] public_reads` made none needed) and none came.
     Anonymous,
     /// A signed request, its key and rights.
     Key(Verified),
+    /// A session cookie's principal (its CSRF token checked when the method changes things).
+    Session(Session),
+    /// `REMOTE_USER`'s principal (`[auth] methods` lists `remote_user`).
+    Remote(Principal),
 }
 
 impl Caller {
-    /// The user a signed request acts for.
+    /// The user the caller acts for.
     pub fn user(&self) -> Option<&str> {
         match self {
             Caller::Anonymous => None,
             Caller::Key(v) => Some(&v.user),
+            Caller::Session(s) => Some(&s.principal.user),
+            Caller::Remote(p) => Some(&p.user),
+        }
+    }
+
+    /// The logged-in principal (a session's or `REMOTE_USER`'s); `None` for a signed request
+    /// (its key's user is [`Caller::user`]) and for nobody.
+    pub fn principal(&self) -> Option<&Principal> {
+        match self {
+            Caller::Session(s) => Some(&s.principal),
+            Caller::Remote(p) => Some(p),
+            Caller::Anonymous | Caller::Key(_) => None,
         }
     }
 }
@@ -98,6 +122,44 @@ pub trait Gate {
     fn public_reads(&self) -> bool;
     /// Verifies a signed request for `rights` (and remembers a write's signature).
     fn verify(&self, req: &Request, rights: Rights) -> Result<Verified, Error>;
+    /// The live session of the request's session cookie, if any.
+    fn session(&self, req: &Request) -> Result<Option<Session>, Error>;
+    /// `REMOTE_USER`'s principal, when `[auth] methods` lists `remote_user`.
+    fn remote_user(&self, req: &Request) -> Result<Option<Principal>, Error>;
+}
+
+/// Safe methods (RFC 9110), which change nothing and so need no CSRF token.
+fn is_safe(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD" | "OPTIONS")
+}
+
+/// The logged-in caller: a session (refused with `403 csrf-failed` when a state-changing
+/// request lacks its CSRF token), else `REMOTE_USER`'s principal.
+fn logged_in<A: Gate>(app: &A, req: &Request) -> Result<Option<Caller>, Error> {
+    if let Some(s) = app.session(req)? {
+        if !is_safe(&req.method) && !session::csrf_matches(req, &s.csrf_token)? {
+            log::warn!(
+                "session of {:?}: CSRF token missing or wrong",
+                s.principal.user
+            );
+            return Err(SessionError::CsrfFailed.into());
+        }
+        return Ok(Some(Caller::Session(s)));
+    }
+    Ok(app.remote_user(req)?.map(Caller::Remote))
+}
+
+/// The caller of a route that needs no credentials: whoever is logged in, else `Anonymous`
+/// (a session that cannot be used here — no CSRF token, the store failing — is nobody).
+fn anyone<A: Gate>(app: &A, req: &Request) -> Caller {
+    match logged_in(app, req) {
+        Ok(Some(caller)) => caller,
+        Ok(None) => Caller::Anonymous,
+        Err(e) => {
+            log::info!("{}: the request goes on as anonymous", e.code());
+            Caller::Anonymous
+        }
+    }
 }
 
 /// The path as routes see it: API paths without trailing slashes (`/api/images/` is
@@ -182,8 +244,9 @@ pub fn dispatch<A: Gate>(
         return Err(RequestError::BodyTooLarge(limit).into());
     }
     let caller = match route.auth {
-        Auth::Public => Caller::Anonymous,
-        Auth::Read if app.public_reads() => Caller::Anonymous,
+        Auth::Public => anyone(app, req),
+        Auth::Read if app.public_reads() => anyone(app, req),
+        Auth::Session => logged_in(app, req)?.ok_or(SessionError::NoSession)?,
         Auth::Read => Caller::Key(app.verify(req, Rights::READ)?),
         Auth::Signed(rights) => Caller::Key(app.verify(req, rights)?),
     };
@@ -200,6 +263,7 @@ mod tests {
     use std::cell::Cell;
 
     use super::*;
+    use crate::domain::principal::{Method, Role};
     use crate::usecases::sign::SignError;
 
     /// A stand-in application: a signature is "valid" when the request has `x-key: RIGHTS`
@@ -231,6 +295,20 @@ mod tests {
             v.require(rights)?;
             Ok(v)
         }
+        /// A "session" is the header `x-session: NAME`; its CSRF token is "tok".
+        fn session(&self, req: &Request) -> Result<Option<Session>, Error> {
+            Ok(req.header("x-session").map(|name| Session {
+                principal: Principal::new(name, vec![], vec![Role::Viewer], Method::Local),
+                csrf_token: "tok".into(),
+                id: "id".into(),
+            }))
+        }
+        fn remote_user(&self, req: &Request) -> Result<Option<Principal>, Error> {
+            Ok(req
+                .remote_user
+                .as_deref()
+                .map(|name| Principal::new(name, vec![], vec![Role::Viewer], Method::RemoteUser)))
+        }
     }
 
     fn ran(app: &Fake, _: &Request, m: &Matched<'_>) -> Result<Response, Error> {
@@ -260,6 +338,22 @@ mod tests {
             methods: &["PUT"],
             pattern: "/api/things/{id}/{size}",
             auth: Auth::Signed(Rights::WRITE),
+            body: BodyLimit::Default,
+            hidden: false,
+            handler: ran,
+        },
+        Route {
+            methods: &["GET", "DELETE"],
+            pattern: "/api/me",
+            auth: Auth::Session,
+            body: BodyLimit::Default,
+            hidden: false,
+            handler: ran,
+        },
+        Route {
+            methods: &["POST"],
+            pattern: "/api/open",
+            auth: Auth::Public,
             body: BodyLimit::Default,
             hidden: false,
             handler: ran,
@@ -391,6 +485,104 @@ mod tests {
         assert_eq!(
             run(&app, req("GET", "/api/things/nope/9x9", None, b"")),
             (404, false)
+        );
+    }
+
+    /// The handler's answer (the caller's user) or the error's status.
+    fn answer(app: &Fake, r: Request) -> Result<String, u16> {
+        match dispatch(app, TABLE, &r) {
+            Ok(Some(resp)) => Ok(String::from_utf8(resp.body).unwrap().trim_end().to_string()),
+            Ok(None) => Err(0),
+            Err(e) => Err(e.status()),
+        }
+    }
+
+    fn with(mut r: Request, headers: &[(&str, &str)]) -> Request {
+        for (n, v) in headers {
+            r.headers.push((n.to_string(), v.to_string()));
+        }
+        r
+    }
+
+    #[test]
+    fn a_session_route_takes_a_session_else_remote_user_and_checks_csrf() {
+        let app = Fake {
+            public_reads: false,
+            calls: Cell::new(0),
+        };
+        let get = || req("GET", "/api/me", None, b"");
+        let delete = || req("DELETE", "/api/me", None, b"");
+        assert_eq!(answer(&app, get()), Err(401));
+        assert_eq!(
+            answer(&app, with(get(), &[("x-session", "ann")])),
+            Ok("false [] Some(\"ann\")".into())
+        );
+        let mut remote = get();
+        remote.remote_user = Some("rob".into());
+        assert_eq!(
+            answer(&app, remote.clone()),
+            Ok("false [] Some(\"rob\")".into())
+        );
+        // The session comes first.
+        assert_eq!(
+            answer(&app, with(remote, &[("x-session", "ann")])),
+            Ok("false [] Some(\"ann\")".into())
+        );
+        // A state-changing request needs the token: header or form field.
+        let s = ("x-session", "ann");
+        assert_eq!(answer(&app, with(delete(), &[s])), Err(403));
+        assert_eq!(
+            answer(&app, with(delete(), &[s, ("x-csrf-token", "nope")])),
+            Err(403)
+        );
+        assert!(answer(&app, with(delete(), &[s, ("x-csrf-token", "tok")])).is_ok());
+        let form = |body: &[u8]| {
+            with(
+                req("DELETE", "/api/me", None, body),
+                &[s, ("content-type", "application/x-www-form-urlencoded")],
+            )
+        };
+        assert!(answer(&app, form(b"a=1&csrf_token=tok")).is_ok());
+        assert_eq!(answer(&app, form(b"csrf_token=tokk")), Err(403));
+        // REMOTE_USER has no session, so no token to check (the web server's own
+        // authentication answers for it).
+        let mut remote = delete();
+        remote.remote_user = Some("rob".into());
+        assert!(answer(&app, remote).is_ok());
+        let e = dispatch(&app, TABLE, &with(delete(), &[s])).unwrap_err();
+        assert_eq!(e.code(), "csrf-failed");
+        assert_eq!(
+            dispatch(&app, TABLE, &get()).unwrap_err().code(),
+            "no-session"
+        );
+    }
+
+    #[test]
+    fn a_public_route_sees_who_is_logged_in_but_never_without_the_csrf_token() {
+        let app = Fake {
+            public_reads: false,
+            calls: Cell::new(0),
+        };
+        let post = || req("POST", "/api/open", None, b"");
+        assert_eq!(answer(&app, post()), Ok("false [] None".into()));
+        let s = ("x-session", "ann");
+        assert_eq!(answer(&app, with(post(), &[s])), Ok("false [] None".into()));
+        assert_eq!(
+            answer(&app, with(post(), &[s, ("x-csrf-token", "tok")])),
+            Ok("false [] Some(\"ann\")".into())
+        );
+        // Signed routes stay signed: a session does not stand in for a key.
+        assert_eq!(
+            answer(&app, with(req("GET", "/api/things", None, b""), &[s])),
+            Err(401)
+        );
+        let public = Fake {
+            public_reads: true,
+            calls: Cell::new(0),
+        };
+        assert_eq!(
+            answer(&public, with(req("GET", "/api/things", None, b""), &[s])),
+            Ok("false [] Some(\"ann\")".into())
         );
     }
 }

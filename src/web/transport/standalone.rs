@@ -144,6 +144,8 @@ fn route(
         missing: None,
         // Plain HTTP only: TLS, where there is any, ends in a proxy in front.
         https: false,
+        // No authentication of its own: a client's `REMOTE_USER`-like header is just a header.
+        remote_user: None,
     })
 }
 

@@ -65,6 +65,36 @@ impl Apache {
         Apache::start(dir, &snippet, &["cgid"], &cgid, None)
     }
 
+    /// The `etc/apache-cgi.conf` set-up behind HTTP Basic authentication (mod_auth_basic with
+    /// the users of `htpasswd`), which hands the CGI `REMOTE_USER`.
+    pub fn cgi_basic_auth(site: &Site, htpasswd: &Path) -> Apache {
+        let dir = site.subdir("apache-");
+        let cgi_bin = copy_program(&dir, &imgserv_cgi());
+        let name = "etc/apache-cgi.conf";
+        let snippet = read_snippet(name);
+        let snippet = substitute(&snippet, name, "/var/cache/imgserv", path(&site.cache()));
+        let snippet = substitute(&snippet, name, "/usr/local/lib/cgi-bin", path(&cgi_bin));
+        let snippet = substitute(
+            &snippet,
+            name,
+            "/etc/imgserv/imgserv.toml",
+            path(&site.config_path()),
+        );
+        let snippet = format!(
+            "{snippet}\n<Location /cgi-bin/imgserv.cgi>\n    AuthType Basic\n    AuthName imgserv\n    AuthBasicProvider file\n    AuthUserFile {}\n    Require valid-user\n</Location>\n",
+            path(htpasswd)
+        );
+        let cgid = format!("ScriptSock {}/cgid.sock\n", path(&dir));
+        let modules = [
+            "cgid",
+            "auth_basic",
+            "authn_core",
+            "authn_file",
+            "authz_user",
+        ];
+        Apache::start(dir, &snippet, &modules, &cgid, None)
+    }
+
     /// Apache proxying to `imgserv-cgi --fastcgi SOCKET --config SITE/imgserv.toml` per
     /// `etc/apache-fastcgi.conf` (mod_proxy_fcgi).
     pub fn fastcgi(site: &Site) -> Apache {
