@@ -108,18 +108,19 @@ impl Sessions {
         self.config.absolute_timeout
     }
 
-    /// Checks `user` and `password` (`auth::login`) and opens a new session, ending the one
+    /// Checks `user` and `password` from the client `address` (`auth::login_from`: the
+    /// methods, slowed down after repeated failures) and opens a new session, ending the one
     /// of `old_token` (the cookie the request came with) if any. Returns the session and its
     /// token, for the cookie.
     pub fn login(
         &self,
         config: &Config,
         catalog: &mut Catalog,
-        user: &str,
-        password: &str,
+        (user, password): (&str, &str),
+        address: Option<&str>,
         old_token: Option<&str>,
     ) -> Result<(Session, String), Error> {
-        let principal = auth::login(config, catalog, user, password)?;
+        let principal = auth::login_from(config, catalog, user, password, address)?;
         let catalog_user = catalog.credentials(&principal.user)?.is_some();
         let token = random_hex()?;
         let csrf = random_hex()?;
@@ -458,7 +459,7 @@ mod tests {
         let (_d, config, mut catalog) = site("");
         let sessions = Sessions::new(&config, true);
         let (s, token) = sessions
-            .login(&config, &mut catalog, "ann", "pw", None)
+            .login(&config, &mut catalog, ("ann", "pw"), None, None)
             .unwrap();
         assert_eq!(
             (s.principal.user.as_str(), s.principal.roles.as_slice()),
@@ -476,13 +477,13 @@ mod tests {
         }
         // A wrong password is the chain's 401, and opens nothing.
         let e = sessions
-            .login(&config, &mut catalog, "ann", "nope", Some(&token))
+            .login(&config, &mut catalog, ("ann", "nope"), None, Some(&token))
             .unwrap_err();
         assert_eq!(e.code(), "bad-credentials");
         assert!(sessions.find(&catalog, &token).unwrap().is_some());
         // A new login replaces the session it came with.
         let (s2, token2) = sessions
-            .login(&config, &mut catalog, "ann", "pw", Some(&token))
+            .login(&config, &mut catalog, ("ann", "pw"), None, Some(&token))
             .unwrap();
         assert_ne!((&token2, &s2.csrf_token), (&token, &s.csrf_token));
         assert_eq!(sessions.find(&catalog, &token).unwrap(), None);
@@ -495,7 +496,7 @@ mod tests {
         let (_d, config, mut catalog) = site("");
         let sessions = Sessions::new(&config, true);
         let (_, token) = sessions
-            .login(&config, &mut catalog, "ann", "pw", None)
+            .login(&config, &mut catalog, ("ann", "pw"), None, None)
             .unwrap();
         catalog.add_group("darkroom").unwrap();
         catalog.add_member("darkroom", "ann").unwrap();
@@ -524,7 +525,7 @@ mod tests {
         };
         let hour = 3_600_000;
         let (s, token) = sessions
-            .login(&config, &mut catalog, "ann", "pw", None)
+            .login(&config, &mut catalog, ("ann", "pw"), None, None)
             .unwrap();
         // Seen 50 minutes ago: alive, and the use is recorded (older than a tenth).
         age(&s.id, 0, hour * 5 / 6);
@@ -537,13 +538,13 @@ mod tests {
         assert!(catalog.session(&s.id).unwrap().is_none());
         // Used a minute ago but made 25 hours ago: over.
         let (s, token) = sessions
-            .login(&config, &mut catalog, "ann", "pw", None)
+            .login(&config, &mut catalog, ("ann", "pw"), None, None)
             .unwrap();
         age(&s.id, 25 * hour, 60_000);
         assert_eq!(sessions.find(&catalog, &token).unwrap(), None);
         // The sweep deletes what nobody comes back for.
         let (s, _) = sessions
-            .login(&config, &mut catalog, "ann", "pw", None)
+            .login(&config, &mut catalog, ("ann", "pw"), None, None)
             .unwrap();
         age(&s.id, 0, 2 * hour);
         assert_eq!(sessions.sweep(&catalog).unwrap(), 1);

@@ -43,7 +43,7 @@ fn call(
     let mut cgi = Cgi::new(site).method(method).path_info("/api/session");
     for (name, value) in headers {
         let var = match *name {
-            "HTTPS" | "REMOTE_USER" => name.to_string(),
+            "HTTPS" | "REMOTE_USER" | "REMOTE_ADDR" => name.to_string(),
             _ => format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_")),
         };
         cgi = cgi.env(&var, value);
@@ -151,6 +151,38 @@ fn login_by_json_or_form_sets_a_cookie_that_finds_the_principal() {
         ))["code"],
         "no-session"
     );
+}
+
+#[test]
+fn repeated_failures_slow_logins_down_with_429_and_no_session() {
+    let site = site(
+        "[login]\nuser_free_failures = 2\naddress_free_failures = 3\nfirst_delay = \"30s\"\n\
+         max_delay = \"1m\"\n",
+    );
+    let wrong = br#"{"user":"bob","password":"guess"}"#;
+    let from = |addr: &'static str| [("REMOTE_ADDR", addr)];
+    for _ in 0..2 {
+        let r = call(&site, "POST", &from("192.0.2.7"), Some((JSON, wrong)));
+        assert_eq!(r.status, 401, "{}", r.body_text());
+    }
+    // bob's free failures are spent: the right password now waits, unchecked, and no cookie.
+    let right = br#"{"user":"bob","password":"bob-pw"}"#;
+    let r = call(&site, "POST", &from("192.0.2.8"), Some((JSON, right)));
+    assert_eq!(r.status, 429, "{}", r.body_text());
+    assert!(r.body_text().contains("too-many-logins"), "{}", r.body_text());
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=30).contains(&wait), "{wait}");
+    assert_eq!(r.header("set-cookie"), None);
+    // The address that failed is counted too: another user from it gets one more try.
+    let eve = br#"{"user":"eve","password":"x"}"#;
+    let r = call(&site, "POST", &from("192.0.2.7"), Some((JSON, eve)));
+    assert_eq!(r.status, 401, "{}", r.body_text());
+    let r = call(&site, "POST", &from("192.0.2.7"), Some((JSON, eve)));
+    assert_eq!(r.status, 429, "{}", r.body_text());
+    // An operator lifts bob's wait.
+    admin(&site, &["login-throttle", "clear", "bob"], "");
+    let r = call(&site, "POST", &from("192.0.2.8"), Some((JSON, right)));
+    assert_eq!(r.status, 200, "{}", r.body_text());
 }
 
 #[test]

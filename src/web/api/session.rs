@@ -6,6 +6,7 @@ use crate::io::http::cookie::{CookieError, SameSite, SetCookie};
 use crate::io::http::{Request, Response};
 use crate::usecases::error::{Error, SessionError};
 use crate::usecases::session::{self, Answer, COOKIE_PATH};
+use crate::usecases::throttle;
 
 use super::App;
 use super::route::{Caller, Matched};
@@ -38,9 +39,12 @@ impl App {
         let (user, password) = session::credentials(req)?;
         let name = self.sessions.cookie_name();
         let old = req.cookie(name);
+        let address = throttle::client_address(req, &self.config.server.trusted_proxies);
         let (session, token) = self.with_catalog(|catalog| {
+            let credentials = (user.as_str(), password.as_str());
+            let old = old.as_deref();
             self.sessions
-                .login(&self.config, catalog, &user, &password, old.as_deref())
+                .login(&self.config, catalog, credentials, address, old)
         })?;
         let set = SetCookie::new(name, &token)
             .and_then(|c| c.path(COOKIE_PATH))
