@@ -392,19 +392,49 @@ mod tests {
         let ann = user("ann", &[], &[Role::Editor]);
         let bare = [node("category:/", &[], true)];
         // (what, who, chain, held, why)
-        type Case<'a> = (&'a str, &'a Principal, &'a [Node], Option<Privilege>, &'a str);
+        type Case<'a> = (
+            &'a str,
+            &'a Principal,
+            &'a [Node],
+            Option<Privilege>,
+            &'a str,
+        );
         let cases: &[Case] = &[
-            ("an editor edits", &ed, norway, Some(Edit), "the editor role"),
-            ("an editor on a bare root", &ed, &bare, Some(Edit), "the editor role"),
+            (
+                "an editor edits",
+                &ed,
+                norway,
+                Some(Edit),
+                "the editor role",
+            ),
+            (
+                "an editor on a bare root",
+                &ed,
+                &bare,
+                Some(Edit),
+                "the editor role",
+            ),
             ("a viewer views", &vi, &bare, Some(View), "the viewer role"),
             // A grant as high as the role is nearer, so it is the reason.
-            ("a viewer below public view", &vi, travel, Some(View), "view to public on category:/travel"),
+            (
+                "a viewer below public view",
+                &vi,
+                travel,
+                Some(View),
+                "view to public on category:/travel",
+            ),
             ("no role, no grant", &none, &bare, None, ""),
             // inherit = false cuts the roles too: private to editors.
             ("an editor, private", &ed, private, None, ""),
             ("a viewer, private", &vi, private, None, ""),
             // A grant above the role wins.
-            ("an editor granted admin", &ann, norway, Some(Admin), "admin to user:ann on category:/travel/norway"),
+            (
+                "an editor granted admin",
+                &ann,
+                norway,
+                Some(Admin),
+                "admin to user:ann on category:/travel/norway",
+            ),
         ];
         for (what, who, chain, want, why) in cases {
             let got = effective(Some(who), chain);

@@ -156,6 +156,8 @@ impl Error {
                 CatalogError::BadGroupName(_) => (400, "bad-group-name", exit::USAGE),
                 CatalogError::BadRole(_) => (400, "bad-role", exit::USAGE),
                 CatalogError::BadCategory(_) => (400, "bad-category", exit::USAGE),
+                CatalogError::BadObject(_) => (400, "bad-object", exit::USAGE),
+                CatalogError::GrantNotFound { .. } => (404, "grant-not-found", exit::NOINPUT),
                 CatalogError::BadMeta(_) => (400, "bad-metadata", exit::DATAERR),
                 CatalogError::BadRights(_) => (400, "bad-rights", exit::USAGE),
                 CatalogError::Query(_) => (400, "bad-request", exit::USAGE),

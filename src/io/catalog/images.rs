@@ -116,6 +116,18 @@ impl Catalog {
         new: &NewImage,
         intent: Option<Intent>,
     ) -> Result<Inserted, CatalogError> {
+        self.insert_granting(new, intent, None)
+    }
+
+    /// [`insert`](Catalog::insert), and when the image is the first of its category (its
+    /// upload makes the category exist), a grant of `creator` on the category to its owner,
+    /// in the same transaction (`[permissions] privilege_for_creator`; never on the root).
+    pub fn insert_granting(
+        &mut self,
+        new: &NewImage,
+        intent: Option<Intent>,
+        creator: Option<crate::domain::permission::Privilege>,
+    ) -> Result<Inserted, CatalogError> {
         let category = normalize_category(&new.category)?;
         let meta = meta_json(&new.meta)?;
         let now = now_ms();
@@ -130,6 +142,12 @@ impl Catalog {
             tx.commit()?;
             return Err(CatalogError::UploadExpired(new.id.clone()));
         }
+        let first_of_category = creator.is_some()
+            && tx
+                .prepare_cached("SELECT 1 FROM images WHERE category = ?1 LIMIT 1")?
+                .query_row(params![category], |_| Ok(()))
+                .optional()?
+                .is_none();
         let added = tx
             .prepare_cached(
                 "INSERT INTO images (id, mime, ext, width, height, bytes, created, updated, owner, category, meta)
@@ -154,6 +172,9 @@ impl Catalog {
                 "INSERT INTO images_fts (rowid, category, meta) VALUES (?1, ?2, ?3)",
             )?
             .execute(params![seq, category, meta_text(&new.meta)])?;
+            if let (true, Some(owner), Some(privilege)) = (first_of_category, &new.owner, creator) {
+                super::grants::creator_grant(&tx, &category, owner, privilege)?;
+            }
         }
         if let Some(i) = intent {
             // Only an intent for these bytes: another image's stays for the sweep.

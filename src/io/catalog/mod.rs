@@ -21,7 +21,7 @@
 //! The submodules split it by concern: `schema` (the tables and opening the file), `images`,
 //! `search`, `categories`, `pending` (deletions and what they leave to remove), `removal`,
 //! `users` (roles, password hashes, the disabled flag), `groups`, `keys` (API keys, rights and
-//! expiry) and `error`. Everything is used as `catalog::X`.
+//! expiry), `grants` (permissions on objects) and `error`. Everything is used as `catalog::X`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -29,6 +29,7 @@ use rusqlite::Connection;
 
 mod categories;
 mod error;
+mod grants;
 mod groups;
 mod images;
 mod keys;
@@ -42,6 +43,7 @@ mod users;
 
 pub use categories::{Category, MAX_CATEGORY_BYTES, MAX_CATEGORY_DEPTH, normalize_category};
 pub use error::CatalogError;
+pub use grants::{ROOT_OBJECT, StoredGrant, category_object, normalize_object};
 pub use groups::Group;
 pub use images::{Image, Inserted, MAX_META_BYTES, NewImage, ext_of, format_of};
 pub use keys::{ApiKey, Rights, Secret};

@@ -185,6 +185,9 @@ impl Catalog {
             .execute(params![name])?;
         tx.prepare_cached("DELETE FROM group_members WHERE user = ?1")?
             .execute(params![name])?;
+        // A later user of the same name must not find the grants of this one.
+        tx.prepare_cached("DELETE FROM grants WHERE grantee = 'user:' || ?1")?
+            .execute(params![name])?;
         let users = tx
             .prepare_cached("DELETE FROM users WHERE name = ?1")?
             .execute(params![name])?;
