@@ -8,7 +8,7 @@
 //! Each group of sections has its module, which holds the validated settings, the raw struct
 //! and the validation: `state` (`[originals]`, `[state]`, `[mirrors]`), `cache` (`[cache]`,
 //! `[evict]`), `render` (`[limits]`, `[render]`, `[presets]`), `remote`, `server` (`[server]`,
-//! `[metrics]`), `store`, `api` (`[api]`, `[security]`), `object_cache`, `ldap`. `load` finds and merges the file, the
+//! `[metrics]`), `store`, `api` (`[api]`, `[security]`), `object_cache`, `ldap`, `permissions`. `load` finds and merges the file, the
 //! environment and the flags; `value` reads sizes, durations and bounded integers. Settings
 //! that a storage module consumes (`StoreConfig`, `MetricsConfig`) are that module's types,
 //! re-exported here, so that it need not depend on configuration.
@@ -19,6 +19,7 @@ mod cache;
 mod ldap;
 mod load;
 mod object_cache;
+mod permissions;
 mod remote;
 mod render;
 mod server;
@@ -35,6 +36,7 @@ pub use self::api::{ApiConfig, SecurityConfig};
 pub use self::auth::AuthConfig;
 pub use self::cache::{CacheConfig, EvictConfig, MIN_UPLOAD_GRACE};
 pub use self::load::{DEFAULT_PATH, config_path, from_str, from_str_env, known_keys, load};
+pub use self::permissions::{PermissionsConfig, parse_grant};
 pub use self::remote::RemoteConfig;
 pub use self::render::Limits;
 pub use self::server::ServerConfig;
@@ -50,6 +52,7 @@ use self::auth::{RawAuth, validate_auth};
 use self::cache::{RawCache, RawEvict, validate_cache, validate_evict};
 use self::ldap::{RawLdap, validate_ldap};
 use self::object_cache::{RawObjectCache, validate_object_cache};
+use self::permissions::{RawPermissions, validate_permissions};
 use self::remote::{RawRemote, validate_remote};
 use self::render::{RawLimits, RawRender, validate_limits, validate_presets, validate_render};
 use self::server::{RawMetrics, RawServer, validate_metrics, validate_server};
@@ -121,6 +124,8 @@ pub struct Config {
     pub object_cache: ObjectCacheConfig,
     /// `[ldap]`: the directory of the `ldap` authentication method, if one is configured.
     pub ldap: Option<LdapConfig>,
+    /// `[permissions]`: the creator's privilege and a new root's grants.
+    pub permissions: PermissionsConfig,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -162,6 +167,8 @@ struct Raw {
     #[serde(default)]
     object_cache: RawObjectCache,
     ldap: Option<RawLdap>,
+    #[serde(default)]
+    permissions: RawPermissions,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -189,6 +196,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
     let auth = validate_auth(raw.auth, &mut p);
     let object_cache = validate_object_cache(raw.object_cache, &state, &mut p);
     let ldap = validate_ldap(raw.ldap, base, &mut p);
+    let permissions = validate_permissions(raw.permissions, &mut p);
 
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));
@@ -212,6 +220,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
         auth,
         object_cache,
         ldap,
+        permissions,
     })
 }
 
