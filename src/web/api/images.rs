@@ -241,6 +241,7 @@ impl App {
             category: query::single(&pairs, "category")?.map(str::to_string),
             page: number("page", 1)?,
             per_page: number("per_page", 20)?,
+            hidden: Vec::new(),
         };
         let page = self.with_catalog(|c| Ok(c.search(&q)?))?;
         let body = serde_json::json!({
