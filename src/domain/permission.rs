@@ -137,6 +137,9 @@ pub enum Reason {
     Role(Role),
     /// A grant, on `object` (the object asked about or the ancestor it was inherited from).
     Grant { grant: Grant, object: String },
+    /// The creator of `object` (an image's owner holds `[permissions] privilege_for_creator`
+    /// on it).
+    Creator { object: String },
 }
 
 impl fmt::Display for Reason {
@@ -144,6 +147,7 @@ impl fmt::Display for Reason {
         match self {
             Reason::AdminRole => f.write_str("the admin role"),
             Reason::Role(role) => write!(f, "the {role} role"),
+            Reason::Creator { object } => write!(f, "the creator of {object}"),
             Reason::Grant { grant, object } => {
                 write!(f, "{} to {} on {object}", grant.privilege, grant.grantee)
             }

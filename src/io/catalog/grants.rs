@@ -84,22 +84,37 @@ impl Catalog {
         })?;
         for row in rows {
             let (object, grantee, privilege, inherit) = row?;
-            let Some(node) = nodes.iter_mut().find(|n| n.object == object) else {
-                continue;
-            };
-            if let Some(inherit) = inherit {
-                node.inherit = inherit;
+            if let Some(node) = nodes.iter_mut().find(|n| n.object == object) {
+                add_row(node, grantee, privilege, inherit)?;
             }
-            if let (Some(grantee), Some(privilege)) = (grantee, privilege) {
-                node.grants.push(Grant {
-                    grantee: grantee
-                        .parse()
-                        .map_err(|_| super::bad_column(1, "grantee"))?,
-                    privilege: privilege
-                        .parse()
-                        .map_err(|_| super::bad_column(2, "privilege"))?,
-                });
-            }
+        }
+        Ok(nodes)
+    }
+
+    /// Every object that has grants or settings, as nodes (for checking many objects at once:
+    /// a search's categories), in one query.
+    pub fn all_nodes(&self) -> Result<std::collections::HashMap<String, Node>, CatalogError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT object, grantee, privilege, NULL FROM grants
+             UNION ALL SELECT object, NULL, NULL, inherit FROM object_settings",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<bool>>(3)?,
+            ))
+        })?;
+        let mut nodes = std::collections::HashMap::new();
+        for row in rows {
+            let (object, grantee, privilege, inherit) = row?;
+            let node = nodes.entry(object.clone()).or_insert_with(|| Node {
+                object,
+                grants: Vec::new(),
+                inherit: true,
+            });
+            add_row(node, grantee, privilege, inherit)?;
         }
         Ok(nodes)
     }
@@ -213,6 +228,35 @@ impl Catalog {
         tx.commit()?;
         Ok(true)
     }
+}
+
+/// A row of the chain queries (a grant, or a setting) added to its node.
+fn add_row(
+    node: &mut Node,
+    grantee: Option<String>,
+    privilege: Option<String>,
+    inherit: Option<bool>,
+) -> Result<(), CatalogError> {
+    if let Some(inherit) = inherit {
+        node.inherit = inherit;
+    }
+    if let (Some(grantee), Some(privilege)) = (grantee, privilege) {
+        node.grants.push(Grant {
+            grantee: grantee
+                .parse()
+                .map_err(|_| super::bad_column(1, "grantee"))?,
+            privilege: privilege
+                .parse()
+                .map_err(|_| super::bad_column(2, "privilege"))?,
+        });
+    }
+    Ok(())
+}
+
+/// The names of a normalised object and its ancestors (see [`ancestors`]), for callers that
+/// build chains from [`Catalog::all_nodes`].
+pub fn object_ancestors(object: &str) -> Vec<String> {
+    ancestors(object)
 }
 
 /// Inserts or replaces a grant.
@@ -359,6 +403,10 @@ mod tests {
                 ("category:/".into(), vec![g("public", "view")], true),
             ]
         );
+        let all = c.all_nodes().unwrap();
+        assert_eq!(all.len(), 4);
+        assert!(!all["category:/a/b"].inherit);
+        assert_eq!(all["category:/x"].grants, [g("registered", "edit")]);
         c.set_inherit("category:/a/b", true).unwrap();
         assert!(c.chain("category:/a/b").unwrap()[0].inherit);
         let listed = c.grants_on("category:/a").unwrap();

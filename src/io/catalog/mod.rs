@@ -43,7 +43,7 @@ mod users;
 
 pub use categories::{Category, MAX_CATEGORY_BYTES, MAX_CATEGORY_DEPTH, normalize_category};
 pub use error::CatalogError;
-pub use grants::{ROOT_OBJECT, StoredGrant, category_object, normalize_object};
+pub use grants::{ROOT_OBJECT, StoredGrant, category_object, normalize_object, object_ancestors};
 pub use groups::Group;
 pub use images::{Image, Inserted, MAX_META_BYTES, NewImage, ext_of, format_of};
 pub use keys::{ApiKey, Rights, Secret};
