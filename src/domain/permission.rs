@@ -22,7 +22,8 @@ use super::principal::{Principal, Role};
 
 /// What a grant allows; each implies the ones before it (`Admin` ⊇ `Edit` ⊇ `View`). `Admin`
 /// may also grant and revoke.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Privilege {
     View,
     Edit,

@@ -43,6 +43,25 @@ pub enum AuthError {
     Unavailable,
 }
 
+/// Why a caller may not do something to an object (`usecases::permissions`).
+#[derive(Debug, thiserror::Error)]
+pub enum PermissionError {
+    /// Nobody is logged in (an anonymous read under `[api] public_reads`) and `public` may not
+    /// do it: credentials might help.
+    #[error("{privilege} on {object} needs a signed request or a login")]
+    LoginRequired {
+        privilege: crate::domain::permission::Privilege,
+        object: String,
+    },
+    /// The caller (or their key) holds less than `privilege` on the object.
+    #[error("{who} may not {privilege} {object}")]
+    Denied {
+        privilege: crate::domain::permission::Privilege,
+        object: String,
+        who: String,
+    },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -75,6 +94,8 @@ pub enum Error {
     Ldap(#[from] LdapError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    Permission(#[from] PermissionError),
 }
 
 /// sysexits(3) codes used by the tools.
@@ -229,6 +250,10 @@ impl Error {
             Error::Auth(e) => match e {
                 AuthError::Refused => (401, "bad-credentials", exit::NOPERM),
                 AuthError::Unavailable => (503, "auth-unavailable", exit::UNAVAILABLE),
+            },
+            Error::Permission(e) => match e {
+                PermissionError::LoginRequired { .. } => (401, "login-required", exit::NOPERM),
+                PermissionError::Denied { .. } => (403, "permission-denied", exit::NOPERM),
             },
         }
     }

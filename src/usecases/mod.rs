@@ -2,7 +2,7 @@
 //! upload (`ingest`, `upload`), render a variant (`variant`), precache for mirrors, evict, purge
 //! and delete, check and repair (`fsck`), report health (`status`), check a signed request
 //! (`sign`), read hot catalog rows through the object cache (`records`), hash and check local
-//! passwords (`passwords`) — and the one table (`error`) that turns every failure into an HTTP
+//! passwords (`passwords`), answer who may do what to which object (`permissions`) — and the one table (`error`) that turns every failure into an HTTP
 //! status, an error code and an exit status. They know nothing of CGI, FastCGI or the routes
 //! that call them.
 
@@ -13,6 +13,7 @@ pub mod fsck;
 pub mod ingest;
 pub mod mirror;
 pub mod passwords;
+pub mod permissions;
 pub mod precache;
 pub mod purge;
 pub mod records;
