@@ -126,6 +126,16 @@ impl<'a> Permissions<'a> {
         }
     }
 
+    /// These checks with `public view` at the root whatever `[api] public_reads` says: for
+    /// variants, public unless a rule hides them (the 404 handler's files are served to
+    /// anyone by the web server).
+    pub fn for_variants(self) -> Permissions<'a> {
+        Permissions {
+            public_reads: true,
+            ..self
+        }
+    }
+
     /// Writes `[permissions] root_grants` on the root when it was never set up; call it once
     /// per catalog connection.
     pub fn seed_root(&self, catalog: &mut Catalog) -> Result<(), CatalogError> {

@@ -10,6 +10,7 @@
 mod handler404;
 mod images;
 mod metrics;
+mod permissions;
 mod recent;
 mod redirector;
 pub mod route;
@@ -94,7 +95,12 @@ impl App {
         let pooled = self.catalogs.lock().ok().and_then(|mut p| p.pop());
         let mut catalog = match pooled {
             Some(c) => c,
-            None => Catalog::open(&self.config.state.catalog_path())?,
+            None => {
+                let mut c = Catalog::open(&self.config.state.catalog_path())?;
+                // `[permissions] root_grants`, once per catalog: one indexed read after that.
+                self.permissions().seed_root(&mut c)?;
+                c
+            }
         };
         let result = f(&mut catalog);
         if let Ok(mut p) = self.catalogs.lock() {
@@ -226,7 +232,7 @@ const ROUTES: &[Route<App>] = &[
         auth: Auth::Read,
         body: BodyLimit::Empty,
         hidden: false,
-        handler: |app, req, _| app.search(req),
+        handler: |app, req, m| app.search(req, m),
     },
     Route {
         methods: &["POST"],
@@ -244,7 +250,7 @@ const ROUTES: &[Route<App>] = &[
         auth: Auth::Read,
         body: BodyLimit::Empty,
         hidden: false,
-        handler: |app, req, m| app.original(req, image(m)),
+        handler: |app, req, m| app.original(req, m),
     },
     Route {
         methods: &["DELETE"],
@@ -252,7 +258,7 @@ const ROUTES: &[Route<App>] = &[
         auth: Auth::Signed(Rights::DELETE),
         body: BodyLimit::Empty,
         hidden: false,
-        handler: |app, _, m| app.delete(image(m)),
+        handler: |app, _, m| app.delete(m),
     },
     Route {
         methods: &["GET", "HEAD"],
@@ -260,7 +266,7 @@ const ROUTES: &[Route<App>] = &[
         auth: Auth::Read,
         body: BodyLimit::Empty,
         hidden: false,
-        handler: |app, _, m| app.meta(image(m)),
+        handler: |app, _, m| app.meta(m),
     },
     Route {
         methods: &["POST", "PATCH"],
@@ -270,7 +276,7 @@ const ROUTES: &[Route<App>] = &[
         // bad-body` by the handler, as before the table.
         body: BodyLimit::Default,
         hidden: false,
-        handler: |app, req, m| app.change_meta(req, image(m)),
+        handler: |app, req, m| app.change_meta(req, m),
     },
     Route {
         methods: &["DELETE"],
@@ -278,7 +284,7 @@ const ROUTES: &[Route<App>] = &[
         auth: Auth::Signed(Rights::DELETE),
         body: BodyLimit::Empty,
         hidden: false,
-        handler: |app, req, m| app.delete_variant(req, image(m), m.params[0]),
+        handler: |app, req, m| app.delete_variant(req, m),
     },
     Route {
         methods: &["GET", "HEAD"],
@@ -286,12 +292,29 @@ const ROUTES: &[Route<App>] = &[
         auth: Auth::Read,
         body: BodyLimit::Empty,
         hidden: false,
-        handler: |app, _, _| app.categories(),
+        handler: |app, _, m| app.categories(m),
+    },
+    Route {
+        methods: &["GET", "HEAD"],
+        pattern: "/api/permissions/{*}",
+        auth: Auth::Read,
+        body: BodyLimit::Empty,
+        hidden: false,
+        handler: |app, _, m| app.describe_permissions(m),
+    },
+    Route {
+        methods: &["POST", "DELETE"],
+        pattern: "/api/permissions/{*}",
+        // The key's `admin` right, and admin on the object (checked by the use case).
+        auth: Auth::Signed(Rights::ADMIN),
+        body: BodyLimit::Bytes(4096),
+        hidden: false,
+        handler: |app, req, m| app.change_permissions(req, m),
     },
 ];
 
 /// The `{id}` of a route whose pattern has one (the dispatcher parsed it).
-fn image<'m>(m: &'m route::Matched<'_>) -> &'m crate::domain::original::OriginalId {
+pub(super) fn image<'m>(m: &'m route::Matched<'_>) -> &'m crate::domain::original::OriginalId {
     m.id.as_ref().expect("the route's pattern has {id}")
 }
 

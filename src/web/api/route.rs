@@ -112,18 +112,25 @@ fn normalise(path: &str) -> &str {
     }
 }
 
-/// The `{…}` segments of `path` when it has `pattern`'s shape.
+/// The `{…}` segments of `path` when it has `pattern`'s shape. A last `{*}` takes the rest
+/// of the path, slashes included (an object name such as `category:/a/b`).
 fn matches<'p>(pattern: &str, path: &'p str) -> Option<Vec<(&'static str, &'p str)>> {
     let mut pat = pattern.split('/');
-    let mut got = path.split('/');
+    let mut rest = Some(path);
     let mut params = Vec::new();
     loop {
-        match (pat.next(), got.next()) {
+        let got = rest.map(|r| r.split_once('/').map_or((r, None), |(g, n)| (g, Some(n))));
+        match (pat.next(), got) {
             (None, None) => return Some(params),
-            (Some(p), Some(g)) if p.starts_with('{') && p.ends_with('}') => {
-                params.push((if p == "{id}" { "id" } else { "" }, g));
+            (Some("{*}"), Some(_)) => {
+                params.push(("", rest.filter(|r| !r.is_empty())?));
+                return pat.next().is_none().then_some(params);
             }
-            (Some(p), Some(g)) if p == g => {}
+            (Some(p), Some((g, next))) if p.starts_with('{') && p.ends_with('}') => {
+                params.push((if p == "{id}" { "id" } else { "" }, g));
+                rest = next;
+            }
+            (Some(p), Some((g, next))) if p == g => rest = next,
             _ => return None,
         }
     }
@@ -360,6 +367,23 @@ mod tests {
             run(&public, req("POST", "/api/things", None, b"")),
             (401, false)
         );
+    }
+
+    #[test]
+    fn a_rest_segment_takes_the_rest_of_the_path() {
+        let m = |pattern, path| {
+            matches(pattern, path).map(|p| p.into_iter().map(|(_, v)| v).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            m("/api/p/{*}", "/api/p/category:/a/b"),
+            Some(vec!["category:/a/b"])
+        );
+        assert_eq!(m("/api/p/{*}", "/api/p/category:"), Some(vec!["category:"]));
+        assert_eq!(m("/api/p/{*}", "/api/p/"), None);
+        assert_eq!(m("/api/p/{*}", "/api/p"), None);
+        assert_eq!(m("/api/p/{x}", "/api/p/a/b"), None);
+        assert_eq!(m("", ""), Some(vec![]));
+        assert_eq!(m("/api/images/{id}", "/api/images/x"), Some(vec!["x"]));
     }
 
     #[test]
