@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use imgserv::tools::admin;
+use imgserv::tools::{admin, grants};
 
 #[derive(Parser)]
 #[command(version, about = "Administer imgserv")]
@@ -44,6 +44,24 @@ enum Command {
     /// Log USER in through [auth] methods, as a login form would (password on stdin); print who
     /// they are (exit 0), or that the login was refused (77) or could not be checked (69).
     Login { user: String },
+    /// Grant PRIVILEGE (view, edit, admin) on OBJECT (category:/PATH) to GRANTEE (user:NAME,
+    /// group:NAME, registered, public), replacing the grantee's earlier grant there.
+    Grant {
+        object: String,
+        grantee: String,
+        privilege: String,
+    },
+    /// Remove GRANTEE's grant on OBJECT; exit 66 when there was none.
+    Revoke { object: String, grantee: String },
+    /// Print the privilege USER (or public) holds on OBJECT and why; with PRIVILEGE, exit 77
+    /// when it is not held.
+    Explain {
+        object: String,
+        who: String,
+        privilege: Option<String>,
+    },
+    /// Whether OBJECT inherits its ancestors' grants (on) or only its own apply (off).
+    Inherit { object: String, on: String },
     /// Print URL with a signature (for [security] require_signed_urls).
     SignUrl {
         url: String,
@@ -166,6 +184,18 @@ fn main() {
             imgserv::web::server::init_logging();
             admin::login(config, &user, &mut std::io::stdin().lock())
         }
+        Command::Grant {
+            object,
+            grantee,
+            privilege,
+        } => grants::grant(config, &object, &grantee, &privilege),
+        Command::Revoke { object, grantee } => grants::revoke(config, &object, &grantee),
+        Command::Explain {
+            object,
+            who,
+            privilege,
+        } => grants::explain(config, &object, &who, privilege.as_deref()),
+        Command::Inherit { object, on } => grants::inherit(config, &object, &on),
         Command::SignUrl {
             url,
             key,
