@@ -43,7 +43,10 @@ pub fn grant(config_file: Option<&Path>, object: &str, grantee: &str, privilege:
     with_permissions(config_file, |perms, c| {
         perms.grant(c, &Actor::Operator, object, &grant)?;
         let object = catalog::normalize_object(object)?;
-        println!("granted {} to {} on {object}", grant.privilege, grant.grantee);
+        println!(
+            "granted {} to {} on {object}",
+            grant.privilege, grant.grantee
+        );
         Ok(())
     })
 }
@@ -72,7 +75,11 @@ pub fn inherit(config_file: Option<&Path>, object: &str, on: &str) -> i32 {
     with_permissions(config_file, |perms, c| {
         perms.set_inherit(c, &Actor::Operator, object, inherit)?;
         let object = catalog::normalize_object(object)?;
-        let word = if inherit { "inherits" } else { "does not inherit" };
+        let word = if inherit {
+            "inherits"
+        } else {
+            "does not inherit"
+        };
         println!("{object} {word} its ancestors' grants");
         Ok(())
     })

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use super::{Catalog, CatalogError, shorten};
@@ -57,6 +58,18 @@ impl Catalog {
                 total,
             })
             .collect())
+    }
+}
+
+impl Catalog {
+    /// Whether a normalised category holds an image itself (not below it).
+    pub fn category_has_images(&self, path: &str) -> Result<bool, CatalogError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM images WHERE category = ?1 LIMIT 1")?
+            .query_row([path], |_| Ok(()))
+            .optional()?
+            .is_some())
     }
 }
 

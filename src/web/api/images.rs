@@ -12,9 +12,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::{Map, Value};
 
 use super::route::Matched;
-use crate::domain::permission::Privilege;
 use super::{App, RequestError};
 use crate::domain::geometry::Size;
+use crate::domain::permission::Privilege;
 use crate::domain::query::{self, QueryError};
 use crate::io::catalog::{self, CatalogError, Image, Inserted, Query};
 use crate::io::http::{Request, Response, Stream, multipart};
@@ -74,11 +74,22 @@ impl App {
         };
         let store = self.store()?;
         let inserted = self.with_catalog(|catalog| {
-            let object = catalog::category_object(&catalog::normalize_category(&upload.category)?);
+            let category = catalog::normalize_category(&upload.category)?;
             let actor = self.actor(catalog, &m.caller)?;
-            self.permissions()
-                .require(catalog, &actor, Privilege::Edit, &object)?;
-            ingest::ingest(&self.config, store.as_ref(), catalog, &bytes, &upload)
+            let perms = self.permissions();
+            perms.require(
+                catalog,
+                &actor,
+                Privilege::Edit,
+                &catalog::category_object(&category),
+            )?;
+            let new_category = !catalog.category_has_images(&category)?;
+            let inserted = ingest::ingest(&self.config, store.as_ref(), catalog, &bytes, &upload)?;
+            if new_category && matches!(inserted, Inserted::New(_)) {
+                // The creator's grant was written with the image: forget cached answers.
+                perms.changed();
+            }
+            Ok(inserted)
         })?;
         let (status, image) = match &inserted {
             Inserted::New(i) => (201, i),

@@ -66,7 +66,7 @@ impl App {
     pub(super) fn describe_permissions(&self, m: &Matched<'_>) -> Result<Response, Error> {
         let described = self.with_catalog(|c| {
             let actor = self.actor(c, &m.caller)?;
-            self.permissions().describe(c, &actor, m.params[0])
+            self.permissions().describe(c, &actor, &object(m))
         })?;
         Ok(super::images::json(200, &described))
     }
@@ -88,7 +88,7 @@ impl App {
             ))
         })?;
         let grantee: Grantee = body.grantee.parse().map_err(RequestError::BadBody)?;
-        let object = m.params[0];
+        let object = &object(m);
         let described = self.with_catalog(|c| {
             let actor = self.actor(c, &m.caller)?;
             let perms = self.permissions();
@@ -114,6 +114,19 @@ impl App {
         );
         Ok(super::images::json(200, &described))
     }
+}
+
+/// The route's object: the rest of the (decoded) path, or one URL-encoded segment
+/// (`category%3A%2Fa`) when a transport passed it undecoded — recognised by having no `:`,
+/// which every object name has.
+fn object<'m>(m: &'m Matched<'_>) -> std::borrow::Cow<'m, str> {
+    let raw = m.params[0];
+    if raw.contains(':') {
+        return raw.into();
+    }
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .unwrap_or(raw.into())
 }
 
 /// The largest grant body read.

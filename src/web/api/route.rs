@@ -25,7 +25,8 @@ pub enum Auth {
     /// A signed request (`usecases::sign`) whose key has these rights; a write's signature is
     /// accepted once.
     Signed(Rights),
-    /// A REST read: anyone with `[api] public_reads`, else as `Signed(Rights::READ)`.
+    /// A REST read: anyone with `[api] public_reads` (a signed one as its key), else as
+    /// `Signed(Rights::READ)`.
     Read,
     // Sessions (issue 12) add `Session(…)` here: a logged-in principal, checked by the same
     // dispatcher, the handler receiving it in `Caller`.
@@ -190,7 +191,14 @@ pub fn dispatch<A: Gate>(
     }
     let caller = match route.auth {
         Auth::Public => Caller::Anonymous,
-        Auth::Read if app.public_reads() => Caller::Anonymous,
+        // A signed read is its key's user even so (permissions may give them more than
+        // `public`); a signature that does not verify reads as nobody's, as before.
+        Auth::Read if app.public_reads() => match req.header("authorization") {
+            Some(_) => app
+                .verify(req, Rights::READ)
+                .map_or(Caller::Anonymous, Caller::Key),
+            None => Caller::Anonymous,
+        },
         Auth::Read => Caller::Key(app.verify(req, Rights::READ)?),
         Auth::Signed(rights) => Caller::Key(app.verify(req, rights)?),
     };
@@ -367,6 +375,16 @@ mod tests {
             run(&public, req("POST", "/api/things", None, b"")),
             (401, false)
         );
+        // Under public reads, a signed read is its key's caller; one that does not verify is
+        // nobody's.
+        let mut signed = req("GET", "/api/things", Some("read"), b"");
+        signed.headers.push(("authorization".into(), "x".into()));
+        let resp = dispatch(&public, TABLE, &signed).unwrap().unwrap();
+        assert_eq!(resp.body, b"false [] Some(\"u\")\n");
+        let mut bad = req("GET", "/api/things", None, b"");
+        bad.headers.push(("authorization".into(), "x".into()));
+        let resp = dispatch(&public, TABLE, &bad).unwrap().unwrap();
+        assert_eq!(resp.body, b"false [] None\n");
     }
 
     #[test]
