@@ -303,7 +303,8 @@ impl<'a> Permissions<'a> {
                     .filter(|(p, _)| below(&c.path, p))
                     .map(|(_, n)| n)
                     .sum();
-                (c.path == "/" || total > 0).then(|| Category {
+                let shown = c.path == "/" || total > 0;
+                shown.then_some(Category {
                     images: if v { c.images } else { 0 },
                     total,
                     path: c.path,
