@@ -369,6 +369,13 @@ fn the_creator_holds_the_configured_privilege() {
             .require_image(&c, &key, Privilege::View, &theirs)
             .is_ok()
     );
+    // Searches: nothing hidden from a registered user (the root's grant, no inherit = false:
+    // the category scan is skipped); everything from nobody (public_reads is off).
+    assert!(perms.hidden_categories(&c, &cat).unwrap().is_empty());
+    assert_eq!(
+        perms.hidden_categories(&c, &Actor::Anonymous).unwrap(),
+        ["/cats", "/dogs"]
+    );
     // Not the owner: the category's.
     theirs.owner = Some("dog".into());
     let (p, _) = perms.explain_image(&c, &cat, &theirs).unwrap().unwrap();
