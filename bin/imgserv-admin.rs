@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use imgserv::tools::admin;
+use imgserv::tools::{admin, grants};
 
 #[derive(Parser)]
 #[command(version, about = "Administer imgserv")]
@@ -48,6 +48,24 @@ enum Command {
     /// See and lift the waits that failed logins impose ([login]).
     #[command(subcommand)]
     LoginThrottle(LoginThrottle),
+    /// Grant PRIVILEGE (view, edit, admin) on OBJECT (category:/PATH) to GRANTEE (user:NAME,
+    /// group:NAME, registered, public), replacing the grantee's earlier grant there.
+    Grant {
+        object: String,
+        grantee: String,
+        privilege: String,
+    },
+    /// Remove GRANTEE's grant on OBJECT; exit 66 when there was none.
+    Revoke { object: String, grantee: String },
+    /// Print the privilege USER (or public) holds on OBJECT and why; with PRIVILEGE, exit 77
+    /// when it is not held.
+    Explain {
+        object: String,
+        who: String,
+        privilege: Option<String>,
+    },
+    /// Whether OBJECT inherits its ancestors' grants (on) or only its own apply (off).
+    Inherit { object: String, on: String },
     /// Print URL with a signature (for [security] require_signed_urls).
     SignUrl {
         url: String,
@@ -189,6 +207,18 @@ fn main() {
         Command::LoginThrottle(LoginThrottle::Clear { name, .. }) => {
             admin::login_throttle_clear(config, name.as_deref())
         }
+        Command::Grant {
+            object,
+            grantee,
+            privilege,
+        } => grants::grant(config, &object, &grantee, &privilege),
+        Command::Revoke { object, grantee } => grants::revoke(config, &object, &grantee),
+        Command::Explain {
+            object,
+            who,
+            privilege,
+        } => grants::explain(config, &object, &who, privilege.as_deref()),
+        Command::Inherit { object, on } => grants::inherit(config, &object, &on),
         Command::SignUrl {
             url,
             key,

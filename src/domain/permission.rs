@@ -7,8 +7,12 @@
 //! read the grants of the object's ancestors at each check, so a grant on a folder reaches
 //! everything below it at once, and a change of group membership reaches every object the group
 //! has a grant on. An object with `inherit = false` stops that: below and at it only its own
-//! grants apply (how a private album sits in a public folder). The admin role may do everything
-//! everywhere. The creator of an object is given a grant like anyone else when it is created
+//! grants apply (how a private album sits in a public folder).
+//!
+//! Roles are implicit grants at the root of every chain: `viewer` holds `view`, `editor`
+//! `edit`, everywhere the root's grants reach — so `inherit = false` cuts them too (a private
+//! album is private to editors). The admin role may do everything everywhere, `inherit = false`
+//! or not. The creator of an object is given a grant like anyone else when it is created
 //! (`[permissions] privilege_for_creator`), so it needs no rule of its own.
 
 use std::fmt;
@@ -18,7 +22,8 @@ use super::principal::{Principal, Role};
 
 /// What a grant allows; each implies the ones before it (`Admin` ⊇ `Edit` ⊇ `View`). `Admin`
 /// may also grant and revoke.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Privilege {
     View,
     Edit,
@@ -129,14 +134,21 @@ pub struct Node {
 pub enum Reason {
     /// The admin role.
     AdminRole,
+    /// A role's implicit grant at the root (`viewer`: view, `editor`: edit).
+    Role(Role),
     /// A grant, on `object` (the object asked about or the ancestor it was inherited from).
     Grant { grant: Grant, object: String },
+    /// The creator of `object` (an image's owner holds `[permissions] privilege_for_creator`
+    /// on it).
+    Creator { object: String },
 }
 
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::AdminRole => f.write_str("the admin role"),
+            Reason::Role(role) => write!(f, "the {role} role"),
+            Reason::Creator { object } => write!(f, "the creator of {object}"),
             Reason::Grant { grant, object } => {
                 write!(f, "{} to {} on {object}", grant.privilege, grant.grantee)
             }
@@ -144,14 +156,25 @@ impl fmt::Display for Reason {
     }
 }
 
+/// The privilege a role grants at the root of every chain.
+pub fn role_privilege(role: Role) -> Privilege {
+    match role {
+        Role::Viewer => Privilege::View,
+        Role::Editor => Privilege::Edit,
+        Role::Admin => Privilege::Admin,
+    }
+}
+
 /// The highest privilege `who` holds on the object `chain` starts with (then its parent, up to
 /// the root), and why; `None` when it holds none. Of equal privileges the grant nearest the
-/// object is the reason.
+/// object is the reason; a role's grant sits beyond the root, so it is the reason only when
+/// no grant gives as much.
 pub fn effective(who: Option<&Principal>, chain: &[Node]) -> Option<(Privilege, Reason)> {
     if who.is_some_and(|p| p.has_role(Role::Admin)) {
         return Some((Privilege::Admin, Reason::AdminRole));
     }
     let mut best: Option<(Privilege, Reason)> = None;
+    let mut reached_root = true;
     for node in chain {
         for grant in &node.grants {
             let better = best
@@ -166,7 +189,15 @@ pub fn effective(who: Option<&Principal>, chain: &[Node]) -> Option<(Privilege, 
             }
         }
         if !node.inherit {
+            reached_root = false;
             break;
+        }
+    }
+    let role = who.and_then(|p| p.roles.iter().max().copied());
+    if let (true, Some(role)) = (reached_root, role) {
+        let privilege = role_privilege(role);
+        if best.as_ref().is_none_or(|(held, _)| privilege > *held) {
+            best = Some((privilege, Reason::Role(role)));
         }
     }
     best
@@ -353,6 +384,89 @@ mod tests {
         assert_eq!(capped(Some(Admin), Some(Edit)), Some(Edit));
         assert_eq!(capped(None, Some(Admin)), None);
         assert_eq!(capped(Some(Admin), None), None);
+    }
+
+    #[test]
+    fn roles_are_grants_at_the_root() {
+        use Privilege::*;
+        let t = tree();
+        let (norway, private, travel) = (&t[1..], &t[..], &t[2..]);
+        let ed = user("ed", &[], &[Role::Editor]);
+        let vi = user("vi", &[], &[Role::Viewer]);
+        let none = user("nobody", &[], &[]);
+        let ann = user("ann", &[], &[Role::Editor]);
+        let bare = [node("category:/", &[], true)];
+        // (what, who, chain, held, why)
+        type Case<'a> = (
+            &'a str,
+            &'a Principal,
+            &'a [Node],
+            Option<Privilege>,
+            &'a str,
+        );
+        let cases: &[Case] = &[
+            (
+                "an editor edits",
+                &ed,
+                norway,
+                Some(Edit),
+                "the editor role",
+            ),
+            (
+                "an editor on a bare root",
+                &ed,
+                &bare,
+                Some(Edit),
+                "the editor role",
+            ),
+            ("a viewer views", &vi, &bare, Some(View), "the viewer role"),
+            // A grant as high as the role is nearer, so it is the reason.
+            (
+                "a viewer below public view",
+                &vi,
+                travel,
+                Some(View),
+                "view to public on category:/travel",
+            ),
+            ("no role, no grant", &none, &bare, None, ""),
+            // inherit = false cuts the roles too: private to editors.
+            ("an editor, private", &ed, private, None, ""),
+            ("a viewer, private", &vi, private, None, ""),
+            // A grant above the role wins.
+            (
+                "an editor granted admin",
+                &ann,
+                norway,
+                Some(Admin),
+                "admin to user:ann on category:/travel/norway",
+            ),
+        ];
+        for (what, who, chain, want, why) in cases {
+            let got = effective(Some(who), chain);
+            assert_eq!(got.as_ref().map(|g| g.0), *want, "{what}");
+            if let Some((_, reason)) = got {
+                assert_eq!(reason.to_string(), *why, "{what}");
+            }
+        }
+        // The highest of several roles counts.
+        let both = user("both", &[], &[Role::Viewer, Role::Editor]);
+        assert!(may(Some(&both), Edit, &bare));
+        // Nobody logged in holds no role.
+        assert_eq!(effective(None, &bare), None);
+        assert_eq!(role_privilege(Role::Admin), Admin);
+    }
+
+    #[test]
+    fn a_key_with_an_editors_rights_is_capped_by_a_viewers_role() {
+        use Privilege::*;
+        let bare = [node("category:/", &[], true)];
+        let vi = user("vi", &[], &[Role::Viewer]);
+        let held = effective(Some(&vi), &bare).map(|e| e.0);
+        assert_eq!(capped(held, Some(Edit)), Some(View));
+        let ed = user("ed", &[], &[Role::Editor]);
+        let held = effective(Some(&ed), &bare).map(|e| e.0);
+        assert_eq!(capped(held, Some(Admin)), Some(Edit));
+        assert_eq!(capped(held, Some(View)), Some(View));
     }
 
     #[test]

@@ -80,7 +80,7 @@ fn fail(e: Error) -> i32 {
     e.exit_code()
 }
 
-fn run(
+pub(super) fn run(
     config_file: Option<&Path>,
     f: impl FnOnce(&Config, &mut Catalog) -> Result<(), Error>,
 ) -> i32 {
@@ -202,6 +202,7 @@ pub fn user_del(config_file: Option<&Path>, name: &str) -> i32 {
             .map(|k| k.id)
             .collect();
         let keys = c.del_user(name)?;
+        super::grants::changed(config);
         let records = Records::new(config, false);
         for id in &ids {
             records.forget(crate::usecases::records::KEYS, id);
@@ -222,8 +223,9 @@ pub fn group_add(config_file: Option<&Path>, name: &str) -> i32 {
 
 /// `group del NAME`: the group and its memberships; the users stay.
 pub fn group_del(config_file: Option<&Path>, name: &str) -> i32 {
-    run(config_file, |_, c| {
+    run(config_file, |config, c| {
         let members = c.del_group(name)?;
+        super::grants::changed(config);
         println!("deleted group {name} ({members} members)");
         Ok(())
     })
@@ -246,7 +248,9 @@ pub fn group_list(config_file: Option<&Path>) -> i32 {
 
 /// `group member add|del GROUP USER`; adding a member again is not an error.
 pub fn group_member(config_file: Option<&Path>, add: bool, group: &str, user: &str) -> i32 {
-    run(config_file, |_, c| {
+    run(config_file, |config, c| {
+        // Members' cached permissions are forgotten: a change reaches them at once.
+        let _forget = Forget(config);
         if !add {
             c.del_member(group, user)?;
             println!("removed {user} from {group}");
@@ -257,6 +261,15 @@ pub fn group_member(config_file: Option<&Path>, add: bool, group: &str, user: &s
         }
         Ok(())
     })
+}
+
+/// Forgets cached permissions when dropped (after the command's write, whatever its path).
+struct Forget<'c>(&'c Config);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        super::grants::changed(self.0);
+    }
 }
 
 /// `key add USER --rights read,write [--expires DURATION]`: prints the id and the secret,

@@ -70,6 +70,25 @@ pub enum SessionError {
     Random(std::io::Error),
 }
 
+/// Why a caller may not do something to an object (`usecases::permissions`).
+#[derive(Debug, thiserror::Error)]
+pub enum PermissionError {
+    /// Nobody is logged in (an anonymous read under `[api] public_reads`) and `public` may not
+    /// do it: credentials might help.
+    #[error("{privilege} on {object} needs a signed request or a login")]
+    LoginRequired {
+        privilege: crate::domain::permission::Privilege,
+        object: String,
+    },
+    /// The caller (or their key) holds less than `privilege` on the object.
+    #[error("{who} may not {privilege} {object}")]
+    Denied {
+        privilege: crate::domain::permission::Privilege,
+        object: String,
+        who: String,
+    },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -106,6 +125,8 @@ pub enum Error {
     FailureLog(#[from] FailureLogError),
     #[error(transparent)]
     Session(#[from] SessionError),
+    #[error(transparent)]
+    Permission(#[from] PermissionError),
 }
 
 /// sysexits(3) codes used by the tools.
@@ -188,6 +209,8 @@ impl Error {
                 CatalogError::BadGroupName(_) => (400, "bad-group-name", exit::USAGE),
                 CatalogError::BadRole(_) => (400, "bad-role", exit::USAGE),
                 CatalogError::BadCategory(_) => (400, "bad-category", exit::USAGE),
+                CatalogError::BadObject(_) => (400, "bad-object", exit::USAGE),
+                CatalogError::GrantNotFound { .. } => (404, "grant-not-found", exit::NOINPUT),
                 CatalogError::BadMeta(_) => (400, "bad-metadata", exit::DATAERR),
                 CatalogError::BadRights(_) => (400, "bad-rights", exit::USAGE),
                 CatalogError::Query(_) => (400, "bad-request", exit::USAGE),
@@ -270,6 +293,10 @@ impl Error {
                 SessionError::CsrfFailed => (403, "csrf-failed", exit::NOPERM),
                 SessionError::CrossOrigin(_) => (403, "cross-origin", exit::NOPERM),
                 SessionError::Random(_) => (500, "session-random", exit::OSERR),
+            },
+            Error::Permission(e) => match e {
+                PermissionError::LoginRequired { .. } => (401, "login-required", exit::NOPERM),
+                PermissionError::Denied { .. } => (403, "permission-denied", exit::NOPERM),
             },
         }
     }

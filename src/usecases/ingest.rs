@@ -77,5 +77,5 @@ pub fn ingest(
     }
     let intent = catalog.begin_upload(&id, mime)?;
     store.put(&id, format, bytes)?;
-    Ok(catalog.insert(&new, Some(intent))?)
+    Ok(catalog.insert_granting(&new, Some(intent), config.permissions.privilege_for_creator)?)
 }

@@ -3,7 +3,8 @@
 //! and delete, check and repair (`fsck`), report health (`status`), check a signed request
 //! (`sign`), read hot catalog rows through the object cache (`records`), hash and check local
 //! passwords (`passwords`), log people in (`auth`), slow down repeated failed logins
-//! (`throttle`) and keep login sessions (`session`) — and the one table (`error`) that turns every failure into an HTTP status, an
+//! (`throttle`), keep login sessions (`session`) and answer who may do what to which object
+//! (`permissions`) — and the one table (`error`) that turns every failure into an HTTP status, an
 //! error code and an exit status. They know nothing of CGI, FastCGI or the routes that call
 //! them.
 
@@ -14,6 +15,7 @@ pub mod fsck;
 pub mod ingest;
 pub mod mirror;
 pub mod passwords;
+pub mod permissions;
 pub mod precache;
 pub mod purge;
 pub mod records;

@@ -24,6 +24,10 @@ use crate::usecases::sign::KeyInfo;
 pub const KEYS: Namespace = Namespace("key");
 /// Image records by original id.
 pub const IMAGES: Namespace = Namespace("image");
+/// The generation of permission-relevant data (grants, settings, groups, roles): one number
+/// that every change replaces, part of the key of every cached permission (`usecases::
+/// permissions`), so that one write forgets them all.
+const GENERATION: Namespace = Namespace("perm-gen");
 
 /// The catalog's hot rows, cached.
 pub struct Records {
@@ -58,6 +62,34 @@ impl Records {
             self.cache.set_json(ns, id, &C::from(row.clone()));
         }
         Ok(row)
+    }
+
+    /// The current permissions generation (see [`Records::bump_generation`]); a fresh one is
+    /// stored when the cache has none (never cached, expired or evicted), so that no entry
+    /// cached under an older one can come back. `0` without a cache.
+    pub fn generation(&self) -> u64 {
+        if !self.cache.is_enabled() {
+            return 0;
+        }
+        if let Some(n) = self.cache.get_json::<u64>(GENERATION, "current") {
+            return n;
+        }
+        self.bump_generation()
+    }
+
+    /// Starts a new permissions generation: every cached permission and principal is
+    /// forgotten. Call it after every write of grants, object settings, groups or roles.
+    pub fn bump_generation(&self) -> u64 {
+        // Time-based, so that a generation lost with its entry is never reused.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let next = self
+            .cache
+            .get_json::<u64>(GENERATION, "current")
+            .map_or(now, |n| now.max(n + 1));
+        self.cache.set_json(GENERATION, "current", &next);
+        next
     }
 
     /// Forgets `id`'s cached row: call it after every write of that row.

@@ -26,6 +26,7 @@ mod memcached;
 mod memory;
 mod mirror;
 mod operability;
+mod permissions;
 mod quality;
 mod redirector;
 mod remote;

@@ -169,7 +169,11 @@ fn repeated_failures_slow_logins_down_with_429_and_no_session() {
     let right = br#"{"user":"bob","password":"bob-pw"}"#;
     let r = call(&site, "POST", &from("192.0.2.8"), Some((JSON, right)));
     assert_eq!(r.status, 429, "{}", r.body_text());
-    assert!(r.body_text().contains("too-many-logins"), "{}", r.body_text());
+    assert!(
+        r.body_text().contains("too-many-logins"),
+        "{}",
+        r.body_text()
+    );
     let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=30).contains(&wait), "{wait}");
     assert_eq!(r.header("set-cookie"), None);

@@ -8,6 +8,7 @@
 //! The types it speaks (`Image`, `ApiKey`, `Query`, …) are plain Rust; the errors are
 //! [`CatalogError`].
 
+use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::time::Duration;
@@ -18,9 +19,10 @@ use super::removal::UPLOAD_WAIT;
 use super::{
     ApiKey, CatalogError, Category, Claim, Claimed, Credentials, Deleted, Group, Image, Inserted,
     Intent, NewImage, Page, PendingDelete, Query, Rights, Role, SessionRecord, SqliteCatalog,
-    Swept, User, UserNow,
+    StoredGrant, Swept, User, UserNow,
 };
 use crate::domain::original::OriginalId;
+use crate::domain::permission::{Grant, Grantee, Node, Privilege};
 
 /// A catalog, whatever its backend: the traits' methods through `Deref`, and what every backend
 /// gets from them.
@@ -30,7 +32,17 @@ pub struct Catalog {
 
 /// Every concern of a catalog; implemented for whatever implements them all.
 pub trait CatalogBackend:
-    Images + Deletions + Categories + Search + Removals + Users + Groups + Keys + Sessions + Send
+    Images
+    + Deletions
+    + Categories
+    + Search
+    + Removals
+    + Users
+    + Groups
+    + Keys
+    + Sessions
+    + Grants
+    + Send
 {
 }
 
@@ -44,6 +56,7 @@ impl<T> CatalogBackend for T where
         + Groups
         + Keys
         + Sessions
+        + Grants
         + Send
 {
 }
@@ -141,7 +154,19 @@ pub trait Images {
     /// An intent a removal passed over (the upload outlived the grace period, so its original
     /// may be gone) gives [`CatalogError::UploadExpired`]: no image is recorded, and what the
     /// upload placed is left for the sweep.
-    fn insert(&mut self, new: &NewImage, intent: Option<Intent>) -> Result<Inserted, CatalogError>;
+    fn insert(&mut self, new: &NewImage, intent: Option<Intent>) -> Result<Inserted, CatalogError> {
+        self.insert_granting(new, intent, None)
+    }
+
+    /// [`insert`](Images::insert), and when the image is the first of its category (its
+    /// upload makes the category exist), a grant of `creator` on the category to its owner,
+    /// in the same transaction (`[permissions] privilege_for_creator`; never on the root).
+    fn insert_granting(
+        &mut self,
+        new: &NewImage,
+        intent: Option<Intent>,
+        creator: Option<Privilege>,
+    ) -> Result<Inserted, CatalogError>;
 
     /// Replaces the metadata object.
     fn replace_meta(
@@ -178,6 +203,9 @@ pub trait Categories {
     /// Every category that holds an image, with its ancestors, in tree order (a parent before
     /// its children, siblings by name); the root `/` comes first and counts everything.
     fn categories(&self) -> Result<Vec<Category>, CatalogError>;
+
+    /// Whether a normalised category holds an image itself (not below it).
+    fn category_has_images(&self, path: &str) -> Result<bool, CatalogError>;
 }
 
 /// Full-text search over the images' metadata and categories. A backend brings its own
@@ -314,4 +342,39 @@ pub trait Sessions {
     /// Deletes every session idle since before `idle_before` or created before
     /// `created_before` (unix ms); how many.
     fn sweep_sessions(&self, idle_before: i64, created_before: i64) -> Result<u64, CatalogError>;
+}
+
+/// Grants of privileges on objects (`category:/PATH`) and their settings (`inherit`).
+pub trait Grants {
+    /// The chain of a normalised object: a [`Node`] for it and each ancestor up to the root,
+    /// with their grants and `inherit` flags, read in one query.
+    fn chain(&self, object: &str) -> Result<Vec<Node>, CatalogError>;
+
+    /// Every object that has grants or settings, as nodes (for checking many objects at once:
+    /// a search's categories), in one query.
+    fn all_nodes(&self) -> Result<HashMap<String, Node>, CatalogError>;
+
+    /// The grants stored on one normalised object, by grantee.
+    fn grants_on(&self, object: &str) -> Result<Vec<StoredGrant>, CatalogError>;
+
+    /// Grants `grant` on a normalised object, replacing the grantee's earlier grant there (one
+    /// privilege per grantee per object). A user or group grantee must exist.
+    fn grant(
+        &mut self,
+        object: &str,
+        grant: &Grant,
+        granted_by: Option<&str>,
+    ) -> Result<(), CatalogError>;
+
+    /// Removes the grantee's grant on a normalised object; [`CatalogError::GrantNotFound`]
+    /// when it held none there.
+    fn revoke_grant(&mut self, object: &str, grantee: &Grantee) -> Result<(), CatalogError>;
+
+    /// Sets whether a normalised object inherits its ancestors' grants.
+    fn set_inherit(&mut self, object: &str, inherit: bool) -> Result<(), CatalogError>;
+
+    /// Writes `grants` on the root when the root was never set up (no settings row for it: a
+    /// new catalog, or one from before grants), and marks it set up, in one transaction; later
+    /// changes to the root's grants are then the administrator's. Whether it wrote anything.
+    fn seed_root(&mut self, grants: &[Grant]) -> Result<bool, CatalogError>;
 }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use super::{CatalogError, Categories, SqliteCatalog, shorten};
@@ -55,6 +56,15 @@ impl Categories for SqliteCatalog {
                 total,
             })
             .collect())
+    }
+
+    fn category_has_images(&self, path: &str) -> Result<bool, CatalogError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM images WHERE category = ?1 LIMIT 1")?
+            .query_row([path], |_| Ok(()))
+            .optional()?
+            .is_some())
     }
 }
 

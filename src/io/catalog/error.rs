@@ -33,6 +33,12 @@ pub enum CatalogError {
     /// A role other than `admin`, `editor` or `viewer`.
     #[error("role {0}")]
     BadRole(String),
+    /// An object name other than `category:/PATH` (or with a bad path).
+    #[error("object {0}")]
+    BadObject(String),
+    /// Revoking a grant the grantee does not hold on the object.
+    #[error("{grantee} holds no grant on {object}")]
+    GrantNotFound { object: String, grantee: String },
     /// No API key with this id.
     #[error("no API key {0:?}")]
     KeyNotFound(String),

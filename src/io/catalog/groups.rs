@@ -52,6 +52,8 @@ impl Groups for SqliteCatalog {
         let groups = tx
             .prepare_cached("DELETE FROM groups WHERE name = ?1")?
             .execute(params![name])?;
+        tx.prepare_cached("DELETE FROM grants WHERE grantee = 'group:' || ?1")?
+            .execute(params![name])?;
         if groups == 0 {
             return Err(CatalogError::GroupNotFound(name.to_string()));
         }

@@ -10,6 +10,7 @@ use super::{
     now_ms, removal,
 };
 use crate::domain::original::OriginalId;
+use crate::domain::permission::Privilege;
 
 /// Largest metadata object, as compact JSON.
 pub const MAX_META_BYTES: usize = 64 * 1024;
@@ -103,7 +104,12 @@ impl Images for SqliteCatalog {
         Ok(out)
     }
 
-    fn insert(&mut self, new: &NewImage, intent: Option<Intent>) -> Result<Inserted, CatalogError> {
+    fn insert_granting(
+        &mut self,
+        new: &NewImage,
+        intent: Option<Intent>,
+        creator: Option<Privilege>,
+    ) -> Result<Inserted, CatalogError> {
         let category = normalize_category(&new.category)?;
         let meta = meta_json(&new.meta)?;
         let now = now_ms();
@@ -118,6 +124,12 @@ impl Images for SqliteCatalog {
             tx.commit()?;
             return Err(CatalogError::UploadExpired(new.id.clone()));
         }
+        let first_of_category = creator.is_some()
+            && tx
+                .prepare_cached("SELECT 1 FROM images WHERE category = ?1 LIMIT 1")?
+                .query_row(params![category], |_| Ok(()))
+                .optional()?
+                .is_none();
         let added = tx
             .prepare_cached(
                 "INSERT INTO images (id, mime, ext, width, height, bytes, created, updated, owner, category, meta)
@@ -142,6 +154,9 @@ impl Images for SqliteCatalog {
                 "INSERT INTO images_fts (rowid, category, meta) VALUES (?1, ?2, ?3)",
             )?
             .execute(params![seq, category, meta_text(&new.meta)])?;
+            if let (true, Some(owner), Some(privilege)) = (first_of_category, &new.owner, creator) {
+                super::grants::creator_grant(&tx, &category, owner, privilege)?;
+            }
         }
         if let Some(i) = intent {
             // Only an intent for these bytes: another image's stays for the sweep.

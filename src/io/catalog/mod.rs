@@ -25,7 +25,7 @@
 //! The submodules split it by concern: `backend` (the traits and `Catalog`), `schema` (the tables and opening the file), `images`,
 //! `search`, `categories`, `pending` (deletions and what they leave to remove), `removal`,
 //! `users` (roles, password hashes, the disabled flag), `groups`, `keys` (API keys, rights and
-//! expiry), `sessions` (login sessions) and `error`. Everything is used as `catalog::X`.
+//! expiry), `sessions` (login sessions), `grants` (permissions on objects) and `error`. Everything is used as `catalog::X`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,6 +34,7 @@ use rusqlite::Connection;
 mod backend;
 mod categories;
 mod error;
+mod grants;
 mod groups;
 mod images;
 mod keys;
@@ -47,11 +48,12 @@ pub(crate) mod testing;
 mod users;
 
 pub use backend::{
-    Catalog, CatalogBackend, Categories, Deletions, Groups, Images, Keys, Removals, Search,
+    Catalog, CatalogBackend, Categories, Deletions, Grants, Groups, Images, Keys, Removals, Search,
     Sessions, Users,
 };
 pub use categories::{Category, MAX_CATEGORY_BYTES, MAX_CATEGORY_DEPTH, normalize_category};
 pub use error::CatalogError;
+pub use grants::{ROOT_OBJECT, StoredGrant, category_object, normalize_object, object_ancestors};
 pub use groups::Group;
 pub use images::{Image, Inserted, MAX_META_BYTES, NewImage, ext_of, format_of};
 pub use keys::{ApiKey, Rights, Secret};

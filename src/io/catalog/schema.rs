@@ -34,6 +34,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         what: "login sessions",
         apply: |tx| tx.execute_batch(V4_SESSIONS),
     },
+    Migration {
+        version: 5,
+        what: "grants and per-object settings (permissions)",
+        apply: |tx| tx.execute_batch(V5_GRANTS),
+    },
 ];
 
 /// Step 1, as first released.
@@ -147,6 +152,27 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_user ON sessions (user);
 CREATE INDEX sessions_last_seen ON sessions (last_seen);
 CREATE INDEX sessions_created ON sessions (created);
+";
+
+/// Step 5: permissions. One privilege per grantee per object (granting again replaces);
+/// objects are `category:/PATH`; `object_settings` holds `inherit = false` (and marks the root
+/// as set up with `[permissions] root_grants`, see `Catalog::seed_root`). No grant is written
+/// for existing data: users from before are editors (step 3), and the editor role is an
+/// implicit grant at the root, so their keys keep doing what they did.
+const V5_GRANTS: &str = "
+CREATE TABLE grants (
+    object     TEXT NOT NULL,           -- 'category:/' or 'category:/a/b'
+    grantee    TEXT NOT NULL,           -- 'user:NAME', 'group:NAME', 'registered', 'public'
+    privilege  TEXT NOT NULL CHECK (privilege IN ('view', 'edit', 'admin')),
+    granted_by TEXT,                    -- a user name; NULL for the configuration or a creator
+    created    INTEGER NOT NULL,        -- unix time in milliseconds
+    PRIMARY KEY (object, grantee)
+) WITHOUT ROWID;
+CREATE INDEX grants_grantee ON grants (grantee);
+CREATE TABLE object_settings (
+    object  TEXT PRIMARY KEY,
+    inherit INTEGER NOT NULL DEFAULT 1 CHECK (inherit IN (0, 1))
+) WITHOUT ROWID;
 ";
 
 impl SqliteCatalog {
@@ -313,6 +339,55 @@ mod tests {
         );
     }
 
+    /// The grants step, found by what it does (its number depends on the steps before it).
+    fn grants_step() -> usize {
+        MIGRATIONS
+            .iter()
+            .position(|m| m.what.starts_with("grants"))
+            .expect("a grants step")
+    }
+
+    #[test]
+    fn the_grants_step_adds_empty_tables_and_keeps_every_row_and_key() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("catalog.sqlite");
+        let old_keys = made_before_migrations(&path, 2);
+        // The catalog as the release before the grants step left it, whatever came before.
+        migrated_to(&path, grants_step());
+        let before = rows(&path);
+        migrated_to(&path, grants_step() + 1);
+        assert_eq!(user_version(&path), grants_step() as i64 + 1);
+        let mut after = rows(&path);
+        assert_eq!(after.remove("grants"), Some(vec![]));
+        assert_eq!(after.remove("object_settings"), Some(vec![]));
+        assert_eq!(after, before, "every original, user and key as it was");
+        // Keys keep their rights, users their (editor) role: what a key did, it still does
+        // (the editor role is an implicit edit grant at the root; see usecases::permissions).
+        migrated_to(&path, MIGRATIONS.len());
+        let c = Catalog::open(&path).unwrap();
+        for k in &old_keys {
+            let key = c.key(k.id).unwrap().unwrap();
+            assert_eq!((key.rights, key.revoked.is_some()), (k.rights, k.revoked));
+            let user = c.credentials(k.user).unwrap().unwrap();
+            assert_eq!(user.role, Role::Editor);
+        }
+        assert!(
+            c.chain("category:/travel/norway")
+                .unwrap()
+                .iter()
+                .all(|n| n.grants.is_empty() && n.inherit)
+        );
+        // The privilege is checked by the table.
+        let conn = Connection::open(&path).unwrap();
+        assert!(
+            conn.execute(
+                "INSERT INTO grants VALUES ('category:/', 'public', 'own', NULL, 0)",
+                []
+            )
+            .is_err()
+        );
+    }
+
     #[test]
     fn step_4_adds_sessions_and_keeps_every_row() {
         let t = tempfile::tempdir().unwrap();
@@ -446,6 +521,8 @@ mod tests {
             assert_eq!(after.remove("groups"), Some(vec![]));
             assert_eq!(after.remove("group_members"), Some(vec![]));
             assert_eq!(after.remove("sessions"), Some(vec![]));
+            assert_eq!(after.remove("grants"), Some(vec![]));
+            assert_eq!(after.remove("object_settings"), Some(vec![]));
             if version == 1 {
                 assert_eq!(after.remove("removals"), Some(vec![]));
                 assert_eq!(after.remove("sqlite_sequence"), Some(vec![]));

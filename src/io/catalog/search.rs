@@ -24,6 +24,9 @@ pub struct Query {
     pub page: u32,
     /// From 1 to [`MAX_PER_PAGE`].
     pub per_page: u32,
+    /// Categories (normalised, exactly these, not their descendants) whose images are left
+    /// out: those the caller may not view.
+    pub hidden: Vec<String>,
 }
 
 impl Default for Query {
@@ -33,6 +36,7 @@ impl Default for Query {
             category: None,
             page: 1,
             per_page: 20,
+            hidden: Vec::new(),
         }
     }
 }
@@ -70,18 +74,24 @@ impl Search for SqliteCatalog {
         let limit = i64::from(query.per_page);
         let offset = i64::from(query.page - 1) * limit;
         // Descendants of '/a' are exactly the paths in ('/a/', '/a0'): '0' follows '/'.
-        let within = "(?1 IS NULL OR i.category = ?1 OR (i.category > ?1 || '/' AND i.category < ?1 || '0'))";
+        let within =
+            "(?1 IS NULL OR i.category = ?1 OR (i.category > ?1 || '/' AND i.category < ?1 || '0'))
+            AND i.category NOT IN (SELECT value FROM json_each(?5))";
+        let hidden = serde_json::to_string(&query.hidden).unwrap_or_else(|_| "[]".into());
+        let none = None::<i64>;
         let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
         let Some(q) = q else {
             let total: i64 = self
                 .conn
                 .prepare_cached(&format!("SELECT count(*) FROM images i WHERE {within}"))?
-                .query_row(params![category], |r| r.get(0))?;
+                .query_row(params![category, none, none, none, hidden], |r| r.get(0))?;
             let mut stmt = self.conn.prepare_cached(&format!(
                 "SELECT {IMAGE_COLUMNS} FROM images i WHERE {within}
                  ORDER BY i.created DESC, i.id LIMIT ?2 OFFSET ?3"
             ))?;
-            let items = collect(stmt.query_map(params![category, limit, offset], image_row)?)?;
+            let items = collect(
+                stmt.query_map(params![category, limit, offset, none, hidden], image_row)?,
+            )?;
             return Ok(Page {
                 items,
                 total: total as u64,
@@ -100,15 +110,14 @@ impl Search for SqliteCatalog {
                 "SELECT count(*) FROM images_fts JOIN images i ON i.seq = images_fts.rowid
                  WHERE images_fts MATCH ?4 AND {within}"
             ))?
-            .query_row(params![category, None::<i64>, None::<i64>, fts], |r| {
-                r.get(0)
-            })?;
+            .query_row(params![category, none, none, fts, hidden], |r| r.get(0))?;
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {IMAGE_COLUMNS} FROM images_fts JOIN images i ON i.seq = images_fts.rowid
              WHERE images_fts MATCH ?4 AND {within}
              ORDER BY bm25(images_fts), i.created DESC, i.id LIMIT ?2 OFFSET ?3"
         ))?;
-        let items = collect(stmt.query_map(params![category, limit, offset, fts], image_row)?)?;
+        let items =
+            collect(stmt.query_map(params![category, limit, offset, fts, hidden], image_row)?)?;
         Ok(Page {
             items,
             total: total as u64,
@@ -217,6 +226,27 @@ mod tests {
             "AND is a word"
         );
         assert_eq!(search(&c, None, None).total, 4);
+        // Hidden categories (the caller may not view them) are left out, totals too.
+        let all = search(&c, None, None);
+        let one = all.items[0].category.clone();
+        let left = c
+            .search(&Query {
+                hidden: vec![one.clone()],
+                per_page: 100,
+                ..Query::default()
+            })
+            .unwrap();
+        let shown = all.items.iter().filter(|i| i.category != one).count() as u64;
+        assert_eq!(left.total, shown);
+        assert!(left.items.iter().all(|i| i.category != one));
+        let words = c
+            .search(&Query {
+                q: Some("fjord".into()),
+                hidden: vec!["/nowhere".into()],
+                ..Query::default()
+            })
+            .unwrap();
+        assert_eq!(words.total, search(&c, Some("fjord"), None).total);
     }
 
     #[test]
@@ -240,6 +270,7 @@ mod tests {
                 category: cat.map(Into::into),
                 page,
                 per_page,
+                hidden: Vec::new(),
             })
             .unwrap()
         };

@@ -155,6 +155,9 @@ impl Users for SqliteCatalog {
         // Their sessions end too (a user of the same name added later is someone else).
         tx.prepare_cached("DELETE FROM sessions WHERE user = ?1")?
             .execute(params![name])?;
+        // A later user of the same name must not find the grants of this one.
+        tx.prepare_cached("DELETE FROM grants WHERE grantee = 'user:' || ?1")?
+            .execute(params![name])?;
         let users = tx
             .prepare_cached("DELETE FROM users WHERE name = ?1")?
             .execute(params![name])?;

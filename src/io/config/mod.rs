@@ -8,7 +8,7 @@
 //! Each group of sections has its module, which holds the validated settings, the raw struct
 //! and the validation: `state` (`[originals]`, `[state]`, `[mirrors]`), `cache` (`[cache]`,
 //! `[evict]`), `render` (`[limits]`, `[render]`, `[presets]`), `remote`, `server` (`[server]`,
-//! `[metrics]`), `store`, `api` (`[api]`, `[security]`), `auth`, `login`, `object_cache`, `ldap`, `sessions`. `load` finds and merges the file, the
+//! `[metrics]`), `store`, `api` (`[api]`, `[security]`), `auth`, `login`, `object_cache`, `ldap`, `sessions`, `permissions`. `load` finds and merges the file, the
 //! environment and the flags; `value` reads sizes, durations and bounded integers. Settings
 //! that a storage module consumes (`StoreConfig`, `MetricsConfig`) are that module's types,
 //! re-exported here, so that it need not depend on configuration.
@@ -20,6 +20,7 @@ mod ldap;
 mod load;
 mod login;
 mod object_cache;
+mod permissions;
 mod remote;
 mod render;
 mod server;
@@ -38,6 +39,7 @@ pub use self::auth::AuthConfig;
 pub use self::cache::{CacheConfig, EvictConfig, MIN_UPLOAD_GRACE};
 pub use self::load::{DEFAULT_PATH, config_path, from_str, from_str_env, known_keys, load};
 pub use self::login::LoginConfig;
+pub use self::permissions::{PermissionsConfig, parse_grant};
 pub use self::remote::RemoteConfig;
 pub use self::render::Limits;
 pub use self::server::ServerConfig;
@@ -55,6 +57,7 @@ use self::cache::{RawCache, RawEvict, validate_cache, validate_evict};
 use self::ldap::{RawLdap, validate_ldap};
 use self::login::{RawLogin, validate_login};
 use self::object_cache::{RawObjectCache, validate_object_cache};
+use self::permissions::{RawPermissions, validate_permissions};
 use self::remote::{RawRemote, validate_remote};
 use self::render::{RawLimits, RawRender, validate_limits, validate_presets, validate_render};
 use self::server::{RawMetrics, RawServer, validate_metrics, validate_server};
@@ -131,6 +134,8 @@ pub struct Config {
     pub ldap: Option<LdapConfig>,
     /// `[sessions]`: login sessions.
     pub sessions: SessionsConfig,
+    /// `[permissions]`: the creator's privilege and a new root's grants.
+    pub permissions: PermissionsConfig,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -176,6 +181,8 @@ struct Raw {
     ldap: Option<RawLdap>,
     #[serde(default)]
     sessions: RawSessions,
+    #[serde(default)]
+    permissions: RawPermissions,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -210,6 +217,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
     );
     let object_cache = validate_object_cache(raw.object_cache, &state, &mut p);
     let ldap = validate_ldap(raw.ldap, base, &mut p);
+    let permissions = validate_permissions(raw.permissions, &mut p);
 
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));
@@ -235,6 +243,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
         object_cache,
         ldap,
         sessions,
+        permissions,
     })
 }
 

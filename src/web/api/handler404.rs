@@ -10,6 +10,12 @@
 //! (one that snaps to another size, no extension, `0300`) gets a permanent redirect to the
 //! canonical URL, whose file is written first. An original thus has at most one name here
 //! per raster step, however many boxes are asked for.
+//!
+//! The web server serves the files written here to anyone, without asking imgserv: a variant
+//! is written (or answered) only for an image `public` may view, where variants count as
+//! public unless a rule hides them — as if `[api] public_reads` were on, so that an image in
+//! an `inherit = false` category without a `public` grant gets `404`, as an unknown id does
+//! (no word on whether it exists).
 
 use std::fs;
 use std::io;
@@ -25,6 +31,7 @@ use crate::io::catalog::{CatalogError, Image};
 use crate::io::config::Config;
 use crate::io::http::{Request, Response};
 use crate::usecases::error::Error;
+use crate::usecases::permissions::Actor;
 use crate::usecases::variant;
 
 /// How often a variant that went (evicted, or its original deleted, by another process)
@@ -100,6 +107,17 @@ impl App {
         let (Some(image), Some(original)) = (image, original) else {
             return Err(CatalogError::NotFound(target.id.clone()).into());
         };
+        let public = self.with_catalog(|c| {
+            Ok(self
+                .permissions()
+                .for_variants()
+                .explain_image(c, &Actor::Anonymous, &image)?
+                .is_some())
+        })?;
+        if !public {
+            log::info!("404 handler {rel}: {} is not public", image.id);
+            return Err(CatalogError::NotFound(target.id.clone()).into());
+        }
         let store = self.store()?;
         let on_disk = self.config.cache.variants_on_disk;
         // The box that renders the size this name asks for, when it names a served size.

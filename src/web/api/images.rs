@@ -2,7 +2,9 @@
 //! their metadata and category, deletion with every variant, search and the category tree.
 //! Who may call each route (writes: a signed request with the right `Rights`, each signature
 //! accepted once; reads: `read` unless `[api] public_reads`) and the body it takes are
-//! declared in the route table (`ROUTES` in `api`, checked by `route`), not here.
+//! declared in the route table (`ROUTES` in `api`, checked by `route`), not here; what the
+//! caller may do to the image or category at hand is asked of `usecases::permissions` here
+//! (view to read, edit to upload into a category, change, move or delete).
 
 use std::io::{self, Read};
 use std::time::{Duration, UNIX_EPOCH};
@@ -12,7 +14,7 @@ use serde_json::{Map, Value};
 use super::route::Matched;
 use super::{App, RequestError};
 use crate::domain::geometry::Size;
-use crate::domain::original::OriginalId;
+use crate::domain::permission::Privilege;
 use crate::domain::query::{self, QueryError};
 use crate::io::catalog::{self, CatalogError, Image, Inserted, Query};
 use crate::io::http::{Request, Response, Stream, multipart};
@@ -72,7 +74,22 @@ impl App {
         };
         let store = self.store()?;
         let inserted = self.with_catalog(|catalog| {
-            ingest::ingest(&self.config, store.as_ref(), catalog, &bytes, &upload)
+            let category = catalog::normalize_category(&upload.category)?;
+            let actor = self.actor(catalog, &m.caller)?;
+            let perms = self.permissions();
+            perms.require(
+                catalog,
+                &actor,
+                Privilege::Edit,
+                &catalog::category_object(&category),
+            )?;
+            let new_category = !catalog.category_has_images(&category)?;
+            let inserted = ingest::ingest(&self.config, store.as_ref(), catalog, &bytes, &upload)?;
+            if new_category && matches!(inserted, Inserted::New(_)) {
+                // The creator's grant was written with the image: forget cached answers.
+                perms.changed();
+            }
+            Ok(inserted)
         })?;
         let (status, image) = match &inserted {
             Inserted::New(i) => (201, i),
@@ -90,17 +107,23 @@ impl App {
         Ok(json(status, image).with_header("Location", format!("/api/images/{}", image.id)))
     }
 
-    fn image(&self, id: &OriginalId) -> Result<Image, Error> {
+    /// The image of the route's `{id}`, when the caller may do what `privilege` allows to it.
+    fn image(&self, m: &Matched<'_>, privilege: Privilege) -> Result<Image, Error> {
+        let id = super::image(m);
         self.with_catalog(|c| {
-            self.records
+            let image = self
+                .records
                 .image(c, id)?
-                .ok_or_else(|| catalog::CatalogError::NotFound(id.clone()).into())
+                .ok_or_else(|| catalog::CatalogError::NotFound(id.clone()))?;
+            self.require_image(c, &m.caller, privilege, &image)?;
+            Ok(image)
         })
     }
 
     /// `GET /api/images/{id}`: the original's bytes; `HEAD`: its facts as headers.
-    pub(super) fn original(&self, req: &Request, id: &OriginalId) -> Result<Response, Error> {
-        let image = self.image(id)?;
+    pub(super) fn original(&self, req: &Request, m: &Matched<'_>) -> Result<Response, Error> {
+        let image = self.image(m, Privilege::View)?;
+        let id = &image.id;
         let etag = format!("\"{}\"", image.id);
         let modified = UNIX_EPOCH + Duration::from_millis(image.created.max(0) as u64);
         let resp = Response::new(200)
@@ -134,13 +157,15 @@ impl App {
     }
 
     /// `GET /api/images/{id}/meta`: the catalog row as JSON.
-    pub(super) fn meta(&self, id: &OriginalId) -> Result<Response, Error> {
-        Ok(json(200, &self.image(id)?))
+    pub(super) fn meta(&self, m: &Matched<'_>) -> Result<Response, Error> {
+        Ok(json(200, &self.image(m, Privilege::View)?))
     }
 
     /// `POST` (replace) or `PATCH` (merge, RFC 7396) the metadata with a JSON object body;
     /// `?category=PATH` moves the image. An empty body changes no metadata.
-    pub(super) fn change_meta(&self, req: &Request, id: &OriginalId) -> Result<Response, Error> {
+    /// The caller needs edit on the image and, for a move, on the target category.
+    pub(super) fn change_meta(&self, req: &Request, m: &Matched<'_>) -> Result<Response, Error> {
+        let id = super::image(m);
         let pairs = query::pairs(&req.query)?;
         let category = query::single(&pairs, "category")?;
         let body = req
@@ -157,6 +182,13 @@ impl App {
             let mut image = c
                 .get(id)?
                 .ok_or_else(|| catalog::CatalogError::NotFound(id.clone()))?;
+            self.require_image(c, &m.caller, Privilege::Edit, &image)?;
+            if let Some(category) = category {
+                let object = catalog::category_object(&catalog::normalize_category(category)?);
+                let actor = self.actor(c, &m.caller)?;
+                self.permissions()
+                    .require(c, &actor, Privilege::Edit, &object)?;
+            }
             if let Some(meta) = &meta {
                 image = self
                     .records
@@ -172,8 +204,15 @@ impl App {
 
     /// `DELETE /api/images/{id}`: the row and pending rows in one transaction, then the
     /// original and every variant; what fails now is left to the sweep.
-    pub(super) fn delete(&self, id: &OriginalId) -> Result<Response, Error> {
+    pub(super) fn delete(&self, m: &Matched<'_>) -> Result<Response, Error> {
+        let id = super::image(m);
         let store = self.store()?;
+        // Edit on the image; an image already gone (a retry finishing its removals) was
+        // checked by the request that deleted it.
+        self.with_catalog(|c| match self.records.image(c, id)? {
+            Some(image) => self.require_image(c, &m.caller, Privilege::Edit, &image),
+            None => Ok(()),
+        })?;
         // A DELETE that died after its transaction (a crash, a kill) left its removals
         // pending, the image's files still served until the next sweep: the client's retry
         // finishes them, rather than answering 404 with the job half done.
@@ -205,17 +244,13 @@ impl App {
 
     /// `DELETE /api/images/{id}/variants/{w}x{h}`: the variant for that box (the canonical
     /// file and the 404 handler's link); 404 when there was none.
-    pub(super) fn delete_variant(
-        &self,
-        req: &Request,
-        id: &OriginalId,
-        size: &str,
-    ) -> Result<Response, Error> {
+    pub(super) fn delete_variant(&self, req: &Request, m: &Matched<'_>) -> Result<Response, Error> {
+        let size = m.params[0];
         let bbox: Size = size.parse().map_err(|reason| QueryError::Invalid {
             name: "size",
             reason,
         })?;
-        let image = self.image(id)?;
+        let image = self.image(m, Privilege::Edit)?;
         let removed = self.remove_variant(&image, bbox)?;
         if removed {
             Ok(Response::new(204))
@@ -225,7 +260,8 @@ impl App {
     }
 
     /// `GET /api/images?q=&category=&page=&per_page=`.
-    pub(super) fn search(&self, req: &Request) -> Result<Response, Error> {
+    /// Images in categories the caller may not view are left out (totals too).
+    pub(super) fn search(&self, req: &Request, m: &Matched<'_>) -> Result<Response, Error> {
         let pairs = query::pairs(&req.query)?;
         let number = |name: &'static str, default: u32| -> Result<u32, QueryError> {
             match query::single(&pairs, name)? {
@@ -236,13 +272,18 @@ impl App {
                 }),
             }
         };
-        let q = Query {
+        let mut q = Query {
             q: query::single(&pairs, "q")?.map(str::to_string),
             category: query::single(&pairs, "category")?.map(str::to_string),
             page: number("page", 1)?,
             per_page: number("per_page", 20)?,
+            hidden: Vec::new(),
         };
-        let page = self.with_catalog(|c| Ok(c.search(&q)?))?;
+        let page = self.with_catalog(|c| {
+            let actor = self.actor(c, &m.caller)?;
+            q.hidden = self.permissions().hidden_categories(c, &actor)?;
+            Ok(c.search(&q)?)
+        })?;
         let body = serde_json::json!({
             "items": page.items,
             "total": page.total,
@@ -252,9 +293,12 @@ impl App {
         Ok(json(200, &body))
     }
 
-    /// `GET /api/categories`: the tree with counts.
-    pub(super) fn categories(&self) -> Result<Response, Error> {
-        let tree = self.with_catalog(|c| Ok(c.categories()?))?;
+    /// `GET /api/categories`: the tree with counts, of what the caller may view.
+    pub(super) fn categories(&self, m: &Matched<'_>) -> Result<Response, Error> {
+        let tree = self.with_catalog(|c| {
+            let actor = self.actor(c, &m.caller)?;
+            Ok(self.permissions().visible_categories(c, &actor)?)
+        })?;
         Ok(json(200, &tree))
     }
 }
@@ -316,7 +360,7 @@ fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, Error> {
     }
 }
 
-fn json(status: u16, value: &impl serde::Serialize) -> Response {
+pub(super) fn json(status: u16, value: &impl serde::Serialize) -> Response {
     let mut body = serde_json::to_vec(value).unwrap_or_default();
     body.push(b'\n');
     Response::new(status)

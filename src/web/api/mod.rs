@@ -10,6 +10,7 @@
 mod handler404;
 mod images;
 mod metrics;
+mod permissions;
 mod recent;
 mod redirector;
 pub mod route;
@@ -100,7 +101,12 @@ impl App {
         let pooled = self.catalogs.lock().ok().and_then(|mut p| p.pop());
         let mut catalog = match pooled {
             Some(c) => c,
-            None => Catalog::open(&self.config.state.catalog_path())?,
+            None => {
+                let mut c = Catalog::open(&self.config.state.catalog_path())?;
+                // `[permissions] root_grants`, once per catalog: one indexed read after that.
+                self.permissions().seed_root(&mut c)?;
+                c
+            }
         };
         let result = f(&mut catalog);
         if let Ok(mut p) = self.catalogs.lock() {
@@ -251,7 +257,7 @@ const ROUTES: &[Route<App>] = &[
         auth: Auth::Read,
         body: BodyLimit::Empty,
         hidden: false,
-        handler: |app, req, _| app.search(req),
+        handler: |app, req, m| app.search(req, m),
     },
     Route {
         methods: &["POST"],
@@ -269,7 +275,7 @@ const ROUTES: &[Route<App>] = &[
         auth: Auth::Read,
         body: BodyLimit::Empty,
         hidden: false,
-        handler: |app, req, m| app.original(req, image(m)),
+        handler: |app, req, m| app.original(req, m),
     },
     Route {
         methods: &["DELETE"],
@@ -277,7 +283,7 @@ const ROUTES: &[Route<App>] = &[
         auth: Auth::Signed(Rights::DELETE),
         body: BodyLimit::Empty,
         hidden: false,
-        handler: |app, _, m| app.delete(image(m)),
+        handler: |app, _, m| app.delete(m),
     },
     Route {
         methods: &["GET", "HEAD"],
@@ -285,7 +291,7 @@ const ROUTES: &[Route<App>] = &[
         auth: Auth::Read,
         body: BodyLimit::Empty,
         hidden: false,
-        handler: |app, _, m| app.meta(image(m)),
+        handler: |app, _, m| app.meta(m),
     },
     Route {
         methods: &["POST", "PATCH"],
@@ -295,7 +301,7 @@ const ROUTES: &[Route<App>] = &[
         // bad-body` by the handler, as before the table.
         body: BodyLimit::Default,
         hidden: false,
-        handler: |app, req, m| app.change_meta(req, image(m)),
+        handler: |app, req, m| app.change_meta(req, m),
     },
     Route {
         methods: &["DELETE"],
@@ -303,7 +309,7 @@ const ROUTES: &[Route<App>] = &[
         auth: Auth::Signed(Rights::DELETE),
         body: BodyLimit::Empty,
         hidden: false,
-        handler: |app, req, m| app.delete_variant(req, image(m), m.params[0]),
+        handler: |app, req, m| app.delete_variant(req, m),
     },
     Route {
         methods: &["POST"],
@@ -337,12 +343,29 @@ const ROUTES: &[Route<App>] = &[
         auth: Auth::Read,
         body: BodyLimit::Empty,
         hidden: false,
-        handler: |app, _, _| app.categories(),
+        handler: |app, _, m| app.categories(m),
+    },
+    Route {
+        methods: &["GET", "HEAD"],
+        pattern: "/api/permissions/{*}",
+        auth: Auth::Read,
+        body: BodyLimit::Empty,
+        hidden: false,
+        handler: |app, _, m| app.describe_permissions(m),
+    },
+    Route {
+        methods: &["POST", "DELETE"],
+        pattern: "/api/permissions/{*}",
+        // The key's `admin` right, and admin on the object (checked by the use case).
+        auth: Auth::Signed(Rights::ADMIN),
+        body: BodyLimit::Bytes(4096),
+        hidden: false,
+        handler: |app, req, m| app.change_permissions(req, m),
     },
 ];
 
 /// The `{id}` of a route whose pattern has one (the dispatcher parsed it).
-fn image<'m>(m: &'m route::Matched<'_>) -> &'m crate::domain::original::OriginalId {
+pub(super) fn image<'m>(m: &'m route::Matched<'_>) -> &'m crate::domain::original::OriginalId {
     m.id.as_ref().expect("the route's pattern has {id}")
 }
 

@@ -27,7 +27,8 @@ pub enum Auth {
     /// A signed request (`usecases::sign`) whose key has these rights; a write's signature is
     /// accepted once.
     Signed(Rights),
-    /// A REST read: anyone with `[api] public_reads`, else as `Signed(Rights::READ)`.
+    /// A REST read: anyone with `[api] public_reads` (a signed one as its key), else as
+    /// `Signed(Rights::READ)`.
     Read,
     /// Anyone logged in: a session cookie (with its CSRF token on a state-changing request,
     /// else `403 csrf-failed`), else `REMOTE_USER` when `[auth] methods` lists `remote_user`;
@@ -134,7 +135,8 @@ fn is_safe(method: &str) -> bool {
 }
 
 /// The logged-in caller: a session (refused with `403 csrf-failed` when a state-changing
-/// request lacks its CSRF token), else `REMOTE_USER`'s principal.
+/// request lacks its CSRF token), else `REMOTE_USER`'s principal (refused with `403
+/// cross-origin` when a state-changing request comes from another site's page).
 fn logged_in<A: Gate>(app: &A, req: &Request) -> Result<Option<Caller>, Error> {
     if let Some(s) = app.session(req)? {
         if !is_safe(&req.method) && !session::csrf_matches(req, &s.csrf_token)? {
@@ -146,7 +148,15 @@ fn logged_in<A: Gate>(app: &A, req: &Request) -> Result<Option<Caller>, Error> {
         }
         return Ok(Some(Caller::Session(s)));
     }
-    Ok(app.remote_user(req)?.map(Caller::Remote))
+    let Some(principal) = app.remote_user(req)? else {
+        return Ok(None);
+    };
+    // The browser re-sends the web server's credentials (HTTP Basic) with a request another
+    // site's page makes, and there is no token to ask for: a change must come from this site.
+    if !is_safe(&req.method) {
+        session::check_origin(req)?;
+    }
+    Ok(Some(Caller::Remote(principal)))
 }
 
 /// The caller of a route that needs no credentials: whoever is logged in, else `Anonymous`
@@ -174,18 +184,25 @@ fn normalise(path: &str) -> &str {
     }
 }
 
-/// The `{…}` segments of `path` when it has `pattern`'s shape.
+/// The `{…}` segments of `path` when it has `pattern`'s shape. A last `{*}` takes the rest
+/// of the path, slashes included (an object name such as `category:/a/b`).
 fn matches<'p>(pattern: &str, path: &'p str) -> Option<Vec<(&'static str, &'p str)>> {
     let mut pat = pattern.split('/');
-    let mut got = path.split('/');
+    let mut rest = Some(path);
     let mut params = Vec::new();
     loop {
-        match (pat.next(), got.next()) {
+        let got = rest.map(|r| r.split_once('/').map_or((r, None), |(g, n)| (g, Some(n))));
+        match (pat.next(), got) {
             (None, None) => return Some(params),
-            (Some(p), Some(g)) if p.starts_with('{') && p.ends_with('}') => {
-                params.push((if p == "{id}" { "id" } else { "" }, g));
+            (Some("{*}"), Some(_)) => {
+                params.push(("", rest.filter(|r| !r.is_empty())?));
+                return pat.next().is_none().then_some(params);
             }
-            (Some(p), Some(g)) if p == g => {}
+            (Some(p), Some((g, next))) if p.starts_with('{') && p.ends_with('}') => {
+                params.push((if p == "{id}" { "id" } else { "" }, g));
+                rest = next;
+            }
+            (Some(p), Some((g, next))) if p == g => rest = next,
             _ => return None,
         }
     }
@@ -245,10 +262,32 @@ pub fn dispatch<A: Gate>(
     }
     let caller = match route.auth {
         Auth::Public => anyone(app, req),
-        Auth::Read if app.public_reads() => anyone(app, req),
         Auth::Session => logged_in(app, req)?.ok_or(SessionError::NoSession)?,
-        Auth::Read => Caller::Key(app.verify(req, Rights::READ)?),
-        Auth::Signed(rights) => Caller::Key(app.verify(req, rights)?),
+        Auth::Read | Auth::Signed(_) => {
+            let (rights, open) = match route.auth {
+                Auth::Signed(rights) => (rights, false),
+                _ => (Rights::READ, app.public_reads()),
+            };
+            if req.header("authorization").is_some() {
+                // A signed request is its key's user, also where reads are public (grants may
+                // give them more than `public`); under `public_reads` a signature that does not
+                // verify reads as nobody's, as before.
+                match app.verify(req, rights) {
+                    Ok(verified) => Caller::Key(verified),
+                    Err(_) if open => Caller::Anonymous,
+                    Err(e) => return Err(e),
+                }
+            } else if let Some(caller) = logged_in(app, req)? {
+                // A session (its CSRF token checked for a change) or the web server's user:
+                // the route's permission check decides, as for a key's user.
+                caller
+            } else if open {
+                Caller::Anonymous
+            } else {
+                // Nobody: the signature's own error (`401 unsigned`).
+                Caller::Key(app.verify(req, rights)?)
+            }
+        }
     };
     let matched = Matched {
         id,
@@ -454,6 +493,33 @@ mod tests {
             run(&public, req("POST", "/api/things", None, b"")),
             (401, false)
         );
+        // Under public reads, a signed read is its key's caller; one that does not verify is
+        // nobody's.
+        let mut signed = req("GET", "/api/things", Some("read"), b"");
+        signed.headers.push(("authorization".into(), "x".into()));
+        let resp = dispatch(&public, TABLE, &signed).unwrap().unwrap();
+        assert_eq!(resp.body, b"false [] Some(\"u\")\n");
+        let mut bad = req("GET", "/api/things", None, b"");
+        bad.headers.push(("authorization".into(), "x".into()));
+        let resp = dispatch(&public, TABLE, &bad).unwrap().unwrap();
+        assert_eq!(resp.body, b"false [] None\n");
+    }
+
+    #[test]
+    fn a_rest_segment_takes_the_rest_of_the_path() {
+        let m = |pattern, path| {
+            matches(pattern, path).map(|p| p.into_iter().map(|(_, v)| v).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            m("/api/p/{*}", "/api/p/category:/a/b"),
+            Some(vec!["category:/a/b"])
+        );
+        assert_eq!(m("/api/p/{*}", "/api/p/category:"), Some(vec!["category:"]));
+        assert_eq!(m("/api/p/{*}", "/api/p/"), None);
+        assert_eq!(m("/api/p/{*}", "/api/p"), None);
+        assert_eq!(m("/api/p/{x}", "/api/p/a/b"), None);
+        assert_eq!(m("", ""), Some(vec![]));
+        assert_eq!(m("/api/images/{id}", "/api/images/x"), Some(vec!["x"]));
     }
 
     #[test]
@@ -558,7 +624,7 @@ mod tests {
     }
 
     #[test]
-    fn a_public_route_sees_who_is_logged_in_but_never_without_the_csrf_token() {
+    fn routes_see_who_is_logged_in_but_never_without_the_csrf_token() {
         let app = Fake {
             public_reads: false,
             calls: Cell::new(0),
@@ -571,10 +637,35 @@ mod tests {
             answer(&app, with(post(), &[s, ("x-csrf-token", "tok")])),
             Ok("false [] Some(\"ann\")".into())
         );
-        // Signed routes stay signed: a session does not stand in for a key.
+        // A session stands in for a key on the REST routes (the handler's permission check
+        // decides what it may do), with its CSRF token for a change; nobody gets the
+        // signature's 401.
         assert_eq!(
             answer(&app, with(req("GET", "/api/things", None, b""), &[s])),
-            Err(401)
+            Ok("false [] Some(\"ann\")".into())
+        );
+        assert_eq!(answer(&app, req("GET", "/api/things", None, b"")), Err(401));
+        assert_eq!(
+            answer(&app, with(req("POST", "/api/things", None, b""), &[s])),
+            Err(403)
+        );
+        assert_eq!(
+            answer(
+                &app,
+                with(
+                    req("POST", "/api/things", None, b""),
+                    &[s, ("x-csrf-token", "tok")]
+                )
+            ),
+            Ok("false [] Some(\"ann\")".into())
+        );
+        // A signature that is there is checked, session or not.
+        assert_eq!(
+            answer(
+                &app,
+                with(req("POST", "/api/things", Some("read"), b""), &[s])
+            ),
+            Err(403)
         );
         let public = Fake {
             public_reads: true,
