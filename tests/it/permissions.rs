@@ -427,3 +427,108 @@ fn the_standalone_server_sees_grants_at_once_and_keeps_private_variants_out_of_t
     assert_eq!(r.status, 404, "{}", r.body_text());
     assert!(!site.cache().join(format!("{id}/200/133.jpg")).exists());
 }
+
+/// Logs `user` in over CGI: the cookie (`name=value`) and the CSRF token.
+fn session(site: &Site, user: &str, password: &str) -> (String, String) {
+    let body = json!({"user": user, "password": password}).to_string();
+    let mut req = unsigned("POST", "/api/session", "", body.as_bytes());
+    req.headers
+        .push(("content-type".into(), "application/json".into()));
+    let r = cgi(site, &req);
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let cookie = r.header("set-cookie").unwrap().split(';').next().unwrap();
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    (
+        cookie.to_string(),
+        v["csrf_token"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A request with a session's cookie (and, when given, its CSRF token): status and JSON.
+fn with_session(
+    site: &Site,
+    (cookie, csrf): (&str, Option<&str>),
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &[u8],
+) -> (u16, Value) {
+    let mut req = unsigned(method, path, query, body);
+    req.headers.push(("cookie".into(), cookie.into()));
+    if let Some(token) = csrf {
+        req.headers.push(("x-csrf-token".into(), token.into()));
+    }
+    if !body.is_empty() {
+        req.headers
+            .push(("content-type".into(), "image/jpeg".into()));
+    }
+    let r = cgi(site, &req);
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+fn a_session_uses_the_rest_interface_with_its_users_permissions() {
+    let site = Site::new();
+    for (name, role) in [("ann", "editor"), ("vic", "viewer")] {
+        let args = ["user", "add", name, "--password-stdin", "--role", role];
+        let out = crate::support::imgserv_admin(&site, &args, b"pw-of-a-user\n");
+        assert!(out.status.success(), "{out:?}");
+    }
+    let (ann, ann_csrf) = session(&site, "ann", "pw-of-a-user");
+    let (vic, vic_csrf) = session(&site, "vic", "pw-of-a-user");
+    let photo = fixture_bytes("photo-rocket-640x427.jpg");
+
+    // A change with a session needs its CSRF token; with it, the editor uploads.
+    let (s, v) = with_session(
+        &site,
+        (&ann, None),
+        "POST",
+        "/api/images",
+        "category=/ann",
+        &photo,
+    );
+    assert_eq!((s, code(&v)), (403, "csrf-failed"), "{v}");
+    let (s, v) = with_session(
+        &site,
+        (&ann, Some(&ann_csrf)),
+        "POST",
+        "/api/images",
+        "category=/ann",
+        &photo,
+    );
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["owner"], "ann", "{v}");
+    let image = format!("/api/images/{}", v["id"].as_str().unwrap());
+    let meta = format!("{image}/meta");
+    // Another user's token is no token.
+    let (s, v) = with_session(&site, (&ann, Some(&vic_csrf)), "DELETE", &image, "", b"");
+    assert_eq!((s, code(&v)), (403, "csrf-failed"), "{v}");
+
+    // The viewer reads (the role at the root) but may not upload.
+    let (s, v) = with_session(&site, (&vic, None), "GET", &meta, "", b"");
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = with_session(
+        &site,
+        (&vic, Some(&vic_csrf)),
+        "POST",
+        "/api/images",
+        "category=/ann",
+        &fixture_bytes("photo-hopper-128x128.png"),
+    );
+    assert_eq!((s, code(&v)), (403, "permission-denied"), "{v}");
+    // Ann's category made private: the viewer's session sees it at once; without a cookie
+    // nobody reads anything (no public_reads).
+    let out = admin(&site, &["inherit", "category:/ann", "off"]);
+    assert!(out.status.success(), "{out:?}");
+    let (s, v) = with_session(&site, (&vic, None), "GET", &meta, "", b"");
+    assert_eq!((s, code(&v)), (403, "permission-denied"), "{v}");
+    let (s, v) = call(&site, None, "GET", &meta, "", b"");
+    assert_eq!((s, code(&v)), (401, "unsigned"), "{v}");
+    assert_eq!(
+        with_session(&site, (&ann, None), "GET", &meta, "", b"").0,
+        200
+    );
+}
