@@ -96,7 +96,7 @@ bench-deps:
 
 bench: bench-deps
 	$(CARGO) build --release --features bench-fixtures \
-		--bin imgserv-cgi --bin imgserv-upload --bin imgserv-precache \
+		--bin imgserv-cgi --bin imgserv-upload --bin imgserv-precache --bin imgserv-admin \
 		--bin bench-nop-cgi --bin bench-nop-fastcgi
 	mkdir -p $(BENCH_OUT)
 	@echo "== machine: $$(nproc) cores, $$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); load $$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -113,6 +113,8 @@ bench: bench-deps
 	@# --log-compare: the same hits with the request log line off (IMGSERV_LOG=warn), item 19.
 	python3 bench/hits.py --bin $(RELEASE_DIR) --rounds 3 --log-compare --json $(BENCH_OUT)/hits.json
 	python3 bench/precache.py --bin $(RELEASE_DIR) --rounds 5 --json $(BENCH_OUT)/precache.json
+	@# A permission check and a session on GET /api/images/{id}/meta (issue 12).
+	python3 bench/people.py --bin $(RELEASE_DIR) --rounds 3 --json $(BENCH_OUT)/people.json
 	python3 bench/thumbor.py --imgserv $(RELEASE_DIR)/imgserv-cgi \
 		--thumbor $(BENCH_VENV)/bin/thumbor --rounds 5 --json $(BENCH_OUT)/thumbor.json
 

@@ -350,8 +350,7 @@ impl Rig {
         }
         for (name, value) in op.headers(&self.key) {
             if name != "content-type" {
-                let var = format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"));
-                cgi = cgi.env(&var, &value);
+                cgi = cgi.header(&name, &value);
             }
         }
         if !body.is_empty() {

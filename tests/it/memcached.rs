@@ -263,10 +263,7 @@ fn cgi_get(api: &Api, path: &str) -> CgiResponse {
     let req = sign_with(&api.key, unsigned("GET", path, "", b""));
     let mut cgi = Cgi::new(&api.site).path_info(path);
     for (name, value) in &req.headers {
-        cgi = cgi.env(
-            &format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_")),
-            value,
-        );
+        cgi = cgi.header(name, value);
     }
     let r = cgi.run();
     assert_eq!(r.status, 200, "{}\n{}", r.body_text(), r.stderr.0);

@@ -28,19 +28,7 @@ fn user(site: &Site, name: &str, role: Role, rights: Rights) -> ApiKey {
 
 /// `req` as a CGI run of the built binary.
 fn cgi(site: &Site, req: &Request) -> CgiResponse {
-    let mut cgi = Cgi::new(site)
-        .method(&req.method)
-        .path_info(&req.path)
-        .query(&req.query);
-    for (name, value) in &req.headers {
-        if name != "content-type" {
-            let var = format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"));
-            cgi = cgi.env(&var, value);
-        }
-    }
-    let body = req.body.to_vec(u64::MAX).unwrap().unwrap_or_default();
-    cgi.body(req.header("content-type").unwrap_or(""), &body)
-        .run()
+    Cgi::request(site, req).run()
 }
 
 /// A signed (or, without a key, anonymous) request through CGI: status and JSON body.

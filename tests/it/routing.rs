@@ -42,10 +42,7 @@ fn signed_meta(api: &Api, cgi: Cgi, id: &str) -> CgiResponse {
     let req = sign_with(&api.key, unsigned("GET", &path, "", b""));
     req.headers
         .iter()
-        .fold(cgi, |cgi, (name, value)| {
-            let var = format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"));
-            cgi.env(&var, value)
-        })
+        .fold(cgi, |cgi, (name, value)| cgi.header(name, value))
         .run()
 }
 

@@ -114,18 +114,7 @@ fn identical_writes_racing_in_separate_processes_pass_once() {
 
 /// A signed request as a CGI run of the real binary.
 fn cgi(api: &Api, req: &Request) -> Cgi {
-    let mut cgi = Cgi::new(&api.site)
-        .method(&req.method)
-        .path_info(&req.path)
-        .query(&req.query);
-    for (name, value) in &req.headers {
-        if name != "content-type" {
-            let var = format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"));
-            cgi = cgi.env(&var, value);
-        }
-    }
-    let body = req.body.to_vec(u64::MAX).unwrap().unwrap_or_default();
-    cgi.body(req.header("content-type").unwrap_or(""), &body)
+    Cgi::request(&api.site, req)
 }
 
 fn code(r: &CgiResponse) -> String {

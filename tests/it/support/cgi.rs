@@ -29,6 +29,27 @@ impl Cgi {
             .env("IMGSERV_CONFIG", site.config_path().to_str().unwrap())
     }
 
+    /// `req` (method, path, query, headers, body) as a request to the built `imgserv-cgi`.
+    pub fn request(site: &Site, req: &imgserv::io::http::Request) -> Cgi {
+        let mut cgi = Cgi::new(site)
+            .method(&req.method)
+            .path_info(&req.path)
+            .query(&req.query);
+        for (name, value) in &req.headers {
+            if name != "content-type" {
+                cgi = cgi.header(name, value);
+            }
+        }
+        let body = req.body.to_vec(u64::MAX).unwrap().unwrap_or_default();
+        cgi.body(req.header("content-type").unwrap_or(""), &body)
+    }
+
+    /// A request header, as the meta-variable `HTTP_NAME` (RFC 3875 4.1.18).
+    pub fn header(self, name: &str, value: &str) -> Cgi {
+        let var = format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"));
+        self.env(&var, value)
+    }
+
     /// A request to another CGI program (no `IMGSERV_CONFIG`).
     pub fn program(program: &Path) -> Cgi {
         let env = [
