@@ -461,9 +461,14 @@ fn client_messages_hold_no_address_the_log_does() {
         !text.contains("127.0.0.1") && !text.contains("::1"),
         "{text}"
     );
-    // Network failures: a fixed phrase for the client.
-    let port = server.port;
+    // Network failures: a fixed phrase for the client. A port nothing listens on (not the
+    // server's: its listener may still be closing, and a connection to it then is reset).
     drop(server);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut opts = options(dir.path());
     opts.ttl = Duration::ZERO;
     let err = fetch(&opts, &format!("http://127.0.0.1:{port}/gone")).unwrap_err();
