@@ -200,6 +200,7 @@ impl Browser {
             unavailable(&why);
             return None;
         }
+        let began = Instant::now();
         static STARTED: AtomicU32 = AtomicU32::new(0);
         let n = STARTED.fetch_add(1, Ordering::Relaxed);
         let tag = format!("{}-{n}", std::process::id());
@@ -289,6 +290,15 @@ impl Browser {
         // --window-size is the outer window; the tests reason about the viewport.
         let (w, h) = browser.options.window;
         browser.set_window_size(w, h);
+        eprintln!(
+            "browser: chromedriver and Chromium (JavaScript {}) ready in {} ms",
+            if browser.options.javascript {
+                "on"
+            } else {
+                "off"
+            },
+            began.elapsed().as_millis()
+        );
         Some(browser)
     }
 
