@@ -170,10 +170,10 @@ fn navigates_fills_and_submits_a_form_and_reads_the_cookie_it_set() {
     assert_eq!(b.title(), "Sign the guest book");
 
     // A link, followed by a click, and back through the page's own link.
-    b.find("#about").click();
+    b.find("#about").click_and_wait();
     assert_eq!(b.current_url(), pages.url("/about.html"));
     assert_eq!(b.find("h1").text(), "About");
-    b.find("a[href='/form.html']").click();
+    b.find("a[href='/form.html']").click_and_wait();
     assert_eq!(b.current_url(), pages.url("/form.html"));
 
     let user = b.find("input[name=user]");
@@ -204,7 +204,7 @@ fn navigates_fills_and_submits_a_form_and_reads_the_cookie_it_set() {
     // Clicking the button submits too.
     b.goto(&pages.url("/form.html"));
     b.find("#user").type_text("Grace");
-    b.find("#sign").click();
+    b.find("#sign").click_and_wait();
     assert_eq!(b.find("#greeting").text(), "Thank you, Grace");
     assert_eq!(b.cookie("guest").unwrap().value, "Grace");
 }
@@ -299,10 +299,8 @@ fn tab_moves_focus_through_the_page_in_order_and_the_skip_link_works() {
     assert_eq!(b.active_element().describe(), "input#user");
     // Typing goes where the focus is; Enter submits.
     b.press_keys("Keyboard only");
-    b.press_keys(keys::ENTER);
-    // Keys do not wait for the navigation they start, unlike a click.
-    let greeting = b.wait_for("#greeting", Duration::from_secs(10));
-    assert_eq!(greeting.text(), "Thank you, Keyboard only");
+    b.navigating(|| b.press_keys(keys::ENTER));
+    assert_eq!(b.find("#greeting").text(), "Thank you, Keyboard only");
 }
 
 #[test]

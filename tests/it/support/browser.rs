@@ -1,9 +1,9 @@
 //! A real browser for the tests: headless Chromium (Debian's `chromium`) driven by
 //! `chromedriver` (`chromium-driver`) over the W3C WebDriver protocol (HTTP + JSON on a loopback
-//! port, spoken with `ureq`), and axe-core (`tests/browser/`, from npm) run inside its pages.
+//! port, spoken with `ureq`). axe-core's checks in its pages are in `support::axe`.
 //!
-//! It owns starting and stopping the driver and the browser, the WebDriver commands the tests
-//! need and the accessibility check; it knows nothing about imgserv's pages. Blocking on purpose:
+//! It owns starting and stopping the driver and the browser and the WebDriver commands the
+//! tests need; it knows nothing about imgserv's pages. Blocking on purpose:
 //! the Rust WebDriver clients on crates.io need tokio (DEPENDENCIES.md), and a test reads best as
 //! a straight line of commands.
 //!
@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use ureq::http;
 
+use super::axe::AXE_JS;
 use super::process::Child;
 use super::{free_port, repo_root};
 
@@ -38,9 +39,6 @@ const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// Where Debian's packages put them.
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
-/// What `tests/browser/package.json` pins and `scripts/install-deps.sh` installs with `npm ci`.
-const AXE_JS: &str = "tests/browser/node_modules/axe-core/axe.min.js";
 
 /// The default window: a laptop screen.
 pub const DESKTOP: (u32, u32) = (1280, 800);
@@ -93,48 +91,6 @@ pub struct Cookie {
     pub same_site: Option<String>,
     /// Seconds since the epoch; `None` for a session cookie.
     pub expiry: Option<u64>,
-}
-
-/// One rule axe-core found broken on a page.
-#[derive(Debug, Clone)]
-pub struct Violation {
-    /// The rule, e.g. "image-alt", "label", "color-contrast".
-    pub id: String,
-    /// "minor", "moderate", "serious" or "critical".
-    pub impact: String,
-    pub help: String,
-    pub help_url: String,
-    pub nodes: Vec<ViolationNode>,
-}
-
-/// An element that breaks a rule.
-#[derive(Debug, Clone)]
-pub struct ViolationNode {
-    /// CSS selectors (more than one when the element is inside frames or shadow roots).
-    pub target: Vec<String>,
-    /// The element's opening markup.
-    pub html: String,
-}
-
-impl Violation {
-    /// Impact "serious" or "critical": what the dashboard must never have.
-    pub fn is_serious(&self) -> bool {
-        matches!(self.impact.as_str(), "serious" | "critical")
-    }
-}
-
-impl std::fmt::Display for Violation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "[{}] {}: {} ({})",
-            self.impact, self.id, self.help, self.help_url
-        )?;
-        for node in &self.nodes {
-            write!(f, "\n    {} {}", node.target.join(" >>> "), node.html)?;
-        }
-        Ok(())
-    }
 }
 
 /// A WebDriver session in headless Chromium, with its own chromedriver and profile directory.
@@ -403,6 +359,48 @@ impl Browser {
             .collect()
     }
 
+    /// Runs `action` (a click on a link, a key that submits a form) and waits until it has
+    /// replaced the page with a loaded new one. WebDriver's own wait after a click misses
+    /// navigations the page schedules (a form's submission), and a `find` right after would
+    /// then search the old page. Not for a link to `#fragment`: that keeps the page.
+    pub fn navigating<T>(&self, action: impl FnOnce() -> T) -> T {
+        // A mark on the page's window object: a new page has a new window object without it.
+        // Synchronous scripts run even with JavaScript off.
+        static MARKS: AtomicU32 = AtomicU32::new(0);
+        let mark = format!(
+            "{}-{}",
+            std::process::id(),
+            MARKS.fetch_add(1, Ordering::Relaxed)
+        );
+        self.execute(
+            "window.__imgserv_test_page = arguments[0]",
+            vec![json!(mark)],
+        );
+        let result = action();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let state = self
+                .try_command(
+                    "POST",
+                    "/execute/sync",
+                    Some(&json!({
+                        "script": "return [window.__imgserv_test_page || null, document.readyState]",
+                        "args": [],
+                    })),
+                )
+                .unwrap_or(Value::Null);
+            if state[0] != json!(mark) && state[1] == json!("complete") {
+                return result;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no new page loaded within 30 s; still on {}",
+                self.current_url()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Polls until an element matches `css` (after a script changed the page, say).
     pub fn wait_for(&self, css: &str, timeout: Duration) -> Element<'_> {
         let deadline = Instant::now() + timeout;
@@ -543,89 +541,6 @@ impl Browser {
         let v = self.command("GET", "/element/active", None);
         self.element(&v)
     }
-
-    /// Runs axe-core on the current page (injecting it when the page has not got it yet) and
-    /// returns every violation, whatever its impact. Works under a strict
-    /// Content-Security-Policy (WebDriver's scripts are exempt from it), not in a session with
-    /// JavaScript off (it panics saying so: axe is asynchronous, and such a session runs no timer
-    /// or promise).
-    pub fn axe(&self) -> Vec<Violation> {
-        assert!(
-            self.options.javascript,
-            "axe-core needs timers and promises, which a session with JavaScript off never runs: \
-             check the page in a session with scripts on (browser::shared())"
-        );
-        static AXE: OnceLock<String> = OnceLock::new();
-        let source = AXE.get_or_init(|| {
-            let path = repo_root().join(AXE_JS);
-            fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-        });
-        let present = self.execute("return typeof window.axe === 'object'", vec![]);
-        if present != json!(true) {
-            // axe.min.js is a UMD bundle: run as a function body it still sets `window.axe`.
-            self.execute(source, vec![]);
-        }
-        let result = self.execute_async(
-            "const done = arguments[arguments.length - 1];
-             axe.run(document, {resultTypes: ['violations']})
-               .then(r => done({violations: r.violations.map(v => ({
-                  id: v.id, impact: v.impact || '', help: v.help, helpUrl: v.helpUrl,
-                  nodes: v.nodes.map(n => ({target: n.target.map(String), html: n.html}))}))}))
-               .catch(e => done({error: String(e && e.stack || e)}));",
-            vec![],
-        );
-        if let Some(error) = result.get("error") {
-            panic!("axe.run failed on {}: {error}", self.current_url());
-        }
-        result["violations"]
-            .as_array()
-            .expect("axe's violations")
-            .iter()
-            .map(|v| Violation {
-                id: string(v["id"].clone()),
-                impact: string(v["impact"].clone()),
-                help: string(v["help"].clone()),
-                help_url: string(v["helpUrl"].clone()),
-                nodes: v["nodes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|n| ViolationNode {
-                        target: n["target"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .map(|t| string(t.clone()))
-                            .collect(),
-                        html: string(n["html"].clone()),
-                    })
-                    .collect(),
-            })
-            .collect()
-    }
-
-    /// Runs axe-core and panics listing every violation of impact "serious" or "critical";
-    /// the lesser ones are printed on stderr and returned. `page` names the page in messages.
-    pub fn assert_accessible(&self, page: &str) -> Vec<Violation> {
-        let violations = self.axe();
-        let (serious, lesser): (Vec<_>, Vec<_>) =
-            violations.into_iter().partition(|v| v.is_serious());
-        for v in &lesser {
-            eprintln!("axe on {page} (allowed, below serious): {v}");
-        }
-        assert!(
-            serious.is_empty(),
-            "axe found {} serious or critical violation(s) on {page} ({}):\n{}",
-            serious.len(),
-            self.current_url(),
-            serious
-                .iter()
-                .map(|v| v.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-        lesser
-    }
 }
 
 impl Drop for Browser {
@@ -663,11 +578,17 @@ impl Element<'_> {
         json!({ ELEMENT_KEY: self.id })
     }
 
-    /// Clicks it as a mouse would (scrolled into view; refused when something covers it), and
-    /// waits for a navigation it starts.
+    /// Clicks it as a mouse would (scrolled into view; refused when something covers it). A
+    /// click that loads another page: [`Element::click_and_wait`].
     pub fn click(&self) {
         self.browser
             .command("POST", &self.path("/click"), Some(&json!({})));
+    }
+
+    /// Clicks a link or a submit button and waits until the page it leads to has loaded
+    /// ([`Browser::navigating`]).
+    pub fn click_and_wait(&self) {
+        self.browser.navigating(|| self.click());
     }
 
     /// Types `text` into it (focusing it first); [`keys`] codes press those keys.
@@ -683,10 +604,10 @@ impl Element<'_> {
             .command("POST", &self.path("/clear"), Some(&json!({})));
     }
 
-    /// Submits the form this field is in by pressing Enter in it, as a person does: no script
-    /// involved, so it works in a session with JavaScript off.
+    /// Submits the form this field is in by pressing Enter in it, as a person does (no script
+    /// involved, so it works in a session with JavaScript off), and waits for the answer's page.
     pub fn submit(&self) {
-        self.type_text(keys::ENTER);
+        self.browser.navigating(|| self.type_text(keys::ENTER));
     }
 
     /// The rendered text (what a person sees: hidden parts left out).

@@ -7,6 +7,7 @@
 
 pub mod admin;
 mod apache;
+pub mod axe;
 pub mod browser;
 mod cgi;
 mod http;
