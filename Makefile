@@ -2,7 +2,9 @@
 #
 #   make                 release build; the CGI ends up in cgi-bin/imgserv.cgi
 #   make run             a local server on http://127.0.0.1:8080 with sample photos (dev build)
-#   make test            fmt + clippy + the whole test suite (installs missing Debian packages as root)
+#   make test            fmt + clippy + the whole test suite (installs missing Debian packages as root,
+#                        and axe-core from npm into tests/browser; screenshots of the browser tests
+#                        are kept in target/test-artefacts/browser)
 #   make bench           micro-benchmarks, then imgserv side by side with vips, ImageMagick,
 #                        nginx and thumbor (see BENCHMARKS.md; ~15 minutes)
 #   make soak            10 minutes of mixed traffic through nginx to the FastCGI server, then

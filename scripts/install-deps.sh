@@ -2,8 +2,9 @@
 # Install the Debian packages imgserv needs to build and to run its test suite.
 #
 #   scripts/install-deps.sh              build + test dependencies (web servers, vips, rsync, curl,
-#                                        strace, jpgicc,
-#                                        and s3s-fs, a local S3 server, built with cargo install)
+#                                        strace, jpgicc, chromium + chromium-driver, node + npm,
+#                                        s3s-fs, a local S3 server, built with cargo install, and
+#                                        axe-core into tests/browser/node_modules with npm ci)
 #   scripts/install-deps.sh --build-only what `make` / `make run` need (a C compiler, nasm)
 #   scripts/install-deps.sh --bench      what `make` and `make bench` need: vips, ImageMagick,
 #                                        hyperfine, wrk, nginx, fcgiwrap, python3-venv, strace
@@ -68,6 +69,12 @@ if ! $build_only; then
   need liblcms2-utils jpgicc
   # tests/it/memcached.rs runs a private memcached (and kills it mid-test).
   need memcached memcached
+  # tests/it/browser.rs and the dashboard's tests drive headless Chromium through chromedriver.
+  need chromium chromium
+  need chromium-driver chromedriver
+  # npm installs axe-core (tests/browser/package-lock.json) for the accessibility checks.
+  need nodejs node
+  need npm npm
 fi
 if $bench; then
   need nginx-light nginx
@@ -107,9 +114,26 @@ install_s3s_fs() {
   cargo install --locked s3s-fs@0.14.1 --features binary
 }
 
+# axe-core, pinned by tests/browser/package-lock.json, into tests/browser/node_modules: the
+# browser tests inject its axe.min.js into pages. Reinstalled when the lock file changes. No root
+# needed; the only network access of the browser tests, at install time, not at test time.
+install_axe() {
+  local dir
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/browser"
+  if $build_only || ! command -v npm >/dev/null 2>&1; then
+    return
+  fi
+  if [[ -e $dir/node_modules/axe-core/axe.min.js && $dir/node_modules/.package-lock.json -nt $dir/package-lock.json ]]; then
+    return
+  fi
+  echo "install-deps.sh: installing axe-core into $dir/node_modules (npm ci)" >&2
+  npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+}
+
 if ((${#missing[@]} == 0)); then
   enable_cgi
   install_s3s_fs
+  install_axe
   exit 0
 fi
 
@@ -134,3 +158,4 @@ trap 'if $created_policy; then rm -f "$policy"; fi' EXIT
 apt-get install -y -q --no-install-recommends "${missing[@]}"
 enable_cgi
 install_s3s_fs
+install_axe

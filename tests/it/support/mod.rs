@@ -7,6 +7,8 @@
 
 pub mod admin;
 mod apache;
+pub mod axe;
+pub mod browser;
 mod cgi;
 mod http;
 mod memcached;

@@ -99,15 +99,33 @@ pub struct Child {
     name: String,
     child: std::process::Child,
     log: PathBuf,
+    /// The write end of the child's stdin when it was started with [`Child::spawn_tethered`]:
+    /// it closes when this process ends, however it ends.
+    tether: Option<std::process::ChildStdin>,
 }
 
 impl Child {
     /// Starts `command` with stdin closed and its output in `log_dir/<name>.log`.
-    pub fn spawn(name: &str, mut command: Command, log_dir: &Path) -> Child {
+    pub fn spawn(name: &str, command: Command, log_dir: &Path) -> Child {
+        Child::start(name, command, log_dir, Stdio::null())
+    }
+
+    /// Like [`Child::spawn`], but the child's stdin is a pipe that stays open for as long as
+    /// this `Child` (or the test process) lives: a wrapper that waits for end of file on stdin
+    /// then stops its group (`cat >/dev/null; kill …`) dies with the test process even when
+    /// nothing runs `Drop` — a child kept in a `static`, a panic under `panic = "abort"`, a
+    /// SIGKILL of the test binary.
+    pub fn spawn_tethered(name: &str, command: Command, log_dir: &Path) -> Child {
+        let mut child = Child::start(name, command, log_dir, Stdio::piped());
+        child.tether = child.child.stdin.take();
+        child
+    }
+
+    fn start(name: &str, mut command: Command, log_dir: &Path, stdin: Stdio) -> Child {
         let log = log_dir.join(format!("{name}.log"));
         let file = File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
         command
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .process_group(0);
@@ -118,6 +136,7 @@ impl Child {
             name: name.into(),
             child,
             log,
+            tether: None,
         }
     }
 
@@ -187,6 +206,7 @@ impl Child {
 
     /// Stops the process group and waits for every member to go. Idempotent.
     pub fn stop(&mut self) {
+        self.tether = None;
         let pgid = self.pid();
         if self.exited().is_none() || !process_group_members(pgid).is_empty() {
             kill_group(pgid, "TERM");
