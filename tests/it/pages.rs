@@ -453,3 +453,169 @@ fn the_standalone_server_serves_the_pages() {
         Some("public, max-age=31536000, immutable")
     );
 }
+
+/// A `command` program accepting carol/carol-pw (role editor, group printers).
+fn check_program(site: &Site) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = site.dir().join("check");
+    let body = "read u; read p\n[ \"$u\" = carol ] && [ \"$p\" = carol-pw ] || exit 1\nprintf 'role=editor\\nprinters\\n'";
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn the_form_logs_in_with_every_configured_method() {
+    use crate::support::slapd::{READER_DN, READER_PW, Slapd};
+    let slapd = Slapd::start();
+    let site = site("");
+    let check = check_program(&site);
+    // bob is in the directory too; dave is only in the catalog.
+    let out = imgserv_admin(
+        &site,
+        &["user", "add", "dave", "--password-stdin"],
+        b"dave-local\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    site.write_config(&format!(
+        "[auth]\nmethods = [\"command\", \"ldap\", \"local\"]\ncommand = [{check:?}]\n[ldap]\nurl = \"{}\"\nstarttls = true\nca_file = {:?}\ntimeout = \"2s\"\nbind_dn = \"{READER_DN}\"\nbind_password = \"{READER_PW}\"\nbase_dn = \"ou=people,dc=example,dc=org\"\nuser_filter = \"(uid={{user}})\"\ngroup_base = \"ou=groups,dc=example,dc=org\"\ngroup_filter = \"(member={{dn}})\"\nadmin_group = \"imgadmins\"\n",
+        slapd.url(),
+        slapd.ca_file().to_str().unwrap(),
+    ));
+    let cases = [
+        (
+            "alice",
+            "alice-pw",
+            "(ldap)",
+            &["admin", "imgadmins", "Administration"][..],
+        ),
+        (
+            "carol",
+            "carol-pw",
+            "(command)",
+            &["editor", "printers"][..],
+        ),
+        ("dave", "dave-local", "(local)", &["editor"][..]),
+    ];
+    for (user, password, method, wants) in cases {
+        let r = login(&site, user, password, "/admin/");
+        assert_eq!(r.status, 303, "{user}: {}", r.body_text());
+        let home = page(&site, "GET", "/admin/", Some(&cookie_of(&r)), None, &[]);
+        assert_eq!(home.status, 200, "{user}");
+        let html = home.body_text();
+        assert!(
+            html.contains(&format!("<strong>{user}</strong> {method}")),
+            "{html}"
+        );
+        for want in wants {
+            assert!(html.contains(want), "{user}: {want} in {html}");
+        }
+    }
+    // A wrong directory password reads as any other wrong password.
+    let r = login(&site, "alice", "nope", "/admin/");
+    assert_eq!(r.status, 401);
+    assert!(
+        r.body_text()
+            .contains("The user name or the password is wrong.")
+    );
+}
+
+#[test]
+fn the_web_servers_user_needs_no_login() {
+    let site = site("[auth]\nmethods = [\"local\", \"remote_user\"]\n");
+    let as_bob = |method: &str, path: &str, body: Option<&[u8]>, origin: Option<&str>| {
+        let mut cgi = Cgi::new(&site)
+            .method(method)
+            .path_info(path)
+            .env("REMOTE_USER", "bob");
+        if let Some(o) = origin {
+            cgi = cgi.header("origin", o).header("host", "localhost");
+        }
+        if let Some(b) = body {
+            cgi = cgi.body(FORM, b);
+        }
+        cgi.run()
+    };
+    let home = as_bob("GET", "/admin/", None, None);
+    assert_eq!(home.status, 200, "{}", home.body_text());
+    let html = home.body_text();
+    assert!(
+        html.contains("<strong>bob</strong> (remote_user)"),
+        "{html}"
+    );
+    // No session, so no token and no logout button: the web server decides who this is.
+    assert!(!html.contains("csrf_token"), "{html}");
+    let html = as_bob("GET", "/admin/login", None, None).body_text();
+    assert!(
+        html.contains("The web server says you are <strong>bob</strong>"),
+        "{html}"
+    );
+    // A change from another site's page is refused (the browser re-sends Basic credentials).
+    let r = as_bob(
+        "POST",
+        "/admin/logout",
+        Some(b"x=1"),
+        Some("http://evil.example"),
+    );
+    assert_eq!(r.status, 403);
+    let r = as_bob(
+        "POST",
+        "/admin/logout",
+        Some(b"x=1"),
+        Some("http://localhost"),
+    );
+    assert_eq!(r.status, 303);
+}
+
+#[test]
+fn nginx_fastcgi_serves_the_pages() {
+    let site = site("");
+    let nginx = crate::support::Nginx::fastcgi(&site);
+    let admin = nginx.url("/cgi-bin/imgserv.cgi/admin");
+    let r = request("GET", &format!("{admin}/"), &[], b"");
+    assert_eq!(r.status, 303, "{}", r.body_text());
+    assert_eq!(r.header("location"), Some("./login?next=%2Fadmin%2F"));
+    let body = form(&[("user", "bob"), ("password", "bob-pw"), ("next", "/admin/")]);
+    let r = request(
+        "POST",
+        &format!("{admin}/login"),
+        &[("Content-Type", FORM)],
+        &body,
+    );
+    assert_eq!(r.status, 303, "{}", r.body_text());
+    assert_eq!(r.header("location"), Some("./"));
+    let cookie = r
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let home = request("GET", &format!("{admin}/"), &[("Cookie", &cookie)], b"");
+    assert_eq!(home.status, 200);
+    assert_page_headers(|n| home.header(n).map(str::to_string));
+    let html = home.body_text();
+    assert!(html.contains("<strong>bob</strong>"), "{html}");
+    let js = html
+        .split("src=\"./")
+        .find(|s| s.starts_with("static/"))
+        .unwrap();
+    let js = &js[..js.find('"').unwrap()];
+    let r = request("GET", &format!("{admin}/{js}"), &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert_eq!(
+        r.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    let r = request("GET", &format!("{admin}/nowhere"), &[], b"");
+    assert_eq!(r.status, 404);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+}
