@@ -36,7 +36,7 @@ fn title(status: u16) -> &'static str {
 }
 
 /// `e` as a page (logged as the JSON and text errors are).
-pub fn page<S: Site>(_site: &S, req: &Request, e: &Error) -> Response {
+pub fn page<S: Site>(site: &S, req: &Request, e: &Error) -> Response {
     let status = e.status();
     crate::io::metrics::rejected(status, e.code());
     if status >= 500 {
@@ -44,13 +44,18 @@ pub fn page<S: Site>(_site: &S, req: &Request, e: &Error) -> Response {
     } else {
         log::info!("{} ({}): {e}", e.code(), status);
     }
-    let nobody = Visitor::Nobody;
+    // Who is logged in, for the frame (their name, the logout button), unless the failure
+    // may be the session store's own.
+    let visitor = match status {
+        s if s < 500 => super::visitor(site, req).unwrap_or(Visitor::Nobody),
+        _ => Visitor::Nobody,
+    };
     let (back, back_text) = match status {
         401 => (Some("login"), "Log in"),
         _ => (Some(""), "Go to the dashboard"),
     };
     let page = ErrorPage {
-        layout: Layout::new(&req.path, &nobody),
+        layout: Layout::new(&req.path, &visitor),
         title: title(status),
         message: e.public_message(),
         back,

@@ -180,3 +180,6 @@ fn route<S: Site>(site: &S, req: &Request, page: &str) -> Result<Response, Error
         _ => Err(RequestError::NoRoute(req.path.clone()).into()),
     }
 }
+
+#[cfg(test)]
+mod tests;
