@@ -1,7 +1,8 @@
 # imgserv: build, try locally, test, install.
 #
 #   make                 release build; the CGI ends up in cgi-bin/imgserv.cgi
-#   make run             a local server on http://127.0.0.1:8080 with sample photos (dev build)
+#   make run             a local server on http://127.0.0.1:8080 with sample photos and the
+#                        dashboard (a demo admin whose password is printed once; dev build)
 #   make test            fmt + clippy + the whole test suite (installs missing Debian packages as root,
 #                        and axe-core from npm into tests/browser; screenshots of the browser tests
 #                        are kept in target/test-artefacts/browser)
@@ -54,7 +55,7 @@ test-deps:
 # The dev profile optimises dependencies (Cargo.toml), so this is fast enough to try images
 # with, and it is the same build `make test` uses.
 run: build-deps
-	$(CARGO) build --bin imgserv-cgi
+	$(CARGO) build --bin imgserv-cgi --bin imgserv-admin --bin imgserv-upload
 	mkdir -p $(RUN_DIR)/originals $(RUN_DIR)/cache $(RUN_DIR)/state
 	@for f in $(RUN_SAMPLES); do \
 		[ -e $(RUN_DIR)/originals/$$f ] || cp tests/fixtures/$$f $(RUN_DIR)/originals/; \
@@ -71,6 +72,8 @@ run: build-deps
 	@echo "  http://$(RUN_ADDR)/imgserv.cgi?src=photo-bridge-4352x2448-progressive.jpg&width=800&height=600"
 	@echo "  http://$(RUN_ADDR)/imgserv.cgi?src=photo-chelsea-cat-451x300.png&width=200&height=200"
 	@echo "  http://$(RUN_ADDR)/imgserv.cgi?src=exif-orient-6.jpg&width=100&height=100"
+	@scripts/run-demo.sh $(DEBUG_DIR) $(RUN_DIR)/imgserv.toml tests/fixtures \
+		http://$(RUN_ADDR)/imgserv.cgi/admin/
 	@echo "Ctrl-C stops it."
 	@echo
 	exec $(DEBUG_DIR)/imgserv-cgi --listen $(RUN_ADDR) --config $(RUN_DIR)/imgserv.toml

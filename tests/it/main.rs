@@ -27,6 +27,7 @@ mod memcached;
 mod memory;
 mod mirror;
 mod operability;
+mod pages;
 mod permissions;
 mod quality;
 mod redirector;

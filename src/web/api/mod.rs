@@ -182,6 +182,10 @@ impl App {
         if let Some(missing) = &req.missing {
             return self.handle404(req, missing);
         }
+        // The dashboard answers its own errors, as pages.
+        if crate::web::pages::owns(&req.path) {
+            return Ok(crate::web::pages::handle(self, req));
+        }
         route::dispatch(self, ROUTES, req)?
             .ok_or_else(|| RequestError::NoRoute(req.path.clone()).into())
     }
@@ -467,6 +471,7 @@ impl App {
             "/status" => "status",
             "/metrics" => "metrics",
             p if p == "/api" || p.starts_with("/api/") => "api",
+            p if crate::web::pages::owns(p) => "admin",
             _ => "other",
         }
     }

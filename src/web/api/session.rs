@@ -5,11 +5,11 @@
 use crate::io::http::cookie::{CookieError, SameSite, SetCookie};
 use crate::io::http::{Request, Response};
 use crate::usecases::error::{Error, SessionError};
-use crate::usecases::session::{self, Answer, COOKIE_PATH};
+use crate::usecases::session::{self, Answer, COOKIE_PATH, Session};
 use crate::usecases::throttle;
 
 use super::App;
-use super::route::{Caller, Matched};
+use super::route::{self, Caller, Matched};
 
 /// The most a login body may be: two short fields and a form's framing.
 pub(super) const MAX_LOGIN_BYTES: u64 = 16 << 10;
@@ -37,14 +37,26 @@ impl App {
     pub(super) fn login(&self, req: &Request) -> Result<Response, Error> {
         session::check_origin(req)?;
         let (user, password) = session::credentials(req)?;
+        let (session, set) = self.open_session(req, &user, &password)?;
+        let answer = Answer::new(&session.principal, Some(&session.csrf_token));
+        Ok(json(200, &answer).with_cookie(&set))
+    }
+
+    /// Checks a login from the request's client (throttled) and opens a session in place of
+    /// the request's: the session and its cookie. Shared by the API and the login page.
+    fn open_session(
+        &self,
+        req: &Request,
+        user: &str,
+        password: &str,
+    ) -> Result<(Session, SetCookie), Error> {
         let name = self.sessions.cookie_name();
         let old = req.cookie(name);
         let address = throttle::client_address(req, &self.config.server.trusted_proxies);
         let (session, token) = self.with_catalog(|catalog| {
-            let credentials = (user.as_str(), password.as_str());
             let old = old.as_deref();
             self.sessions
-                .login(&self.config, catalog, credentials, address, old)
+                .login(&self.config, catalog, (user, password), address, old)
         })?;
         let set = SetCookie::new(name, &token)
             .and_then(|c| c.path(COOKIE_PATH))
@@ -53,8 +65,16 @@ impl App {
             .http_only(true)
             .same_site(SameSite::Lax)
             .secure(req.is_https());
-        let answer = Answer::new(&session.principal, Some(&session.csrf_token));
-        Ok(json(200, &answer).with_cookie(&set))
+        Ok((session, set))
+    }
+
+    /// Ends a session: the cookie that clears it.
+    fn end_session(&self, s: &Session) -> Result<SetCookie, Error> {
+        self.with_catalog(|catalog| self.sessions.end(catalog, &s.id))?;
+        Ok(SetCookie::removal(self.sessions.cookie_name(), COOKIE_PATH)
+            .map_err(cookie_error)?
+            .http_only(true)
+            .same_site(SameSite::Lax))
     }
 
     /// `GET /api/session`.
@@ -68,9 +88,10 @@ impl App {
 
     /// `DELETE /api/session` (the dispatcher checked the CSRF token).
     pub(super) fn logout(&self, m: &Matched<'_>) -> Result<Response, Error> {
+        let mut clear = None;
         let (user, ended) = match &m.caller {
             Caller::Session(s) => {
-                self.with_catalog(|catalog| self.sessions.end(catalog, &s.id))?;
+                clear = Some(self.end_session(s)?);
                 log::info!("session of {:?} ended by logout", s.principal.user);
                 (s.principal.user.as_str(), true)
             }
@@ -79,14 +100,48 @@ impl App {
             _ => return Err(SessionError::NoSession.into()),
         };
         let body = serde_json::json!({ "user": user, "logged_out": ended });
-        let clear = SetCookie::removal(self.sessions.cookie_name(), COOKIE_PATH)
-            .map_err(cookie_error)?
-            .http_only(true)
-            .same_site(SameSite::Lax);
+        let clear = match clear {
+            Some(c) => c,
+            None => SetCookie::removal(self.sessions.cookie_name(), COOKIE_PATH)
+                .map_err(cookie_error)?
+                .http_only(true)
+                .same_site(SameSite::Lax),
+        };
         Ok(Response::new(200)
             .with_header("Content-Type", "application/json")
             .with_header("Cache-Control", "no-store")
             .with_body(format!("{body}\n").into_bytes())
             .with_cookie(&clear))
+    }
+}
+
+/// The dashboard's pages (`web::pages`) reach sessions and logins through this.
+impl crate::web::pages::Site for App {
+    fn config(&self) -> &crate::io::config::Config {
+        &self.config
+    }
+
+    fn session(&self, req: &Request) -> Result<Option<Session>, Error> {
+        route::Gate::session(self, req)
+    }
+
+    fn remote_user(
+        &self,
+        req: &Request,
+    ) -> Result<Option<crate::domain::principal::Principal>, Error> {
+        route::Gate::remote_user(self, req)
+    }
+
+    fn log_in(
+        &self,
+        req: &Request,
+        user: &str,
+        password: &str,
+    ) -> Result<(Session, SetCookie), Error> {
+        self.open_session(req, user, password)
+    }
+
+    fn log_out(&self, session: &Session) -> Result<SetCookie, Error> {
+        self.end_session(session)
     }
 }
