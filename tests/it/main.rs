@@ -13,6 +13,7 @@ mod browser;
 mod cache;
 mod corpus;
 mod crash;
+mod dashboard;
 mod delete_race;
 mod diskfull;
 mod docs;
