@@ -389,7 +389,6 @@ mod tests {
         perms
             .set_inherit(&mut catalog, &Actor::Operator, "category:/private", false)
             .unwrap();
-        drop(perms);
         World {
             _t: t,
             config,
