@@ -107,6 +107,7 @@ bench: bench-deps
 	@echo "== machine: $$(nproc) cores, $$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); load $$(cut -d' ' -f1-3 /proc/loadavg)"
 	$(CARGO) bench --features bench-fixtures --bench render
 	$(CARGO) bench --features bench-fixtures --bench scale
+	$(CARGO) bench --features bench-fixtures --bench browse
 	python3 bench/miss.py --imgserv $(RELEASE_DIR)/imgserv-cgi --rounds $(BENCH_ROUNDS) \
 		--baseline-env IMGSERV_FSYNC=0 --json $(BENCH_OUT)/miss.json
 	python3 bench/sync.py --imgserv $(RELEASE_DIR)/imgserv-cgi --json $(BENCH_OUT)/sync.json

@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use imgserv::io::http::{Request, Response, fastcgi};
+use imgserv::io::http::{Request, Response};
+use imgserv::web::transport::fastcgi;
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -2,6 +2,7 @@
 //! id and an image format are. Everything else builds on it; it imports nothing of the crate
 //! outside this folder.
 
+pub mod cursor;
 pub mod format;
 pub mod geometry;
 pub mod original;

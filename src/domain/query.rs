@@ -15,6 +15,10 @@ pub enum QueryError {
     /// A parameter is present but not acceptable; the text says why.
     #[error("parameter '{name}': {reason}")]
     Invalid { name: &'static str, reason: String },
+    /// An `after=` cursor that this server did not make for this listing (altered, cut
+    /// short, or made for another category, order or search); the text says why.
+    #[error("parameter 'after': not a valid cursor for this listing ({0})")]
+    BadCursor(String),
 }
 
 /// A redirector request: which original, fitted into which box.

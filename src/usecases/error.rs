@@ -173,6 +173,10 @@ impl Error {
             {
                 (507, "disk-full", exit::CANTCREAT)
             }
+            Error::Query(QueryError::BadCursor(_))
+            | Error::Catalog(CatalogError::Query(QueryError::BadCursor(_))) => {
+                (400, "bad-cursor", exit::USAGE)
+            }
             Error::Query(_) => (400, "bad-request", exit::USAGE),
             Error::Source(e) => match e {
                 SourceError::Invalid(_) => (400, "bad-source", exit::USAGE),

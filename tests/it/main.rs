@@ -9,6 +9,7 @@ mod admin;
 mod api;
 mod attacks;
 mod bodies;
+mod browse;
 mod browser;
 mod cache;
 mod corpus;

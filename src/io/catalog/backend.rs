@@ -17,10 +17,11 @@ use serde_json::{Map, Value};
 
 use super::removal::UPLOAD_WAIT;
 use super::{
-    ApiKey, CatalogError, Category, Claim, Claimed, Credentials, Deleted, Group, Image, Inserted,
-    Intent, NewImage, Page, PendingDelete, Query, Rights, Role, SessionRecord, SqliteCatalog,
-    StoredGrant, Swept, User, UserNow,
+    ApiKey, CatalogError, Category, Claim, Claimed, Credentials, Deleted, Group, Hit, Image,
+    Inserted, Intent, Listed, NewImage, Page, PendingDelete, Query, Rights, Role, SessionRecord,
+    SqliteCatalog, StoredGrant, Swept, User, UserNow,
 };
+use crate::domain::cursor::{Order, Position};
 use crate::domain::original::OriginalId;
 use crate::domain::permission::{Grant, Grantee, Node, Privilege};
 
@@ -36,6 +37,7 @@ pub trait CatalogBackend:
     + Deletions
     + Categories
     + Search
+    + Browse
     + Removals
     + Users
     + Groups
@@ -51,6 +53,7 @@ impl<T> CatalogBackend for T where
         + Deletions
         + Categories
         + Search
+        + Browse
         + Removals
         + Users
         + Groups
@@ -213,6 +216,33 @@ pub trait Categories {
 pub trait Search {
     /// A page of images: newest first, or by relevance (bm25) when `q` has words.
     fn search(&self, query: &Query) -> Result<Page, CatalogError>;
+}
+
+/// Pages after a cursor (keyset pagination): what the dashboard's Browse and Search pages and
+/// `GET /api/images?after=` read. A page after any position costs what the first costs.
+pub trait Browse {
+    /// Up to `limit` images (at most [`MAX_BROWSE_LIMIT`](super::MAX_BROWSE_LIMIT)) of
+    /// exactly these normalised `categories` (not those below them: list them too), in
+    /// `order`, after `after` (a position of the same order, else `bad-cursor`).
+    fn listing(
+        &self,
+        categories: &[String],
+        order: Order,
+        after: Option<&Position>,
+        limit: u32,
+    ) -> Result<Vec<Listed>, CatalogError>;
+
+    /// Up to `limit` images whose metadata or category match every one of `words` (as
+    /// [`Search`] reads them), within `category` and below, leaving out `hidden` categories,
+    /// best match first, after `after` (a [`Position::Rank`]), each with a highlighted snippet.
+    fn matching(
+        &self,
+        words: &str,
+        category: Option<&str>,
+        hidden: &[String],
+        after: Option<&Position>,
+        limit: u32,
+    ) -> Result<Vec<Hit>, CatalogError>;
 }
 
 /// The protocol between uploads and removals of the same bytes (see `removal` for the

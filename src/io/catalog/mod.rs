@@ -23,7 +23,7 @@
 //! only by the server's user.
 //!
 //! The submodules split it by concern: `backend` (the traits and `Catalog`), `schema` (the tables and opening the file), `images`,
-//! `search`, `categories`, `pending` (deletions and what they leave to remove), `removal`,
+//! `search`, `browse` (pages after a cursor), `categories`, `pending` (deletions and what they leave to remove), `removal`,
 //! `users` (roles, password hashes, the disabled flag), `groups`, `keys` (API keys, rights and
 //! expiry), `sessions` (login sessions), `grants` (permissions on objects) and `error`. Everything is used as `catalog::X`.
 
@@ -32,6 +32,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 
 mod backend;
+mod browse;
 mod categories;
 mod error;
 mod grants;
@@ -48,9 +49,10 @@ pub(crate) mod testing;
 mod users;
 
 pub use backend::{
-    Catalog, CatalogBackend, Categories, Deletions, Grants, Groups, Images, Keys, Removals, Search,
-    Sessions, Users,
+    Browse, Catalog, CatalogBackend, Categories, Deletions, Grants, Groups, Images, Keys, Removals,
+    Search, Sessions, Users,
 };
+pub use browse::{Fragment, Hit, Listed, MAX_LIMIT as MAX_BROWSE_LIMIT};
 pub use categories::{Category, MAX_CATEGORY_BYTES, MAX_CATEGORY_DEPTH, normalize_category};
 pub use error::CatalogError;
 pub use grants::{ROOT_OBJECT, StoredGrant, category_object, normalize_object, object_ancestors};

@@ -39,6 +39,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         what: "grants and per-object settings (permissions)",
         apply: |tx| tx.execute_batch(V5_GRANTS),
     },
+    Migration {
+        version: 6,
+        what: "indexes for keyset pagination within a category (newest first, by name)",
+        apply: |tx| tx.execute_batch(V6_BROWSE),
+    },
 ];
 
 /// Step 1, as first released.
@@ -173,6 +178,21 @@ CREATE TABLE object_settings (
     object  TEXT PRIMARY KEY,
     inherit INTEGER NOT NULL DEFAULT 1 CHECK (inherit IN (0, 1))
 ) WITHOUT ROWID;
+";
+
+/// Step 6: browsing a category page by page without `OFFSET` (`browse`): an index per order,
+/// led by the category, so that a page after a cursor is one seek and `LIMIT` rows. The name
+/// is an expression index: the metadata `title` when it is a string (trimmed, not blank, its
+/// first 100 characters) or else the id, compared ASCII-case-insensitively (`NOCASE`); the
+/// query must spell the expression exactly so (`browse::NAME_KEY`, checked by a test).
+const V6_BROWSE: &str = "
+CREATE INDEX images_category_created ON images (category, created DESC, id);
+CREATE INDEX images_category_name ON images (
+    category,
+    substr(coalesce(nullif(trim(CASE json_type(meta, '$.title') WHEN 'text'
+        THEN json_extract(meta, '$.title') END), ''), id), 1, 100) COLLATE NOCASE,
+    id
+);
 ";
 
 impl SqliteCatalog {
@@ -431,6 +451,62 @@ mod tests {
         c.insert_session("h", &record, None, 0, 0).unwrap();
         let (_, now) = c.session("h").unwrap().unwrap();
         assert_eq!(now.unwrap().groups, ["darkroom"]);
+    }
+
+    #[test]
+    fn step_6_adds_the_browse_indexes_and_keeps_every_row() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("catalog.sqlite");
+        made_before_migrations(&path, 2);
+        migrated_to(&path, 5);
+        let before = rows(&path);
+        let indexes = |path: &Path| -> Vec<String> {
+            Connection::open(path)
+                .unwrap()
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'images' AND sql IS NOT NULL ORDER BY name")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        assert!(!indexes(&path).contains(&"images_category_name".to_string()));
+        migrated_to(&path, 6);
+        assert_eq!(user_version(&path), 6);
+        assert_eq!(rows(&path), before, "every row as it was");
+        assert_eq!(
+            indexes(&path),
+            [
+                "images_category",
+                "images_category_created",
+                "images_category_name",
+                "images_listing"
+            ]
+        );
+        // The name index holds the title or the id, and the catalog lists by it.
+        let conn = Connection::open(&path).unwrap();
+        let names: Vec<String> = conn
+            .prepare(&format!(
+                "SELECT {} FROM images INDEXED BY images_category_name ORDER BY category, 1 COLLATE NOCASE",
+                super::super::browse::NAME_KEY
+            ))
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(names.len(), 3);
+        drop(conn);
+        let c = Catalog::open(&path).unwrap();
+        let page = c
+            .listing(
+                &["/travel/norway".into()],
+                crate::domain::cursor::Order::Name,
+                None,
+                10,
+            )
+            .unwrap();
+        assert_eq!(page.len(), 1);
     }
 
     #[test]

@@ -129,7 +129,7 @@ impl Search for SqliteCatalog {
 /// whitespace) becomes a quoted phrase (`"` doubled inside), so operators (`AND`, `NEAR`,
 /// `*`, `(`, `:`) are plain text; words without a letter or digit are dropped, because the
 /// tokenizer would drop them too. All phrases must match. `None` when no word is left.
-fn fts_query(q: &str) -> Option<String> {
+pub(super) fn fts_query(q: &str) -> Option<String> {
     let phrases: Vec<String> = q
         .split_whitespace()
         .filter(|w| w.chars().any(char::is_alphanumeric))

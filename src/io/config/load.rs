@@ -254,6 +254,7 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("metrics", &["enabled", "allow"][..]),
         ("auth", &["methods", "command", "command_timeout"][..]),
         ("permissions", &["privilege_for_creator", "root_grants"][..]),
+        ("dashboard", &["per_page", "thumbnail"][..]),
         (
             "login",
             &[

@@ -8,7 +8,7 @@
 //! Each group of sections has its module, which holds the validated settings, the raw struct
 //! and the validation: `state` (`[originals]`, `[state]`, `[mirrors]`), `cache` (`[cache]`,
 //! `[evict]`), `render` (`[limits]`, `[render]`, `[presets]`), `remote`, `server` (`[server]`,
-//! `[metrics]`), `store`, `api` (`[api]`, `[security]`), `auth`, `login`, `object_cache`, `ldap`, `sessions`, `permissions`. `load` finds and merges the file, the
+//! `[metrics]`), `store`, `api` (`[api]`, `[security]`), `auth`, `login`, `object_cache`, `ldap`, `sessions`, `permissions`, `dashboard`. `load` finds and merges the file, the
 //! environment and the flags; `value` reads sizes, durations and bounded integers. Settings
 //! that a storage module consumes (`StoreConfig`, `MetricsConfig`) are that module's types,
 //! re-exported here, so that it need not depend on configuration.
@@ -16,6 +16,7 @@
 mod api;
 mod auth;
 mod cache;
+mod dashboard;
 mod ldap;
 mod load;
 mod login;
@@ -37,6 +38,7 @@ use serde::Deserialize;
 pub use self::api::{ApiConfig, SecurityConfig};
 pub use self::auth::AuthConfig;
 pub use self::cache::{CacheConfig, EvictConfig, MIN_UPLOAD_GRACE};
+pub use self::dashboard::{DashboardConfig, MAX_PER_PAGE as MAX_DASHBOARD_PER_PAGE};
 pub use self::load::{DEFAULT_PATH, config_path, from_str, from_str_env, known_keys, load};
 pub use self::login::LoginConfig;
 pub use self::permissions::{PermissionsConfig, parse_grant};
@@ -54,6 +56,7 @@ pub use crate::io::store::{Secret, StoreConfig};
 use self::api::{RawApi, RawSecurity, validate_api, validate_security};
 use self::auth::{RawAuth, validate_auth};
 use self::cache::{RawCache, RawEvict, validate_cache, validate_evict};
+use self::dashboard::{RawDashboard, validate_dashboard};
 use self::ldap::{RawLdap, validate_ldap};
 use self::login::{RawLogin, validate_login};
 use self::object_cache::{RawObjectCache, validate_object_cache};
@@ -136,6 +139,8 @@ pub struct Config {
     pub sessions: SessionsConfig,
     /// `[permissions]`: the creator's privilege and a new root's grants.
     pub permissions: PermissionsConfig,
+    /// `[dashboard]`: images per page and the thumbnails' box.
+    pub dashboard: DashboardConfig,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -183,6 +188,8 @@ struct Raw {
     sessions: RawSessions,
     #[serde(default)]
     permissions: RawPermissions,
+    #[serde(default)]
+    dashboard: RawDashboard,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -218,6 +225,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
     let object_cache = validate_object_cache(raw.object_cache, &state, &mut p);
     let ldap = validate_ldap(raw.ldap, base, &mut p);
     let permissions = validate_permissions(raw.permissions, &mut p);
+    let dashboard = validate_dashboard(&raw.dashboard, &limits, &mut p);
 
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));
@@ -244,6 +252,7 @@ fn validate(raw: Raw, base: &Path) -> Result<Config, ConfigErrors> {
         ldap,
         sessions,
         permissions,
+        dashboard,
     })
 }
 

@@ -13,11 +13,13 @@ use serde_json::{Map, Value};
 
 use super::route::Matched;
 use super::{App, RequestError};
+use crate::domain::cursor::Order;
 use crate::domain::geometry::Size;
 use crate::domain::permission::Privilege;
 use crate::domain::query::{self, QueryError};
 use crate::io::catalog::{self, CatalogError, Image, Inserted, Query};
 use crate::io::http::{Request, Response, Stream, multipart};
+use crate::usecases::browse;
 use crate::usecases::error::Error;
 use crate::usecases::error::IngestError;
 use crate::usecases::ingest::{self, Upload};
@@ -259,7 +261,11 @@ impl App {
         }
     }
 
-    /// `GET /api/images?q=&category=&page=&per_page=`.
+    /// `GET /api/images?q=&category=&order=&per_page=&after=`: a page of the images in a
+    /// category and below it (newest first, or `order=name`), or of full-text matches (best
+    /// first), and `next`, the cursor of the page after it (`null` on the last). `total`
+    /// comes with the first page only. Deprecated: `page=N`, the offset pages of before
+    /// (`{items, total, page, per_page}`), kept for old clients; deep pages cost more.
     /// Images in categories the caller may not view are left out (totals too).
     pub(super) fn search(&self, req: &Request, m: &Matched<'_>) -> Result<Response, Error> {
         let pairs = query::pairs(&req.query)?;
@@ -272,11 +278,124 @@ impl App {
                 }),
             }
         };
+        let after = query::single(&pairs, "after")?.map(str::to_string);
+        let words = query::single(&pairs, "q")?
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(str::to_string);
+        let category = query::single(&pairs, "category")?.map(str::to_string);
+        if query::single(&pairs, "page")?.is_some() {
+            if after.is_some() {
+                return Err(QueryError::Invalid {
+                    name: "page",
+                    reason: "give either page (deprecated) or after, not both".into(),
+                }
+                .into());
+            }
+            return self.search_by_offset(
+                m,
+                words,
+                category,
+                number("page", 1)?,
+                number("per_page", 20)?,
+            );
+        }
+        let per_page = number("per_page", self.config.dashboard.per_page)?;
+        let order = match query::single(&pairs, "order")? {
+            None => Order::Newest,
+            Some(text) => Order::parse(text)?,
+        };
+        let body = self.with_catalog(|c| {
+            let actor = self.actor(c, &m.caller)?;
+            let first = after.is_none();
+            let (items, next) = match &words {
+                Some(q) => {
+                    let page = browse::find(
+                        &self.config,
+                        &self.records,
+                        c,
+                        &actor,
+                        &browse::Search {
+                            q: q.clone(),
+                            category: category.clone(),
+                            after,
+                            per_page,
+                        },
+                    )?;
+                    let items: Vec<Value> = page
+                        .items
+                        .into_iter()
+                        .map(|f| {
+                            let mut v = serde_json::to_value(&f.image).unwrap_or_default();
+                            if let Value::Object(o) = &mut v {
+                                o.insert(
+                                    "snippet".into(),
+                                    serde_json::to_value(&f.snippet).unwrap_or_default(),
+                                );
+                            }
+                            v
+                        })
+                        .collect();
+                    (items, page.next)
+                }
+                None => {
+                    let page = browse::list(
+                        &self.config,
+                        &self.records,
+                        c,
+                        &actor,
+                        &browse::Listing {
+                            category: category.clone().unwrap_or_else(|| "/".into()),
+                            below: true,
+                            order,
+                            after,
+                            per_page,
+                        },
+                    )?;
+                    let items = page
+                        .items
+                        .iter()
+                        .map(|i| serde_json::to_value(i).unwrap_or_default())
+                        .collect();
+                    (items, page.next)
+                }
+            };
+            let mut body = serde_json::json!({
+                "items": items,
+                "next": next,
+                "per_page": per_page,
+            });
+            if first {
+                // What old clients read; counted on the first page only (a count costs what
+                // the listing's categories hold).
+                let q = Query {
+                    q: words.clone(),
+                    category: category.clone(),
+                    page: 1,
+                    per_page: 1,
+                    hidden: self.permissions().hidden_categories(c, &actor)?,
+                };
+                body["total"] = c.search(&q)?.total.into();
+            }
+            Ok(body)
+        })?;
+        Ok(json(200, &body))
+    }
+
+    /// The deprecated `page=` form of [`search`](App::search): `OFFSET` pages.
+    fn search_by_offset(
+        &self,
+        m: &Matched<'_>,
+        q: Option<String>,
+        category: Option<String>,
+        page: u32,
+        per_page: u32,
+    ) -> Result<Response, Error> {
         let mut q = Query {
-            q: query::single(&pairs, "q")?.map(str::to_string),
-            category: query::single(&pairs, "category")?.map(str::to_string),
-            page: number("page", 1)?,
-            per_page: number("per_page", 20)?,
+            q,
+            category,
+            page,
+            per_page,
             hidden: Vec::new(),
         };
         let page = self.with_catalog(|c| {
