@@ -21,8 +21,10 @@ use crate::usecases::sign::Verified;
 /// What a route needs to know of the caller before its handler runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Auth {
-    /// Anyone (the image URLs check their own `sig` under `[security] require_signed_urls`,
-    /// since presets are exempt from it: a property of the query, not of the caller).
+    /// Anyone, and nobody is looked up: the caller is `Anonymous` even with a session cookie,
+    /// so that an image hit stays one indexed read when the browser sends the cookie (its path
+    /// is `/`). The image URLs check their own `sig` under `[security] require_signed_urls`
+    /// (presets are exempt from it: a property of the query, not of the caller).
     Public,
     /// A signed request (`usecases::sign`) whose key has these rights; a write's signature is
     /// accepted once.
@@ -50,9 +52,9 @@ pub enum BodyLimit {
 
 /// Who called, as the route's [`Auth`] found out.
 ///
-/// Routes that need no credentials (`Public`, `Read` under `[api] public_reads`) still get the
-/// logged-in principal when the request has one (a session, `REMOTE_USER`); on such a route a
-/// state-changing request whose session cookie comes without its CSRF token is `Anonymous`.
+/// A `Read` route under `[api] public_reads` still gets the logged-in principal when the request
+/// has one (a session, `REMOTE_USER`), as permissions may give them more than `public`; a
+/// `Public` route never looks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     /// No credentials were needed (or `[api] public_reads` made none needed) and none came.
@@ -159,19 +161,6 @@ fn logged_in<A: Gate>(app: &A, req: &Request) -> Result<Option<Caller>, Error> {
     Ok(Some(Caller::Remote(principal)))
 }
 
-/// The caller of a route that needs no credentials: whoever is logged in, else `Anonymous`
-/// (a session that cannot be used here — no CSRF token, the store failing — is nobody).
-fn anyone<A: Gate>(app: &A, req: &Request) -> Caller {
-    match logged_in(app, req) {
-        Ok(Some(caller)) => caller,
-        Ok(None) => Caller::Anonymous,
-        Err(e) => {
-            log::info!("{}: the request goes on as anonymous", e.code());
-            Caller::Anonymous
-        }
-    }
-}
-
 /// The path as routes see it: API paths without trailing slashes (`/api/images/` is
 /// `/api/images`), `/` as the script itself; other paths exactly.
 fn normalise(path: &str) -> &str {
@@ -261,7 +250,7 @@ pub fn dispatch<A: Gate>(
         return Err(RequestError::BodyTooLarge(limit).into());
     }
     let caller = match route.auth {
-        Auth::Public => anyone(app, req),
+        Auth::Public => Caller::Anonymous,
         Auth::Session => logged_in(app, req)?.ok_or(SessionError::NoSession)?,
         Auth::Read | Auth::Signed(_) => {
             let (rights, open) = match route.auth {
@@ -305,6 +294,11 @@ mod tests {
     use crate::domain::principal::{Method, Role};
     use crate::usecases::sign::SignError;
 
+    thread_local! {
+        /// How many times this thread's `Fake` looked for a session.
+        static SESSION_READS: Cell<u32> = const { Cell::new(0) };
+    }
+
     /// A stand-in application: a signature is "valid" when the request has `x-key: RIGHTS`
     /// (bits of `Rights`); counts handler calls.
     struct Fake {
@@ -336,6 +330,7 @@ mod tests {
         }
         /// A "session" is the header `x-session: NAME`; its CSRF token is "tok".
         fn session(&self, req: &Request) -> Result<Option<Session>, Error> {
+            SESSION_READS.with(|n| n.set(n.get() + 1));
             Ok(req.header("x-session").map(|name| Session {
                 principal: Principal::new(name, vec![], vec![Role::Viewer], Method::Local),
                 csrf_token: "tok".into(),
@@ -629,14 +624,17 @@ mod tests {
             public_reads: false,
             calls: Cell::new(0),
         };
+        // A public route (the redirector's image URLs) does not even look: a browser sends
+        // the session cookie with every image it loads, and a hit must stay one read.
         let post = || req("POST", "/api/open", None, b"");
-        assert_eq!(answer(&app, post()), Ok("false [] None".into()));
         let s = ("x-session", "ann");
-        assert_eq!(answer(&app, with(post(), &[s])), Ok("false [] None".into()));
+        let reads = SESSION_READS.with(Cell::get);
+        assert_eq!(answer(&app, post()), Ok("false [] None".into()));
         assert_eq!(
             answer(&app, with(post(), &[s, ("x-csrf-token", "tok")])),
-            Ok("false [] Some(\"ann\")".into())
+            Ok("false [] None".into())
         );
+        assert_eq!(SESSION_READS.with(Cell::get), reads);
         // A session stands in for a key on the REST routes (the handler's permission check
         // decides what it may do), with its CSRF token for a change; nobody gets the
         // signature's 401.
