@@ -390,6 +390,19 @@ fn errors_are_pages_and_assets_are_cached_for_a_year() {
     assert_eq!(r.status, 404);
 }
 
+/// Logs bob in through the login form at `admin` over HTTP (with `headers` besides the form's
+/// type): checks the `303` back to the home page and returns the cookie's `name=value`.
+fn http_login(admin: &str, headers: &[(&str, &str)]) -> String {
+    let body = form(&[("user", "bob"), ("password", "bob-pw"), ("next", "/admin/")]);
+    let mut all = vec![("Content-Type", FORM)];
+    all.extend_from_slice(headers);
+    let r = request("POST", &format!("{admin}/login"), &all, &body);
+    assert_eq!(r.status, 303, "{}", r.body_text());
+    assert_eq!(r.header("location"), Some("./"));
+    let set = r.header("set-cookie").unwrap();
+    set.split(';').next().unwrap().to_string()
+}
+
 #[test]
 fn the_standalone_server_serves_the_pages() {
     let site = site("");
@@ -401,21 +414,7 @@ fn the_standalone_server_serves_the_pages() {
     let r = request("GET", &format!("{admin}/login"), &[], b"");
     assert_eq!(r.status, 200);
     assert_page_headers(|n| r.header(n).map(str::to_string));
-    let body = form(&[("user", "bob"), ("password", "bob-pw"), ("next", "/admin/")]);
-    let r = request(
-        "POST",
-        &format!("{admin}/login"),
-        &[("Content-Type", FORM), ("Origin", base.as_str())],
-        &body,
-    );
-    assert_eq!(r.status, 303, "{}", r.body_text());
-    let cookie = r
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = http_login(&admin, &[("Origin", base.as_str())]);
     let home = request("GET", &format!("{admin}/"), &[("Cookie", &cookie)], b"");
     assert_eq!(home.status, 200);
     assert_page_headers(|n| home.header(n).map(str::to_string));
@@ -579,22 +578,7 @@ fn nginx_fastcgi_serves_the_pages() {
     let r = request("GET", &format!("{admin}/"), &[], b"");
     assert_eq!(r.status, 303, "{}", r.body_text());
     assert_eq!(r.header("location"), Some("./login?next=%2Fadmin%2F"));
-    let body = form(&[("user", "bob"), ("password", "bob-pw"), ("next", "/admin/")]);
-    let r = request(
-        "POST",
-        &format!("{admin}/login"),
-        &[("Content-Type", FORM)],
-        &body,
-    );
-    assert_eq!(r.status, 303, "{}", r.body_text());
-    assert_eq!(r.header("location"), Some("./"));
-    let cookie = r
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = http_login(&admin, &[]);
     let home = request("GET", &format!("{admin}/"), &[("Cookie", &cookie)], b"");
     assert_eq!(home.status, 200);
     assert_page_headers(|n| home.header(n).map(str::to_string));

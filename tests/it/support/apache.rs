@@ -41,6 +41,21 @@ pub struct Apache {
     backend: Option<Child>,
 }
 
+/// `name` (an `etc/` snippet that runs a program from `/usr/local/lib/cgi-bin`) for `site`, with
+/// `program` copied into `dir` as that program.
+fn program_snippet(site: &Site, dir: &Path, program: &Path, name: &str) -> String {
+    let cgi_bin = copy_program(dir, program);
+    let snippet = read_snippet(name);
+    let snippet = substitute(&snippet, name, "/var/cache/imgserv", path(&site.cache()));
+    let snippet = substitute(&snippet, name, "/usr/local/lib/cgi-bin", path(&cgi_bin));
+    substitute(
+        &snippet,
+        name,
+        "/etc/imgserv/imgserv.toml",
+        path(&site.config_path()),
+    )
+}
+
 impl Apache {
     /// Apache running the built `imgserv-cgi` per `etc/apache-cgi.conf`.
     pub fn cgi(site: &Site) -> Apache {
@@ -50,17 +65,7 @@ impl Apache {
     /// The `etc/apache-cgi.conf` set-up with another CGI program at `/cgi-bin/imgserv.cgi`.
     pub fn cgi_with(site: &Site, program: &Path) -> Apache {
         let dir = site.subdir("apache-");
-        let cgi_bin = copy_program(&dir, program);
-        let name = "etc/apache-cgi.conf";
-        let snippet = read_snippet(name);
-        let snippet = substitute(&snippet, name, "/var/cache/imgserv", path(&site.cache()));
-        let snippet = substitute(&snippet, name, "/usr/local/lib/cgi-bin", path(&cgi_bin));
-        let snippet = substitute(
-            &snippet,
-            name,
-            "/etc/imgserv/imgserv.toml",
-            path(&site.config_path()),
-        );
+        let snippet = program_snippet(site, &dir, program, "etc/apache-cgi.conf");
         let cgid = format!("ScriptSock {}/cgid.sock\n", path(&dir));
         Apache::start(dir, &snippet, &["cgid"], &cgid, None)
     }
@@ -69,17 +74,7 @@ impl Apache {
     /// the users of `htpasswd`), which hands the CGI `REMOTE_USER`.
     pub fn cgi_basic_auth(site: &Site, htpasswd: &Path) -> Apache {
         let dir = site.subdir("apache-");
-        let cgi_bin = copy_program(&dir, &imgserv_cgi());
-        let name = "etc/apache-cgi.conf";
-        let snippet = read_snippet(name);
-        let snippet = substitute(&snippet, name, "/var/cache/imgserv", path(&site.cache()));
-        let snippet = substitute(&snippet, name, "/usr/local/lib/cgi-bin", path(&cgi_bin));
-        let snippet = substitute(
-            &snippet,
-            name,
-            "/etc/imgserv/imgserv.toml",
-            path(&site.config_path()),
-        );
+        let snippet = program_snippet(site, &dir, &imgserv_cgi(), "etc/apache-cgi.conf");
         let snippet = format!(
             "{snippet}\n<Location /cgi-bin/imgserv.cgi>\n    AuthType Basic\n    AuthName imgserv\n    AuthBasicProvider file\n    AuthUserFile {}\n    Require valid-user\n</Location>\n",
             path(htpasswd)
@@ -131,17 +126,7 @@ impl Apache {
     /// `etc/apache-fcgid.conf` (mod_fcgid).
     pub fn fcgid(site: &Site) -> Apache {
         let dir = site.subdir("apache-");
-        let cgi_bin = copy_program(&dir, &imgserv_cgi());
-        let name = "etc/apache-fcgid.conf";
-        let snippet = read_snippet(name);
-        let snippet = substitute(&snippet, name, "/var/cache/imgserv", path(&site.cache()));
-        let snippet = substitute(&snippet, name, "/usr/local/lib/cgi-bin", path(&cgi_bin));
-        let snippet = substitute(
-            &snippet,
-            name,
-            "/etc/imgserv/imgserv.toml",
-            path(&site.config_path()),
-        );
+        let snippet = program_snippet(site, &dir, &imgserv_cgi(), "etc/apache-fcgid.conf");
         let d = path(&dir);
         let fcgid = format!("FcgidIPCDir {d}/fcgid\nFcgidProcessTableFile {d}/fcgid_shm\n");
         fs::create_dir(dir.join("fcgid")).unwrap();
