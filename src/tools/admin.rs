@@ -412,8 +412,8 @@ pub fn sign_url(
                 }
             }
         };
-        let cache_path = url_path(&config.cache.url);
-        let path = url_path(url);
+        let cache_path = sign::url_path(&config.cache.url);
+        let path = sign::url_path(url);
         let base = if path.starts_with(&format!("{cache_path}/")) {
             cache_path
         } else {
@@ -424,18 +424,6 @@ pub fn sign_url(
         println!("{signed}");
         Ok(())
     })
-}
-
-/// The path of a URL or path, without query.
-fn url_path(url: &str) -> String {
-    let rest = match url.find("://") {
-        Some(i) => url[i + 3..].find('/').map_or("", |j| &url[i + 3 + j..]),
-        None => url,
-    };
-    rest.split(['?', '#'])
-        .next()
-        .unwrap_or_default()
-        .to_string()
 }
 
 fn unix_now_ms() -> i64 {

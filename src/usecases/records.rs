@@ -164,6 +164,16 @@ impl Records {
     }
 }
 
+/// A change to an image: new metadata (replacing, or merged by RFC 7396), a new category, or
+/// both.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Change {
+    pub meta: Option<Map<String, Value>>,
+    /// Merge `meta` into what is there rather than replace it.
+    pub merge: bool,
+    pub category: Option<String>,
+}
+
 /// [`KeyInfo`] as cached.
 #[derive(Serialize, Deserialize)]
 struct CachedKey {

@@ -107,6 +107,41 @@ fn resolve(config: &Config, src: &str) -> Result<Resolved, Error> {
     })
 }
 
+/// A variant of an uploaded original on disk in the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cached {
+    pub size: Size,
+    pub format: Format,
+    pub bytes: u64,
+}
+
+/// The variants of the uploaded original `id` that the cache holds now (its variant
+/// directory's `WxH.ext` files), smallest first. The 404 handler's links to them are not
+/// counted again.
+pub fn cached_of(config: &Config, id: &OriginalId) -> Vec<Cached> {
+    let dir = config.cache.dir.join(stored_key(id).dir());
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Cached> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let (stem, ext) = name.rsplit_once('.')?;
+            let format = Format::from_ext(ext)?;
+            let size: Size = stem.parse().ok()?;
+            let meta = e.metadata().ok().filter(|m| m.is_file())?;
+            Some(Cached {
+                size,
+                format,
+                bytes: meta.len(),
+            })
+        })
+        .collect();
+    out.sort_by_key(|c| (c.size.width, c.size.height));
+    out
+}
+
 /// The variant of `source` fitted into `bbox`, when the cache has it and it can be found
 /// without the index: the source's version (a changed original is a new one) names its
 /// version directory, whose [`cache::SOURCE_FACTS`] link gives what the index would (format

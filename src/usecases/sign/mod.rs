@@ -527,6 +527,18 @@ pub fn verify_url<E: From<SignError>>(
     )
 }
 
+/// The path of a URL or path, without query.
+pub fn url_path(url: &str) -> String {
+    let rest = match url.find("://") {
+        Some(i) => url[i + 3..].find('/').map_or("", |j| &url[i + 3 + j..]),
+        None => url,
+    };
+    rest.split(['?', '#'])
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Signs a whole URL for `imgserv-admin sign-url`: `href` is absolute
 /// (`https://host/imgserv.cgi?src=…`) or a path; `base` is the path where imgserv is mounted
 /// (`/imgserv.cgi`, or empty when it serves the site root), removed before signing; `exp`

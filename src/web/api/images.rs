@@ -11,10 +11,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use super::route::Matched;
+use super::route::{Caller, Matched};
 use super::{App, RequestError};
 use crate::domain::cursor::Order;
 use crate::domain::geometry::Size;
+use crate::domain::original::OriginalId;
 use crate::domain::permission::Privilege;
 use crate::domain::query::{self, QueryError};
 use crate::io::catalog::{self, CatalogError, Image, Inserted, Query};
@@ -24,6 +25,7 @@ use crate::usecases::error::Error;
 use crate::usecases::error::IngestError;
 use crate::usecases::ingest::{self, Upload};
 use crate::usecases::purge;
+use crate::usecases::records::Change;
 
 impl App {
     /// `POST /api/images`: a raw body with its `Content-Type` (`?category=`, `?meta=` JSON), or
@@ -74,38 +76,11 @@ impl App {
             }
             None => read_upload(&mut req.body.reader(), limit)?,
         };
-        let store = self.store()?;
-        let inserted = self.with_catalog(|catalog| {
-            let category = catalog::normalize_category(&upload.category)?;
-            let actor = self.actor(catalog, &m.caller)?;
-            let perms = self.permissions();
-            perms.require(
-                catalog,
-                &actor,
-                Privilege::Edit,
-                &catalog::category_object(&category),
-            )?;
-            let new_category = !catalog.category_has_images(&category)?;
-            let inserted = ingest::ingest(&self.config, store.as_ref(), catalog, &bytes, &upload)?;
-            if new_category && matches!(inserted, Inserted::New(_)) {
-                // The creator's grant was written with the image: forget cached answers.
-                perms.changed();
-            }
-            Ok(inserted)
-        })?;
+        let inserted = self.add_image(&m.caller, &bytes, &upload)?;
         let (status, image) = match &inserted {
             Inserted::New(i) => (201, i),
             Inserted::Existed(i) => (200, i),
         };
-        log::info!(
-            "upload {} {} {}x{} {} bytes ({})",
-            image.id,
-            image.mime,
-            image.width,
-            image.height,
-            image.bytes,
-            if status == 201 { "new" } else { "existed" }
-        );
         Ok(json(status, image).with_header("Location", format!("/api/images/{}", image.id)))
     }
 
@@ -180,67 +155,19 @@ impl App {
         } else {
             Some(json_object(&body)?)
         };
-        let image = self.with_catalog(|c| {
-            let mut image = c
-                .get(id)?
-                .ok_or_else(|| catalog::CatalogError::NotFound(id.clone()))?;
-            self.require_image(c, &m.caller, Privilege::Edit, &image)?;
-            if let Some(category) = category {
-                let object = catalog::category_object(&catalog::normalize_category(category)?);
-                let actor = self.actor(c, &m.caller)?;
-                self.permissions()
-                    .require(c, &actor, Privilege::Edit, &object)?;
-            }
-            if let Some(meta) = &meta {
-                image = self
-                    .records
-                    .change_meta(c, id, meta, req.method == "PATCH")?;
-            }
-            if let Some(category) = category {
-                image = self.records.move_image(c, id, category)?;
-            }
-            Ok(image)
-        })?;
+        let change = Change {
+            meta,
+            merge: req.method == "PATCH",
+            category: category.map(str::to_string),
+        };
+        let image = self.change_image(&m.caller, id, &change)?;
         Ok(json(200, &image))
     }
 
     /// `DELETE /api/images/{id}`: the row and pending rows in one transaction, then the
     /// original and every variant; what fails now is left to the sweep.
     pub(super) fn delete(&self, m: &Matched<'_>) -> Result<Response, Error> {
-        let id = super::image(m);
-        let store = self.store()?;
-        // Edit on the image; an image already gone (a retry finishing its removals) was
-        // checked by the request that deleted it.
-        self.with_catalog(|c| match self.records.image(c, id)? {
-            Some(image) => self.require_image(c, &m.caller, Privilege::Edit, &image),
-            None => Ok(()),
-        })?;
-        // A DELETE that died after its transaction (a crash, a kill) left its removals
-        // pending, the image's files still served until the next sweep: the client's retry
-        // finishes them, rather than answering 404 with the job half done.
-        let pending = self.with_catalog(|c| match self.records.delete_image(c, id) {
-            Ok(deleted) => Ok(deleted.pending),
-            Err(CatalogError::NotFound(_)) => {
-                let left: Vec<_> = c
-                    .pending()?
-                    .into_iter()
-                    .filter(|p| p.image == *id)
-                    .collect();
-                if left.is_empty() {
-                    Err(CatalogError::NotFound(id.clone()).into())
-                } else {
-                    Ok(left)
-                }
-            }
-            Err(e) => Err(e.into()),
-        })?;
-        self.with_cache(|cache| {
-            self.with_catalog(|c| {
-                purge::finish_delete(&self.config, store.as_ref(), cache, c, &pending);
-                Ok(())
-            })
-        })?;
-        log::info!("delete {id}");
+        self.delete_image(&m.caller, super::image(m))?;
         Ok(Response::new(204))
     }
 
@@ -424,6 +351,139 @@ impl App {
 
 /// The largest metadata document or form field (other than the file) read.
 const MAX_FIELD: u64 = 1 << 20;
+
+/// What the REST routes and the dashboard's pages both do: each checks the caller's
+/// permission, changes the catalog (and store), and logs who did it.
+impl App {
+    /// Adds an original: edit on its category; a new category's creator grant is written with
+    /// the image.
+    pub(super) fn add_image(
+        &self,
+        caller: &Caller,
+        bytes: &[u8],
+        upload: &Upload,
+    ) -> Result<Inserted, Error> {
+        let store = self.store()?;
+        let inserted = self.with_catalog(|catalog| {
+            let category = catalog::normalize_category(&upload.category)?;
+            let actor = self.actor(catalog, caller)?;
+            let perms = self.permissions();
+            perms.require(
+                catalog,
+                &actor,
+                Privilege::Edit,
+                &catalog::category_object(&category),
+            )?;
+            let new_category = !catalog.category_has_images(&category)?;
+            let inserted = ingest::ingest(&self.config, store.as_ref(), catalog, bytes, upload)?;
+            if new_category && matches!(inserted, Inserted::New(_)) {
+                // The creator's grant was written with the image: forget cached answers.
+                perms.changed();
+            }
+            Ok(inserted)
+        })?;
+        let (image, how) = match &inserted {
+            Inserted::New(i) => (i, "new"),
+            Inserted::Existed(i) => (i, "existed"),
+        };
+        log::info!(
+            "upload {} {} {}x{} {} bytes into {} by {} ({how})",
+            image.id,
+            image.mime,
+            image.width,
+            image.height,
+            image.bytes,
+            image.category,
+            caller.user().unwrap_or("-"),
+        );
+        Ok(inserted)
+    }
+
+    /// Replaces or merges an image's metadata and/or moves it: edit on the image and, for a
+    /// move, on the target category.
+    pub(super) fn change_image(
+        &self,
+        caller: &Caller,
+        id: &OriginalId,
+        change: &Change,
+    ) -> Result<Image, Error> {
+        let image = self.with_catalog(|c| {
+            let mut image = c
+                .get(id)?
+                .ok_or_else(|| catalog::CatalogError::NotFound(id.clone()))?;
+            self.require_image(c, caller, Privilege::Edit, &image)?;
+            if let Some(category) = &change.category {
+                let object = catalog::category_object(&catalog::normalize_category(category)?);
+                let actor = self.actor(c, caller)?;
+                self.permissions()
+                    .require(c, &actor, Privilege::Edit, &object)?;
+            }
+            if let Some(meta) = &change.meta {
+                image = self.records.change_meta(c, id, meta, change.merge)?;
+            }
+            if let Some(category) = &change.category {
+                image = self.records.move_image(c, id, category)?;
+            }
+            Ok(image)
+        })?;
+        log::info!(
+            "change {id} by {}:{}{}",
+            caller.user().unwrap_or("-"),
+            match (&change.meta, change.merge) {
+                (None, _) => String::new(),
+                (Some(m), merge) => format!(
+                    " metadata {} ({} keys)",
+                    if merge { "merged" } else { "replaced" },
+                    m.len()
+                ),
+            },
+            match &change.category {
+                Some(_) => format!(" moved to {}", image.category),
+                None => String::new(),
+            }
+        );
+        Ok(image)
+    }
+
+    /// Deletes an image: the row and pending rows in one transaction, then the original and
+    /// every variant; what fails now is left to the sweep. Edit on the image.
+    pub(super) fn delete_image(&self, caller: &Caller, id: &OriginalId) -> Result<(), Error> {
+        let store = self.store()?;
+        // Edit on the image; an image already gone (a retry finishing its removals) was
+        // checked by the request that deleted it.
+        self.with_catalog(|c| match self.records.image(c, id)? {
+            Some(image) => self.require_image(c, caller, Privilege::Edit, &image),
+            None => Ok(()),
+        })?;
+        // A DELETE that died after its transaction (a crash, a kill) left its removals
+        // pending, the image's files still served until the next sweep: the client's retry
+        // finishes them, rather than answering 404 with the job half done.
+        let pending = self.with_catalog(|c| match self.records.delete_image(c, id) {
+            Ok(deleted) => Ok(deleted.pending),
+            Err(CatalogError::NotFound(_)) => {
+                let left: Vec<_> = c
+                    .pending()?
+                    .into_iter()
+                    .filter(|p| p.image == *id)
+                    .collect();
+                if left.is_empty() {
+                    Err(CatalogError::NotFound(id.clone()).into())
+                } else {
+                    Ok(left)
+                }
+            }
+            Err(e) => Err(e.into()),
+        })?;
+        self.with_cache(|cache| {
+            self.with_catalog(|c| {
+                purge::finish_delete(&self.config, store.as_ref(), cache, c, &pending);
+                Ok(())
+            })
+        })?;
+        log::info!("delete {id} by {}", caller.user().unwrap_or("-"));
+        Ok(())
+    }
+}
 
 /// A form field's bytes, up to [`MAX_FIELD`].
 fn field(form: &mut impl Read) -> Result<Vec<u8>, Error> {

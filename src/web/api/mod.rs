@@ -7,6 +7,7 @@
 //! Connections (cache index, catalog) and the store are pooled here, so a FastCGI server
 //! reuses them across requests; the route modules only borrow them.
 
+mod desk;
 mod handler404;
 mod images;
 mod metrics;

@@ -9,7 +9,7 @@ use crate::usecases::session::{self, Answer, COOKIE_PATH, Session};
 use crate::usecases::throttle;
 
 use super::App;
-use super::route::{self, Caller, Matched};
+use super::route::{Caller, Matched};
 
 /// The most a login body may be: two short fields and a form's framing.
 pub(super) const MAX_LOGIN_BYTES: u64 = 16 << 10;
@@ -44,7 +44,7 @@ impl App {
 
     /// Checks a login from the request's client (throttled) and opens a session in place of
     /// the request's: the session and its cookie. Shared by the API and the login page.
-    fn open_session(
+    pub(super) fn open_session(
         &self,
         req: &Request,
         user: &str,
@@ -69,7 +69,7 @@ impl App {
     }
 
     /// Ends a session: the cookie that clears it.
-    fn end_session(&self, s: &Session) -> Result<SetCookie, Error> {
+    pub(super) fn end_session(&self, s: &Session) -> Result<SetCookie, Error> {
         self.with_catalog(|catalog| self.sessions.end(catalog, &s.id))?;
         Ok(SetCookie::removal(self.sessions.cookie_name(), COOKIE_PATH)
             .map_err(cookie_error)?
@@ -112,36 +112,5 @@ impl App {
             .with_header("Cache-Control", "no-store")
             .with_body(format!("{body}\n").into_bytes())
             .with_cookie(&clear))
-    }
-}
-
-/// The dashboard's pages (`web::pages`) reach sessions and logins through this.
-impl crate::web::pages::Site for App {
-    fn config(&self) -> &crate::io::config::Config {
-        &self.config
-    }
-
-    fn session(&self, req: &Request) -> Result<Option<Session>, Error> {
-        route::Gate::session(self, req)
-    }
-
-    fn remote_user(
-        &self,
-        req: &Request,
-    ) -> Result<Option<crate::domain::principal::Principal>, Error> {
-        route::Gate::remote_user(self, req)
-    }
-
-    fn log_in(
-        &self,
-        req: &Request,
-        user: &str,
-        password: &str,
-    ) -> Result<(Session, SetCookie), Error> {
-        self.open_session(req, user, password)
-    }
-
-    fn log_out(&self, session: &Session) -> Result<SetCookie, Error> {
-        self.end_session(session)
     }
 }

@@ -29,10 +29,17 @@ struct HomePage<'a> {
 /// The sections `v` may see (Administration for admins only).
 fn sections(v: &Visitor) -> Vec<Section> {
     let admin = v.principal().is_some_and(|p| p.has_role(Role::Admin));
-    let mut out: Vec<Section> = ["Browse", "Upload", "Search"]
-        .into_iter()
-        .map(|name| Section { name, href: None })
-        .collect();
+    let mut out: Vec<Section> = [
+        ("Browse", "browse"),
+        ("Upload", "upload"),
+        ("Search", "search"),
+    ]
+    .into_iter()
+    .map(|(name, href)| Section {
+        name,
+        href: Some(href),
+    })
+    .collect();
     if admin {
         out.push(Section {
             name: "Administration",

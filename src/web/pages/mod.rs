@@ -16,16 +16,27 @@
 //! import nothing of the routes.
 
 mod assets;
+mod browse;
+mod embed;
 mod errors;
 mod home;
+mod image;
 mod layout;
 mod login;
+mod search;
+mod upload;
+mod view;
 
+use crate::domain::original::OriginalId;
 use crate::domain::principal::Principal;
+use crate::io::catalog::{Catalog, Image, Inserted};
 use crate::io::config::Config;
 use crate::io::http::cookie::SetCookie;
 use crate::io::http::{Request, RequestError, Response};
 use crate::usecases::error::{Error, SessionError};
+use crate::usecases::ingest::Upload;
+use crate::usecases::permissions::{Actor, Permissions};
+use crate::usecases::records::{Change, Records};
 use crate::usecases::session::{self, Session};
 
 pub use layout::safe_next;
@@ -33,8 +44,9 @@ pub use layout::safe_next;
 /// The path prefix of the pages (below the script).
 pub const PREFIX: &str = "/admin";
 
-/// The most a page's form body may be (a login, a logout): short fields and their framing.
-const MAX_FORM_BYTES: u64 = 16 << 10;
+/// The most a page's form body may be (a login, a metadata edit, a move of a page of images);
+/// the upload form's is `[api] max_body_bytes`.
+const MAX_FORM_BYTES: u64 = 64 << 10;
 
 /// What the pages ask of the application.
 pub trait Site {
@@ -53,6 +65,36 @@ pub trait Site {
     ) -> Result<(Session, SetCookie), Error>;
     /// Ends a session: the cookie that clears it in the browser.
     fn log_out(&self, session: &Session) -> Result<SetCookie, Error>;
+    /// Runs `f` with a catalog connection and the visitor as the permission rules see them:
+    /// what the pages read (listings, the tree, an image) they read through this.
+    fn desk<T>(
+        &self,
+        visitor: &Visitor,
+        f: impl FnOnce(&mut Desk<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error>;
+    /// Adds an original as `POST /api/images` does: edit on the category, logged.
+    fn upload(&self, visitor: &Visitor, bytes: &[u8], upload: &Upload) -> Result<Inserted, Error>;
+    /// Changes an image's metadata and/or category as `POST|PATCH /api/images/{id}/meta`
+    /// does: edit on the image and on the target category, logged.
+    fn change(&self, visitor: &Visitor, id: &OriginalId, change: &Change) -> Result<Image, Error>;
+    /// Deletes an image, its original and its variants as `DELETE /api/images/{id}` does.
+    fn delete(&self, visitor: &Visitor, id: &OriginalId) -> Result<(), Error>;
+}
+
+/// What a page reads with: the configuration, the record cache, a catalog connection and who
+/// acts (see [`Site::desk`]).
+pub struct Desk<'a> {
+    pub config: &'a Config,
+    pub records: &'a Records,
+    pub catalog: &'a mut Catalog,
+    pub actor: Actor,
+}
+
+impl Desk<'_> {
+    /// The permission rules for this desk's configuration and caches.
+    pub fn permissions(&self) -> Permissions<'_> {
+        Permissions::new(self.config, self.records)
+    }
 }
 
 /// Whoever a page is for.
@@ -150,7 +192,9 @@ fn route<S: Site>(site: &S, req: &Request, page: &str) -> Result<Response, Error
     }
     let get = matches!(req.method.as_str(), "GET" | "HEAD");
     let post = req.method == "POST";
-    if post && req.body.len() > MAX_FORM_BYTES {
+    // The upload form's files come within `[api] max_body_bytes` (the transports'
+    // limit); every other form is small.
+    if post && page != "/upload" && req.body.len() > MAX_FORM_BYTES {
         return Err(RequestError::BodyTooLarge(MAX_FORM_BYTES).into());
     }
     if !post && !req.body.is_empty() {
@@ -160,10 +204,7 @@ fn route<S: Site>(site: &S, req: &Request, page: &str) -> Result<Response, Error
         // The pages link relative to `/admin/`: a path without the slash is sent to it.
         "" if get => Ok(layout::redirect("admin/")),
         "" => Err(method_not_allowed("GET, HEAD")),
-        "/" if get => match required(site, req)? {
-            Ok(v) => home::show(site, req, &v),
-            Err(to_login) => Ok(to_login),
-        },
+        "/" if get => with_visitor(site, req, |v| home::show(site, req, v)),
         "/" => Err(method_not_allowed("GET, HEAD")),
         "/login" if get => login::show(site, req),
         "/login" if post => login::submit(site, req),
@@ -177,8 +218,67 @@ fn route<S: Site>(site: &S, req: &Request, page: &str) -> Result<Response, Error
             login::log_out(site, req, &v)
         }
         "/logout" => Err(method_not_allowed("POST")),
+        "/browse" if get => with_visitor(site, req, |v| browse::show(site, req, v)),
+        "/browse" => Err(method_not_allowed("GET, HEAD")),
+        "/search" if get => with_visitor(site, req, |v| search::show(site, req, v)),
+        "/search" => Err(method_not_allowed("GET, HEAD")),
+        "/upload" if get => with_visitor(site, req, |v| upload::show(site, req, v)),
+        "/upload" if post => changing(site, req, |v| upload::submit(site, req, v)),
+        "/upload" => Err(method_not_allowed("GET, HEAD, POST")),
+        "/move" if post => changing(site, req, |v| browse::submit(site, req, v)),
+        "/move" => Err(method_not_allowed("POST")),
+        _ => match page.strip_prefix("/image/") {
+            Some(rest) => image_route(site, req, rest, get, post),
+            None => Err(RequestError::NoRoute(req.path.clone()).into()),
+        },
+    }
+}
+
+/// `/admin/image/{id}`, `…/edit`, `…/delete`.
+fn image_route<S: Site>(
+    site: &S,
+    req: &Request,
+    rest: &str,
+    get: bool,
+    post: bool,
+) -> Result<Response, Error> {
+    let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
+    let Ok(id) = id.parse::<OriginalId>() else {
+        return Err(RequestError::NoRoute(req.path.clone()).into());
+    };
+    match action {
+        "" if get => with_visitor(site, req, |v| image::show(site, req, v, &id)),
+        "" => Err(method_not_allowed("GET, HEAD")),
+        "edit" if get => with_visitor(site, req, |v| image::edit(site, req, v, &id)),
+        "edit" if post => changing(site, req, |v| image::save(site, req, v, &id)),
+        "delete" if get => with_visitor(site, req, |v| image::confirm(site, req, v, &id)),
+        "delete" if post => changing(site, req, |v| image::delete(site, req, v, &id)),
+        "edit" | "delete" => Err(method_not_allowed("GET, HEAD, POST")),
         _ => Err(RequestError::NoRoute(req.path.clone()).into()),
     }
+}
+
+/// A page for a logged-in visitor (the others are sent to log in).
+fn with_visitor<S: Site>(
+    site: &S,
+    req: &Request,
+    page: impl FnOnce(&Visitor) -> Result<Response, Error>,
+) -> Result<Response, Error> {
+    match required(site, req)? {
+        Ok(v) => page(&v),
+        Err(to_login) => Ok(to_login),
+    }
+}
+
+/// A form's `POST` by a logged-in visitor with the session's CSRF token.
+fn changing<S: Site>(
+    site: &S,
+    req: &Request,
+    change: impl FnOnce(&Visitor) -> Result<Response, Error>,
+) -> Result<Response, Error> {
+    let v = visitor(site, req)?;
+    check_csrf(req, &v)?;
+    change(&v)
 }
 
 #[cfg(test)]

@@ -58,6 +58,33 @@ impl Site for Fake {
         self.logouts.set(self.logouts.get() + 1);
         Ok(SetCookie::removal("s", "/").unwrap())
     }
+    fn desk<T>(
+        &self,
+        visitor: &Visitor,
+        f: impl FnOnce(&mut Desk<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut catalog = Catalog::open(&self.config.state.catalog_path())?;
+        let records = Records::new(&self.config, false);
+        let actor = match visitor.principal() {
+            Some(p) => Actor::User(p.clone()),
+            None => Actor::Anonymous,
+        };
+        f(&mut Desk {
+            config: &self.config,
+            records: &records,
+            catalog: &mut catalog,
+            actor,
+        })
+    }
+    fn upload(&self, _: &Visitor, _: &[u8], _: &Upload) -> Result<Inserted, Error> {
+        Err(RequestError::NoRoute("upload".into()).into())
+    }
+    fn change(&self, _: &Visitor, _: &OriginalId, _: &Change) -> Result<Image, Error> {
+        Err(RequestError::NoRoute("change".into()).into())
+    }
+    fn delete(&self, _: &Visitor, _: &OriginalId) -> Result<(), Error> {
+        Err(RequestError::NoRoute("delete".into()).into())
+    }
 }
 
 fn req(method: &str, path: &str, cookie: bool, body: &str) -> Request {
@@ -121,7 +148,7 @@ fn a_login_goes_on_to_next_or_says_it_failed() {
     );
     assert_eq!(r.status, 401);
     assert!(text(&r).contains("The user name or the password is wrong."));
-    let big = format!("user=ann&password={}", "a".repeat(20_000));
+    let big = format!("user=ann&password={}", "a".repeat(70_000));
     let r = handle(&site, &req("POST", "/admin/login", false, &big));
     assert_eq!(r.status, 413);
 }
