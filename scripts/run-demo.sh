@@ -17,12 +17,16 @@ else
 	echo "Dashboard user 'admin' created; its password (shown this once): $password"
 fi
 
-# Two categories; the upload tool skips what the catalog holds already.
-"$bin/imgserv-upload" --config "$config" --category /photos \
-	"$samples/photo-rocket-640x427.jpg" "$samples/photo-chelsea-cat-451x300.png" \
-	"$samples/photo-bridge-4352x2448-progressive.jpg" "$samples/exif-orient-6.jpg" >/dev/null 2>&1 ||
-	echo "(uploading into /photos failed; see imgserv-upload)"
-"$bin/imgserv-upload" --config "$config" --category /hopper \
-	"$samples/webp-lossy-hopper-128x128.webp" "$samples/gif-static-hopper-128x128.gif" >/dev/null 2>&1 ||
-	echo "(uploading into /hopper failed; see imgserv-upload)"
+# Two categories, a title each; the upload tool skips what the catalog holds already.
+upload() { # CATEGORY FILE TITLE
+	"$bin/imgserv-upload" --config "$config" --category "$1" --meta "title=$3" \
+		--meta "source=imgserv test fixtures (tests/fixtures/CREDITS.md)" "$samples/$2" >/dev/null 2>&1 ||
+		echo "(uploading $2 into $1 failed; see imgserv-upload)"
+}
+upload /photos photo-rocket-640x427.jpg "Rocket on the launch pad"
+upload /photos photo-chelsea-cat-451x300.png "Chelsea the cat"
+upload /photos photo-bridge-4352x2448-progressive.jpg "Bridge at dusk"
+upload /photos exif-orient-6.jpg "Turned by its EXIF orientation"
+upload /hopper webp-lossy-hopper-128x128.webp "Grace Hopper (WebP)"
+upload /hopper gif-static-hopper-128x128.gif "Grace Hopper (GIF)"
 echo "Dashboard: $url"

@@ -12,6 +12,7 @@ mod bodies;
 mod browse;
 mod browser;
 mod cache;
+mod content;
 mod corpus;
 mod crash;
 mod dashboard;

@@ -24,11 +24,11 @@ fn site(extra: &str) -> Site {
     site
 }
 
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-fn form(fields: &[(&str, &str)]) -> Vec<u8> {
+pub(crate) fn form(fields: &[(&str, &str)]) -> Vec<u8> {
     let pairs: Vec<String> = fields
         .iter()
         .map(|(k, v)| format!("{k}={}", enc(v)))
@@ -37,7 +37,7 @@ fn form(fields: &[(&str, &str)]) -> Vec<u8> {
 }
 
 /// One CGI request to a page, with an optional cookie and form body, and extra headers.
-fn page(
+pub(crate) fn page(
     site: &Site,
     method: &str,
     path: &str,
@@ -59,19 +59,19 @@ fn page(
     cgi.run()
 }
 
-fn login(site: &Site, user: &str, password: &str, next: &str) -> CgiResponse {
+pub(crate) fn login(site: &Site, user: &str, password: &str, next: &str) -> CgiResponse {
     let body = form(&[("user", user), ("password", password), ("next", next)]);
     page(site, "POST", "/admin/login", None, Some(&body), &[])
 }
 
 /// The `name=value` of a response's cookie.
-fn cookie_of(r: &CgiResponse) -> String {
+pub(crate) fn cookie_of(r: &CgiResponse) -> String {
     let set = r.header("set-cookie").expect("a cookie");
     set.split(';').next().unwrap().to_string()
 }
 
 /// The value of the hidden `csrf_token` field of a page.
-fn csrf_of(html: &str) -> String {
+pub(crate) fn csrf_of(html: &str) -> String {
     let at = html
         .find("name=\"csrf_token\" value=\"")
         .unwrap_or_else(|| panic!("no csrf_token field in {html}"));

@@ -30,8 +30,19 @@ fn own_key(d: &Desk<'_>, now_ms: i64) -> Result<Option<ApiKey>, Error> {
 }
 
 /// The URLs to embed `image`, and a sentence on how they may be used.
-pub fn urls(d: &Desk<'_>, image: &Image) -> Result<(Vec<Embed>, String), Error> {
+///
+/// A cache URL that is a path (`/cache`) is made absolute with `origin` (the page's own,
+/// `http://host`), as a page elsewhere would need it.
+pub fn urls(
+    d: &Desk<'_>,
+    image: &Image,
+    origin: Option<&str>,
+) -> Result<(Vec<Embed>, String), Error> {
     let config = d.config;
+    let prefix = match origin {
+        Some(o) if config.cache.url.starts_with('/') => o,
+        _ => "",
+    };
     let Some(format) = catalog::format_of(&image.mime).map(|f| f.output()) else {
         return Ok((Vec::new(), "Images of this type have no variants.".into()));
     };
@@ -55,7 +66,7 @@ pub fn urls(d: &Desk<'_>, image: &Image) -> Result<(Vec<Embed>, String), Error> 
     let raster = config.cache.raster;
     let url = |size: Size| {
         format!(
-            "{}/{}/{}/{}.{}",
+            "{prefix}{}/{}/{}/{}.{}",
             config.cache.url,
             image.id,
             size.width,

@@ -135,11 +135,19 @@ pub fn show<S: Site>(
 ) -> Result<Response, Error> {
     let (image, may_edit) = load(site, v, id, Privilege::View)?;
     let config = site.config();
+    // The page's own origin, as the browser reached it (shown to the visitor only).
+    let origin = req
+        .header("host")
+        .filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .map(|h| format!("{}://{h}", if req.https { "https" } else { "http" }));
     let (preview, (embeds, embed_note)) = site.desk(v, |d| {
         let preview = browse::cards(d.config, d.records, d.catalog, std::slice::from_ref(&image))?
             .pop()
             .and_then(|c| c.thumbnail);
-        Ok((preview, embed::urls(d, &image)?))
+        Ok((preview, embed::urls(d, &image, origin.as_deref())?))
     })?;
     let params = view::params(&req.query)?;
     let notice = params.get("saved").map(|_| "Saved.");
