@@ -10,8 +10,9 @@ use std::path::Path;
 use crate::io::catalog::{Catalog, CatalogError, Rights, Role};
 use crate::io::config::Config;
 use crate::usecases::error::{Error, exit};
+use crate::usecases::permissions::Actor;
 use crate::usecases::records::Records;
-use crate::usecases::{passwords, sign};
+use crate::usecases::{passwords, people, sign};
 use crate::web::server;
 
 /// `check-config [FILE]`: every problem on standard error with its key, exit 78 if any;
@@ -160,8 +161,13 @@ pub fn user_passwd(config_file: Option<&Path>, name: &str) -> i32 {
 /// are refused, from the next request on.
 pub fn user_disable(config_file: Option<&Path>, name: &str, disabled: bool) -> i32 {
     run(config_file, |config, c| {
-        c.set_disabled(name, disabled)?;
-        Records::new(config, false).forget_keys_of(c, name)?;
+        people::set_disabled(
+            &Records::new(config, false),
+            c,
+            &Actor::Operator,
+            name,
+            disabled,
+        )?;
         let what = if disabled { "disabled" } else { "enabled" };
         println!("{what} user {name}");
         Ok(())
@@ -196,17 +202,7 @@ pub fn user_list(config_file: Option<&Path>) -> i32 {
 /// `user del NAME`: the user, all their keys and their group memberships, in one transaction.
 pub fn user_del(config_file: Option<&Path>, name: &str) -> i32 {
     run(config_file, |config, c| {
-        // The ids first (the rows go with the user), forgotten after the delete committed.
-        let ids: Vec<String> = (c.keys()?.into_iter())
-            .filter(|k| k.user == name)
-            .map(|k| k.id)
-            .collect();
-        let keys = c.del_user(name)?;
-        super::grants::changed(config);
-        let records = Records::new(config, false);
-        for id in &ids {
-            records.forget(crate::usecases::records::KEYS, id);
-        }
+        let keys = people::del_user(&Records::new(config, false), c, &Actor::Operator, name)?;
         println!("deleted user {name} and {keys} keys");
         Ok(())
     })
@@ -224,8 +220,7 @@ pub fn group_add(config_file: Option<&Path>, name: &str) -> i32 {
 /// `group del NAME`: the group and its memberships; the users stay.
 pub fn group_del(config_file: Option<&Path>, name: &str) -> i32 {
     run(config_file, |config, c| {
-        let members = c.del_group(name)?;
-        super::grants::changed(config);
+        let members = people::del_group(&Records::new(config, false), c, &Actor::Operator, name)?;
         println!("deleted group {name} ({members} members)");
         Ok(())
     })
@@ -250,26 +245,17 @@ pub fn group_list(config_file: Option<&Path>) -> i32 {
 pub fn group_member(config_file: Option<&Path>, add: bool, group: &str, user: &str) -> i32 {
     run(config_file, |config, c| {
         // Members' cached permissions are forgotten: a change reaches them at once.
-        let _forget = Forget(config);
+        let records = Records::new(config, false);
+        let changed = people::set_member(&records, c, &Actor::Operator, group, user, add)?;
         if !add {
-            c.del_member(group, user)?;
             println!("removed {user} from {group}");
-        } else if c.add_member(group, user)? {
+        } else if changed {
             println!("added {user} to {group}");
         } else {
             println!("{user} is a member of {group} already");
         }
         Ok(())
     })
-}
-
-/// Forgets cached permissions when dropped (after the command's write, whatever its path).
-struct Forget<'c>(&'c Config);
-
-impl Drop for Forget<'_> {
-    fn drop(&mut self) {
-        super::grants::changed(self.0);
-    }
 }
 
 /// `key add USER --rights read,write [--expires DURATION]`: prints the id and the secret,
@@ -333,7 +319,7 @@ pub fn key_list(config_file: Option<&Path>) -> i32 {
 pub fn key_revoke(config_file: Option<&Path>, id: &str) -> i32 {
     run(config_file, |config, c| {
         // Through the object cache, so that a cached copy of the key is forgotten at once.
-        let key = Records::new(config, false).revoke_key(c, id)?;
+        let key = people::revoke_key(&Records::new(config, false), c, &Actor::Operator, id)?;
         println!("revoked {} ({})", key.id, key.user);
         Ok(())
     })

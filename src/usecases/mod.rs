@@ -16,6 +16,7 @@ pub mod fsck;
 pub mod ingest;
 pub mod mirror;
 pub mod passwords;
+pub mod people;
 pub mod permissions;
 pub mod precache;
 pub mod purge;

@@ -6,6 +6,7 @@
 mod support;
 
 mod admin;
+mod admin_pages;
 mod api;
 mod attacks;
 mod bodies;

@@ -43,7 +43,7 @@ fn sections(v: &Visitor) -> Vec<Section> {
     if admin {
         out.push(Section {
             name: "Administration",
-            href: None,
+            href: Some("users"),
         });
     }
     out

@@ -21,6 +21,8 @@ pub struct Layout<'a> {
     pub user: Option<&'a str>,
     /// The session's CSRF token for the logout form (none for `REMOTE_USER`).
     pub csrf_token: Option<&'a str>,
+    /// Whether the visitor has the admin role (the Administration link).
+    pub admin: bool,
     pub version: &'static str,
 }
 
@@ -33,6 +35,9 @@ impl<'a> Layout<'a> {
             script: assets::script_url(),
             user: visitor.principal().map(|p| p.user.as_str()),
             csrf_token: visitor.csrf_token(),
+            admin: visitor
+                .principal()
+                .is_some_and(|p| p.has_role(crate::domain::principal::Role::Admin)),
             version: env!("CARGO_PKG_VERSION"),
         }
     }

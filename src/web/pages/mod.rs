@@ -15,6 +15,7 @@
 //! This module does not know `App`: the REST side implements [`Site`] for it, so the pages
 //! import nothing of the routes.
 
+mod admin;
 mod assets;
 mod browse;
 mod embed;
@@ -24,6 +25,7 @@ mod image;
 mod layout;
 mod login;
 mod search;
+mod system;
 mod upload;
 mod view;
 
@@ -225,6 +227,17 @@ fn route<S: Site>(site: &S, req: &Request, page: &str) -> Result<Response, Error
         "/upload" if get => with_visitor(site, req, |v| upload::show(site, req, v)),
         "/upload" if post => changing(site, req, |v| upload::submit(site, req, v)),
         "/upload" => Err(method_not_allowed("GET, HEAD, POST")),
+        "/users" if get => with_visitor(site, req, |v| admin::users(site, req, v, None)),
+        "/users" if post => changing(site, req, |v| admin::add_user(site, req, v)),
+        "/user" if get => with_visitor(site, req, |v| admin::show_user(site, req, v)),
+        "/user" if post => changing(site, req, |v| admin::change_user(site, req, v)),
+        "/groups" if post => changing(site, req, |v| admin::groups(site, req, v)),
+        "/keys" if get => with_visitor(site, req, |v| admin::keys(site, req, v)),
+        "/keys" if post => changing(site, req, |v| admin::change_keys(site, req, v)),
+        "/system" if get => with_visitor(site, req, |v| system::show(site, req, v)),
+        "/system" if post => changing(site, req, |v| system::change(site, req, v)),
+        "/users" | "/user" | "/keys" | "/system" => Err(method_not_allowed("GET, HEAD, POST")),
+        "/groups" => Err(method_not_allowed("POST")),
         "/move" if post => changing(site, req, |v| browse::submit(site, req, v)),
         "/move" => Err(method_not_allowed("POST")),
         _ => match page.strip_prefix("/image/") {
