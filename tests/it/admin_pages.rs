@@ -259,3 +259,84 @@ fn a_non_admin_gets_403_everywhere_and_changes_nothing() {
     assert_eq!(catalog(&site).keys().unwrap().len(), before.1);
     assert!(catalog(&site).groups().unwrap().is_empty());
 }
+
+#[test]
+fn an_admin_grants_revokes_and_sees_where_a_permission_comes_from() {
+    let site = site();
+    let (ann, token) = session(&site, "ann", "ann-pw");
+    let grants = |query: &str| get(&site, &format!("/admin/grants?{query}"), &ann);
+    let root = grants("category=/");
+    assert_eq!(root.status, 200, "{}", root.body_text());
+    // bob's editor role acts as a grant at the root.
+    let html = grants("category=/shop&user=bob").body_text();
+    assert!(html.contains("bob may edit /shop"), "{html}");
+
+    let change = |fields: &[(&str, &str)]| {
+        let mut all = vec![("csrf_token", token.as_str()), ("category", "/shop")];
+        all.extend_from_slice(fields);
+        post(&site, "/admin/grants", &ann, &all)
+    };
+    let r = change(&[
+        ("action", "grant"),
+        ("grantee", "user:bob"),
+        ("privilege", "admin"),
+    ]);
+    assert_eq!(r.status, 303, "{}", r.body_text());
+    let stored = catalog(&site).grants_on("category:/shop").unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let html = grants("category=/shop&user=bob").body_text();
+    assert!(html.contains("bob may admin /shop"), "{html}");
+    assert!(html.contains("Revoke admin from user:bob"), "{html}");
+
+    // Private: no inheritance; bob keeps his own grant, the public's view is cut.
+    assert_eq!(
+        change(&[("action", "inherit"), ("inherit", "off")]).status,
+        303
+    );
+    let html = grants("category=/shop").body_text();
+    assert!(html.contains("does not inherit"), "{html}");
+    // A bad grantee: the form says why.
+    let r = change(&[
+        ("action", "grant"),
+        ("grantee", "bobby"),
+        ("privilege", "view"),
+    ]);
+    assert_eq!(r.status, 400, "{}", r.body_text());
+    assert!(r.body_text().contains("is not a grantee"));
+    assert_eq!(
+        change(&[("action", "revoke"), ("grantee", "user:bob")]).status,
+        303
+    );
+    assert!(
+        catalog(&site)
+            .grants_on("category:/shop")
+            .unwrap()
+            .is_empty()
+    );
+    let html = grants("category=/shop&user=bob").body_text();
+    assert!(html.contains("bob may do nothing in /shop"), "{html}");
+
+    // bob, an editor, administers nothing: 403, and his forged grant changes nothing.
+    let (bob, bob_token) = session(&site, "bob", "bob-pw");
+    assert_eq!(get(&site, "/admin/grants?category=/", &bob).status, 403);
+    let r = post(
+        &site,
+        "/admin/grants",
+        &bob,
+        &[
+            ("csrf_token", &bob_token),
+            ("category", "/"),
+            ("action", "grant"),
+            ("grantee", "user:bob"),
+            ("privilege", "admin"),
+        ],
+    );
+    assert_eq!(r.status, 403, "{}", r.body_text());
+    assert!(
+        catalog(&site)
+            .grants_on("category:/")
+            .unwrap()
+            .iter()
+            .all(|g| g.grant.grantee.to_string() != "user:bob")
+    );
+}

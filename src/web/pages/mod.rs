@@ -20,6 +20,7 @@ mod assets;
 mod browse;
 mod embed;
 mod errors;
+mod grants;
 mod home;
 mod image;
 mod layout;
@@ -234,9 +235,13 @@ fn route<S: Site>(site: &S, req: &Request, page: &str) -> Result<Response, Error
         "/groups" if post => changing(site, req, |v| admin::groups(site, req, v)),
         "/keys" if get => with_visitor(site, req, |v| admin::keys(site, req, v)),
         "/keys" if post => changing(site, req, |v| admin::change_keys(site, req, v)),
+        "/grants" if get => with_visitor(site, req, |v| grants::show(site, req, v, None)),
+        "/grants" if post => changing(site, req, |v| grants::change(site, req, v)),
         "/system" if get => with_visitor(site, req, |v| system::show(site, req, v)),
         "/system" if post => changing(site, req, |v| system::change(site, req, v)),
-        "/users" | "/user" | "/keys" | "/system" => Err(method_not_allowed("GET, HEAD, POST")),
+        "/users" | "/user" | "/keys" | "/grants" | "/system" => {
+            Err(method_not_allowed("GET, HEAD, POST"))
+        }
         "/groups" => Err(method_not_allowed("POST")),
         "/move" if post => changing(site, req, |v| browse::submit(site, req, v)),
         "/move" => Err(method_not_allowed("POST")),
