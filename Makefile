@@ -121,6 +121,8 @@ bench: bench-deps
 	python3 bench/precache.py --bin $(RELEASE_DIR) --rounds 5 --json $(BENCH_OUT)/precache.json
 	@# A permission check and a session on GET /api/images/{id}/meta (issue 12).
 	python3 bench/people.py --bin $(RELEASE_DIR) --rounds 3 --json $(BENCH_OUT)/people.json
+	@# The dashboard's pages at 100,000 images, FastCGI and CGI; upload through the page (issue 13).
+	python3 bench/pages.py --bin $(RELEASE_DIR) --rounds 3 --json $(BENCH_OUT)/pages.json
 	python3 bench/thumbor.py --imgserv $(RELEASE_DIR)/imgserv-cgi \
 		--thumbor $(BENCH_VENV)/bin/thumbor --rounds 5 --json $(BENCH_OUT)/thumbor.json
 
