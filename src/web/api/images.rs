@@ -85,7 +85,7 @@ impl App {
                 Privilege::Edit,
                 &catalog::category_object(&category),
             )?;
-            let new_category = !catalog.category_has_images(&category)?;
+            let new_category = !catalog.category_exists(&category)?;
             let inserted = ingest::ingest(&self.config, store.as_ref(), catalog, &bytes, &upload)?;
             if new_category && matches!(inserted, Inserted::New(_)) {
                 // The creator's grant was written with the image: forget cached answers.
