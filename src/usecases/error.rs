@@ -215,9 +215,7 @@ impl Error {
                 CatalogError::BadCategory(_) => (400, "bad-category", exit::USAGE),
                 CatalogError::CategoryNotFound(_) => (404, "category-not-found", exit::NOINPUT),
                 CatalogError::CategoryExists(_) => (409, "category-exists", exit::CANTCREAT),
-                CatalogError::CategoryNotEmpty { .. } => {
-                    (409, "category-not-empty", exit::DATAERR)
-                }
+                CatalogError::CategoryNotEmpty { .. } => (409, "category-not-empty", exit::DATAERR),
                 CatalogError::BadCategoryChange(_) => (400, "bad-category-change", exit::USAGE),
                 CatalogError::BadObject(_) => (400, "bad-object", exit::USAGE),
                 CatalogError::GrantNotFound { .. } => (404, "grant-not-found", exit::NOINPUT),

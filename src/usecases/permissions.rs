@@ -59,8 +59,8 @@ impl Actor {
         self.principal().map(|p| p.user.as_str())
     }
 
-    /// How the actor is named in a refusal.
-    fn describe(&self) -> String {
+    /// How the actor is named in a refusal or a log line.
+    pub fn describe(&self) -> String {
         match self {
             Actor::Anonymous => "public".into(),
             Actor::User(p) => format!("user:{}", p.user),

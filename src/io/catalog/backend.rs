@@ -17,9 +17,9 @@ use serde_json::{Map, Value};
 
 use super::removal::UPLOAD_WAIT;
 use super::{
-    ApiKey, CatalogError, Category, CategoryDeleted, CategoryRenamed, Claim, Claimed, Credentials, Deleted, Group, Hit, Image,
-    Inserted, Intent, Listed, NewImage, Page, PendingDelete, Query, Rights, Role, SessionRecord,
-    SqliteCatalog, StoredGrant, Swept, User, UserNow,
+    ApiKey, CatalogError, Category, CategoryDeleted, CategoryRenamed, Claim, Claimed, Credentials,
+    Deleted, Group, Hit, Image, Inserted, Intent, Listed, NewImage, Page, PendingDelete, Query,
+    Rights, Role, SessionRecord, SqliteCatalog, StoredGrant, Swept, User, UserNow,
 };
 use crate::domain::cursor::{Order, Position};
 use crate::domain::original::OriginalId;

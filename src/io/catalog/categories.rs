@@ -429,7 +429,9 @@ mod tests {
     }
 
     fn rows(want: &[(&str, u64, u64)]) -> Vec<(String, u64, u64)> {
-        want.iter().map(|(p, i, t)| (p.to_string(), *i, *t)).collect()
+        want.iter()
+            .map(|(p, i, t)| (p.to_string(), *i, *t))
+            .collect()
     }
 
     /// Every stored count equals the images' own, and every image's category is stored.
@@ -470,12 +472,7 @@ mod tests {
         assert_exact(&t);
         assert_eq!(
             tree(&c),
-            rows(&[
-                ("/", 0, 4),
-                ("/a", 1, 2),
-                ("/a/b", 1, 1),
-                ("/x", 2, 2)
-            ])
+            rows(&[("/", 0, 4), ("/a", 1, 2), ("/a/b", 1, 1), ("/x", 2, 2)])
         );
         // A move out leaves the category, empty; metadata changes and a move to the same
         // category count nothing.
@@ -552,7 +549,10 @@ mod tests {
         c.set_inherit("category:/trips/norway", false).unwrap();
 
         let done = c.rename_category("trips/", "/travel//2024").unwrap();
-        assert_eq!((done.from.as_str(), done.to.as_str()), ("/trips", "/travel/2024"));
+        assert_eq!(
+            (done.from.as_str(), done.to.as_str()),
+            ("/trips", "/travel/2024")
+        );
         assert_eq!((done.categories, done.grants, done.dropped), (3, 3, 1));
         let mut moved = done.images.clone();
         moved.sort();
@@ -570,7 +570,10 @@ mod tests {
         found.sort();
         assert_eq!(found, want);
         assert_eq!(ids(&search(&c, Some("trips"), None)), [id(3)]);
-        assert_eq!(ids(&search(&c, Some("fjord"), Some("/travel/2024"))), [id(1)]);
+        assert_eq!(
+            ids(&search(&c, Some("fjord"), Some("/travel/2024"))),
+            [id(1)]
+        );
         // The tree, the empty category included.
         assert_eq!(
             tree(&c),
@@ -601,7 +604,10 @@ mod tests {
         assert!(!c.chain("category:/travel/2024/norway").unwrap()[0].inherit);
         assert!(c.chain("category:/trips/norway").unwrap()[0].inherit);
         let nodes = c.all_nodes().unwrap();
-        assert!(nodes.keys().all(|o| !o.starts_with("category:/trips/")), "{nodes:?}");
+        assert!(
+            nodes.keys().all(|o| !o.starts_with("category:/trips/")),
+            "{nodes:?}"
+        );
     }
 
     #[test]
@@ -612,7 +618,10 @@ mod tests {
         add(&mut c, 2, "/p/q", json!({}));
         let deep = format!("/a{}", "/d".repeat(MAX_CATEGORY_DEPTH - 1));
         c.create_category(&deep, None).unwrap();
-        let before = (tree(&c), crate::io::catalog::testing::rows(&t.path().join("state/catalog.sqlite")));
+        let before = (
+            tree(&c),
+            crate::io::catalog::testing::rows(&t.path().join("state/catalog.sqlite")),
+        );
         let refused = |r: Result<CategoryRenamed, CatalogError>| r.unwrap_err();
         #[rustfmt::skip]
         let renames: &[(&str, &str, &str)] = &[
@@ -632,7 +641,12 @@ mod tests {
             let e = refused(c.rename_category(from, to));
             assert!(format!("{e:?}").starts_with(want), "{from} -> {to}: {e:?}");
         }
-        for (path, want) in [("/", "CategoryExists"), ("/a", "CategoryExists"), ("/p", "CategoryExists"), ("/a/b", "CategoryExists")] {
+        for (path, want) in [
+            ("/", "CategoryExists"),
+            ("/a", "CategoryExists"),
+            ("/p", "CategoryExists"),
+            ("/a/b", "CategoryExists"),
+        ] {
             let e = c.create_category(path, None).unwrap_err();
             assert!(format!("{e:?}").starts_with(want), "create {path}: {e:?}");
         }
@@ -653,7 +667,10 @@ mod tests {
             c.delete_category("/a/b"),
             Err(CatalogError::CategoryNotEmpty { images: 1, .. })
         ));
-        let after = (tree(&c), crate::io::catalog::testing::rows(&t.path().join("state/catalog.sqlite")));
+        let after = (
+            tree(&c),
+            crate::io::catalog::testing::rows(&t.path().join("state/catalog.sqlite")),
+        );
         assert_eq!(after, before, "nothing changed");
         // One level less deep fits.
         c.rename_category("/a", "/z").unwrap();
@@ -676,13 +693,17 @@ mod tests {
         );
         assert!(c.category_exists("/e").unwrap() && c.category_exists("/e/f").unwrap());
         assert!(!c.category_exists("/e/g").unwrap() && c.category_exists("/").unwrap());
-        assert_eq!(c.grants_on("category:/e/f").unwrap()[0].grant, g("user:ann", "admin"));
+        assert_eq!(
+            c.grants_on("category:/e/f").unwrap()[0].grant,
+            g("user:ann", "admin")
+        );
         // The first upload into it is not its creation: no grant for the uploader; nor for an
         // upload into its implied parent.
         for (n, category) in [(1, "/e/f"), (2, "/e")] {
             let mut img = new(n, category, json!({}));
             img.owner = Some("bob".into());
-            c.insert_granting(&img, None, Some(Privilege::Admin)).unwrap();
+            c.insert_granting(&img, None, Some(Privilege::Admin))
+                .unwrap();
         }
         assert_eq!(c.grants_on("category:/e/f").unwrap().len(), 1);
         assert!(c.grants_on("category:/e").unwrap().is_empty());
@@ -691,7 +712,8 @@ mod tests {
         c.delete(&id(2)).unwrap();
         c.create_category("/e/f/g", None).unwrap();
         c.set_inherit("category:/e/f/g", false).unwrap();
-        c.grant("category:/e-x", &g("public", "view"), None).unwrap();
+        c.grant("category:/e-x", &g("public", "view"), None)
+            .unwrap();
         let gone = c.delete_category("/e").unwrap();
         assert_eq!(
             gone,

@@ -54,7 +54,9 @@ pub use backend::{
 };
 pub use browse::{Fragment, Hit, Listed, MAX_LIMIT as MAX_BROWSE_LIMIT};
 pub use categories::{
-    Category, CategoryDeleted, CategoryRenamed, MAX_CATEGORY_BYTES, MAX_CATEGORY_DEPTH, normalize_category};
+    Category, CategoryDeleted, CategoryRenamed, MAX_CATEGORY_BYTES, MAX_CATEGORY_DEPTH,
+    normalize_category,
+};
 pub use error::CatalogError;
 pub use grants::{ROOT_OBJECT, StoredGrant, category_object, normalize_object, object_ancestors};
 pub use groups::Group;

@@ -584,7 +584,9 @@ mod tests {
                 .collect()
         };
         let want = |rows: &[(&str, u64, u64)]| -> Vec<(String, u64, u64)> {
-            rows.iter().map(|(p, i, t)| (p.to_string(), *i, *t)).collect()
+            rows.iter()
+                .map(|(p, i, t)| (p.to_string(), *i, *t))
+                .collect()
         };
         assert_eq!(
             tree(&c),
