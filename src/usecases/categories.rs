@@ -73,6 +73,8 @@ pub fn rename(
         catalog::normalize_category(from)?,
         catalog::normalize_category(to)?,
     );
+    // What can never be done is said first, whoever asks.
+    catalog::check_category_change(&from, Some(&to))?;
     let perms = Permissions::new(config, records);
     perms.require(
         catalog,
@@ -113,6 +115,7 @@ pub fn delete(
     path: &str,
 ) -> Result<CategoryDeleted, Error> {
     let path = catalog::normalize_category(path)?;
+    catalog::check_category_change(&path, None)?;
     let perms = Permissions::new(config, records);
     perms.require(
         catalog,

@@ -12,6 +12,7 @@ mod bodies;
 mod browse;
 mod browser;
 mod cache;
+mod categories;
 mod corpus;
 mod crash;
 mod dashboard;

@@ -153,18 +153,7 @@ impl Categories for SqliteCatalog {
 
     fn rename_category(&mut self, from: &str, to: &str) -> Result<CategoryRenamed, CatalogError> {
         let (from, to) = (normalize_category(from)?, normalize_category(to)?);
-        if from == "/" {
-            return Err(CatalogError::BadCategoryChange(
-                "the root category cannot be renamed or moved".into(),
-            ));
-        }
-        if to.starts_with(&format!("{from}/")) {
-            return Err(CatalogError::BadCategoryChange(format!(
-                "{} cannot move below itself ({})",
-                shorten(&from),
-                shorten(&to)
-            )));
-        }
+        check_change(&from, Some(&to))?;
         let (old_object, new_object) = (category_object(&from), category_object(&to));
         let tx = self
             .conn
@@ -264,11 +253,7 @@ impl Categories for SqliteCatalog {
 
     fn delete_category(&mut self, path: &str) -> Result<CategoryDeleted, CatalogError> {
         let path = normalize_category(path)?;
-        if path == "/" {
-            return Err(CatalogError::BadCategoryChange(
-                "the root category cannot be deleted".into(),
-            ));
-        }
+        check_change(&path, None)?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -311,6 +296,31 @@ impl Categories for SqliteCatalog {
             grants: grants as u64,
         })
     }
+}
+
+/// The refusals of a rename (`to`) or a deletion (`None`) of a normalised category that need
+/// no catalog ([`CatalogError::BadCategoryChange`]): the root cannot be renamed, moved or
+/// deleted, and a category cannot move below itself. For callers that check them before
+/// anything else (permissions); the catalog checks them again.
+pub fn check_change(path: &str, to: Option<&str>) -> Result<(), CatalogError> {
+    if path == "/" {
+        let what = if to.is_some() {
+            "renamed or moved"
+        } else {
+            "deleted"
+        };
+        return Err(CatalogError::BadCategoryChange(format!(
+            "the root category cannot be {what}"
+        )));
+    }
+    if let Some(to) = to.filter(|to| to.starts_with(&format!("{path}/"))) {
+        return Err(CatalogError::BadCategoryChange(format!(
+            "{} cannot move below itself ({})",
+            shorten(path),
+            shorten(to)
+        )));
+    }
+    Ok(())
 }
 
 /// The canonical form of a category path: `/` or `/a/b`. Leading, trailing and repeated

@@ -55,7 +55,7 @@ pub use backend::{
 pub use browse::{Fragment, Hit, Listed, MAX_LIMIT as MAX_BROWSE_LIMIT};
 pub use categories::{
     Category, CategoryDeleted, CategoryRenamed, MAX_CATEGORY_BYTES, MAX_CATEGORY_DEPTH,
-    normalize_category,
+    check_change as check_category_change, normalize_category,
 };
 pub use error::CatalogError;
 pub use grants::{ROOT_OBJECT, StoredGrant, category_object, normalize_object, object_ancestors};
