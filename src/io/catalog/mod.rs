@@ -23,7 +23,8 @@
 //! only by the server's user.
 //!
 //! The submodules split it by concern: `backend` (the traits and `Catalog`), `schema` (the tables and opening the file), `images`,
-//! `search`, `browse` (pages after a cursor), `categories`, `pending` (deletions and what they leave to remove), `removal`,
+//! `search`, `browse` (pages after a cursor), `categories` (the tree, stored with its counts, and
+//! its changes), `pending` (deletions and what they leave to remove), `removal`,
 //! `users` (roles, password hashes, the disabled flag), `groups`, `keys` (API keys, rights and
 //! expiry), `sessions` (login sessions), `grants` (permissions on objects) and `error`. Everything is used as `catalog::X`.
 
