@@ -28,6 +28,33 @@ fn parent(path: &str) -> &str {
     }
 }
 
+/// What an actor may do to a category, for a page to offer only those controls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Allowed {
+    /// Create a category directly below it (edit on it).
+    pub create_below: bool,
+    /// Rename, move or delete it (admin on it; never the root). A move also needs edit on the
+    /// new parent, checked when it is made.
+    pub change: bool,
+}
+
+/// What `actor` may do to the category `path` (see [`Allowed`]); two cached permission checks.
+pub fn allowed(
+    config: &Config,
+    records: &Records,
+    catalog: &Catalog,
+    actor: &Actor,
+    path: &str,
+) -> Result<Allowed, Error> {
+    let path = catalog::normalize_category(path)?;
+    let object = catalog::category_object(&path);
+    let perms = Permissions::new(config, records);
+    Ok(Allowed {
+        create_below: perms.may(catalog, actor, Privilege::Edit, &object)?,
+        change: path != "/" && perms.may(catalog, actor, Privilege::Admin, &object)?,
+    })
+}
+
 /// Creates an empty category (any missing ancestors show as implied); the actor needs edit on
 /// its parent. Returns the normalised path. `409 category-exists` when it shows in the tree
 /// already (an ancestor of another included).
@@ -225,6 +252,16 @@ mod tests {
             code(create(&config, &records, &mut c, &bob, "/a/../b").unwrap_err()),
             (400, "bad-category")
         );
+
+        // What a page may offer each of them.
+        let offered = |actor: &Actor, path: &str| {
+            let a = allowed(&config, &records, &c, actor, path).unwrap();
+            (a.create_below, a.change)
+        };
+        assert_eq!(offered(&ann, "/trips"), (true, true));
+        assert_eq!(offered(&bob, "/trips"), (true, false));
+        assert_eq!(offered(&vi, "/trips"), (false, false));
+        assert_eq!(offered(&Actor::Operator, "/"), (true, false));
 
         // Renaming and deleting need admin on the category: bob (an editor) may not.
         assert_eq!(
