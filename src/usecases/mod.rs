@@ -1,5 +1,6 @@
 //! Use cases, above storage and I/O: what a request or a tool asks the server to do — store an
-//! upload (`ingest`, `upload`), render a variant (`variant`), browse and search page by page (`browse`), precache for mirrors, evict, purge
+//! upload (`ingest`, `upload`), render a variant (`variant`), browse and search page by page (`browse`), change the
+//! category tree (`categories`), precache for mirrors, evict, purge
 //! and delete, check and repair (`fsck`), report health (`status`), check a signed request
 //! (`sign`), read hot catalog rows through the object cache (`records`), hash and check local
 //! passwords (`passwords`), log people in (`auth`), slow down repeated failed logins
@@ -10,6 +11,7 @@
 
 pub mod auth;
 pub mod browse;
+pub mod categories;
 pub mod error;
 pub mod evict;
 pub mod fsck;

@@ -59,8 +59,8 @@ impl Actor {
         self.principal().map(|p| p.user.as_str())
     }
 
-    /// How the actor is named in a refusal.
-    fn describe(&self) -> String {
+    /// How the actor is named in a refusal or a log line.
+    pub fn describe(&self) -> String {
         match self {
             Actor::Anonymous => "public".into(),
             Actor::User(p) => format!("user:{}", p.user),
@@ -270,7 +270,7 @@ impl<'a> Permissions<'a> {
         actor: &Actor,
     ) -> Result<Vec<String>, CatalogError> {
         // Grants only add: with view at the root and no `inherit = false` anywhere, nothing is
-        // hidden, and the category tree (a scan of the images) need not be read.
+        // hidden, and the category tree need not be read.
         let cut = catalog.all_nodes()?.values().any(|n| !n.inherit);
         if !cut && self.may(catalog, actor, Privilege::View, catalog::ROOT_OBJECT)? {
             return Ok(Vec::new());
@@ -285,8 +285,9 @@ impl<'a> Permissions<'a> {
             .collect())
     }
 
-    /// The category tree with what the actor may not view left out: a category shows when it
-    /// or one below it holds an image the actor may view, counting only those.
+    /// The category tree with what the actor may not view left out: a category shows when
+    /// the actor may view it or one below it (so an empty category they may view shows too),
+    /// counting only the images they may view; the root always shows.
     pub fn visible_categories(
         &self,
         catalog: &Catalog,
@@ -294,26 +295,37 @@ impl<'a> Permissions<'a> {
     ) -> Result<Vec<Category>, CatalogError> {
         let tree = catalog.categories()?;
         let viewable = self.viewable(catalog, actor, &tree)?;
-        let seen: Vec<(String, u64)> = tree
+        // Each viewable category adds its images to itself and its ancestors, and shows them:
+        // one pass, in the number of categories times their depth.
+        let mut below: std::collections::HashMap<&str, (u64, bool)> =
+            std::collections::HashMap::with_capacity(tree.len());
+        for (c, v) in tree.iter().zip(&viewable) {
+            if !*v {
+                continue;
+            }
+            let path = c.path.as_str();
+            // The root (`/`, from the first slash), each ancestor (up to each later slash),
+            // then the category itself.
+            let mut ends: Vec<usize> = path.match_indices('/').map(|(i, _)| i.max(1)).collect();
+            if path != "/" {
+                ends.push(path.len());
+            }
+            for end in ends {
+                let entry = below.entry(&path[..end]).or_default();
+                entry.0 += c.images;
+                entry.1 = true;
+            }
+        }
+        let shown: Vec<(u64, bool)> = tree
             .iter()
-            .zip(&viewable)
-            .filter(|(c, v)| **v && c.images > 0)
-            .map(|(c, _)| (c.path.clone(), c.images))
+            .map(|c| below.get(c.path.as_str()).copied().unwrap_or_default())
             .collect();
-        let below = |parent: &str, path: &str| {
-            parent == "/" || path == parent || path.starts_with(&format!("{parent}/"))
-        };
         Ok(tree
             .into_iter()
             .zip(viewable)
-            .filter_map(|(c, v)| {
-                let total: u64 = seen
-                    .iter()
-                    .filter(|(p, _)| below(&c.path, p))
-                    .map(|(_, n)| n)
-                    .sum();
-                let shown = c.path == "/" || total > 0;
-                shown.then_some(Category {
+            .zip(shown)
+            .filter_map(|((c, v), (total, shown))| {
+                (shown || c.path == "/").then_some(Category {
                     images: if v { c.images } else { 0 },
                     total,
                     path: c.path,

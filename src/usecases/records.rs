@@ -1,5 +1,5 @@
 //! Catalog lookups through the object cache: API keys (every signed request) and image records
-//! (`GET /api/images/{id}` and its metadata). Callers read and write these rows through here, so
+//! (`GET /api/images/{id}` and its metadata; a category's rename rewrites many at once). Callers read and write these rows through here, so
 //! that every write of a row forgets its cached copy right after the catalog commits.
 //!
 //! Only found rows are cached: a key or image created later is seen at once. What a write made
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::domain::original::OriginalId;
-use crate::io::catalog::{ApiKey, Catalog, CatalogError, Image, Rights};
+use crate::io::catalog::{ApiKey, Catalog, CatalogError, CategoryRenamed, Image, Rights};
 use crate::io::config::Config;
 use crate::io::object_cache::{Namespace, ObjectCache};
 use crate::usecases::sign::KeyInfo;
@@ -150,6 +150,21 @@ impl Records {
         let image = catalog.move_to(id, category);
         self.forget(IMAGES, id.as_str());
         image
+    }
+
+    /// Renames (moves) a category and everything below it (see
+    /// `Categories::rename_category`), forgetting the record of every image that moved.
+    pub fn rename_category(
+        &self,
+        catalog: &mut Catalog,
+        from: &str,
+        to: &str,
+    ) -> Result<CategoryRenamed, CatalogError> {
+        let renamed = catalog.rename_category(from, to)?;
+        for id in &renamed.images {
+            self.forget(IMAGES, id.as_str());
+        }
+        Ok(renamed)
     }
 
     /// Deletes an image's row (and records what to remove; see `Catalog::delete`).
@@ -288,6 +303,8 @@ mod tests {
         );
         r.move_image(&mut c, &id(1), "/b").unwrap();
         assert_eq!(r.image(&c, &id(1)).unwrap().unwrap().category, "/b");
+        r.rename_category(&mut c, "/b", "/c/b").unwrap();
+        assert_eq!(r.image(&c, &id(1)).unwrap().unwrap().category, "/c/b");
         r.delete_image(&mut c, &id(1)).unwrap();
         assert_eq!(r.image(&c, &id(1)).unwrap(), None);
     }

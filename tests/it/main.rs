@@ -13,6 +13,7 @@ mod bodies;
 mod browse;
 mod browser;
 mod cache;
+mod categories;
 mod content;
 mod corpus;
 mod crash;

@@ -17,9 +17,9 @@ use serde_json::{Map, Value};
 
 use super::removal::UPLOAD_WAIT;
 use super::{
-    ApiKey, CatalogError, Category, Claim, Claimed, Credentials, Deleted, Group, Hit, Image,
-    Inserted, Intent, Listed, NewImage, Page, PendingDelete, Query, Rights, Role, SessionRecord,
-    SqliteCatalog, StoredGrant, Swept, User, UserNow,
+    ApiKey, CatalogError, Category, CategoryDeleted, CategoryRenamed, Claim, Claimed, Credentials,
+    Deleted, Group, Hit, Image, Inserted, Intent, Listed, NewImage, Page, PendingDelete, Query,
+    Rights, Role, SessionRecord, SqliteCatalog, StoredGrant, Swept, User, UserNow,
 };
 use crate::domain::cursor::{Order, Position};
 use crate::domain::original::OriginalId;
@@ -161,8 +161,8 @@ pub trait Images {
         self.insert_granting(new, intent, None)
     }
 
-    /// [`insert`](Images::insert), and when the image is the first of its category (its
-    /// upload makes the category exist), a grant of `creator` on the category to its owner,
+    /// [`insert`](Images::insert), and when its upload makes the category exist (it was not
+    /// in the tree, not even as an ancestor of another), a grant of `creator` on the category to its owner,
     /// in the same transaction (`[permissions] privilege_for_creator`; never on the root).
     fn insert_granting(
         &mut self,
@@ -201,14 +201,46 @@ pub trait Deletions {
     fn pending(&self) -> Result<Vec<PendingDelete>, CatalogError>;
 }
 
-/// The category tree, as the images' categories make it.
+/// The category tree: categories stored with the number of images directly in each (kept
+/// exact by every write of an image, in its transaction), their implied ancestors, and the
+/// changes a user makes to the tree. Paths given to these methods are normalised by them.
 pub trait Categories {
-    /// Every category that holds an image, with its ancestors, in tree order (a parent before
-    /// its children, siblings by name); the root `/` comes first and counts everything.
+    /// Every stored category with its ancestors, in tree order (a parent before its
+    /// children, siblings by name); the root `/` comes first and counts everything. A
+    /// category emptied by moves or deletions stays (with 0) until deleted.
     fn categories(&self) -> Result<Vec<Category>, CatalogError>;
 
     /// Whether a normalised category holds an image itself (not below it).
     fn category_has_images(&self, path: &str) -> Result<bool, CatalogError>;
+
+    /// Whether a category shows in the tree: it is stored, or one below it is; the root
+    /// always.
+    fn category_exists(&self, path: &str) -> Result<bool, CatalogError>;
+
+    /// Stores an empty category and, with `creator` (a user and `[permissions]
+    /// privilege_for_creator`), that user's grant on it, in one transaction.
+    /// [`CatalogError::CategoryExists`] when it shows in the tree already.
+    fn create_category(
+        &mut self,
+        path: &str,
+        creator: Option<(&str, Privilege)>,
+    ) -> Result<(), CatalogError>;
+
+    /// Renames (moves) a category and everything below it, in one transaction: the stored
+    /// categories, the images' category and its full-text text, and the grants and settings
+    /// of `category:FROM` and below. Grants and settings stored at `to` or below (on no
+    /// category: it did not exist) are dropped first, so the moved tree keeps exactly its own.
+    /// Refused: `from` is the root or `to` is below `from` ([`CatalogError::BadCategoryChange`]),
+    /// `from` does not exist ([`CatalogError::CategoryNotFound`]), `to` exists
+    /// ([`CatalogError::CategoryExists`]), a path below would pass the limits
+    /// ([`CatalogError::BadCategory`]).
+    fn rename_category(&mut self, from: &str, to: &str) -> Result<CategoryRenamed, CatalogError>;
+
+    /// Deletes a category that holds no image, nor does anything below it: its row, the
+    /// (empty) rows below it, and the grants and settings of it and below, in one transaction.
+    /// Refused: the root, an unknown category, and one with images
+    /// ([`CatalogError::CategoryNotEmpty`], saying how many).
+    fn delete_category(&mut self, path: &str) -> Result<CategoryDeleted, CatalogError>;
 }
 
 /// Full-text search over the images' metadata and categories. A backend brings its own

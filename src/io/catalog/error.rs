@@ -48,6 +48,22 @@ pub enum CatalogError {
     /// A category path with a `.` or `..` segment, a control character, or over the limits.
     #[error("category {0}")]
     BadCategory(String),
+    /// No category with this path: no row for it or below it.
+    #[error("no category {0:?}")]
+    CategoryNotFound(String),
+    /// Creating, or renaming to, a category that exists (it has a row, or one below it does,
+    /// which makes it show in the tree).
+    #[error("category {0:?} exists already")]
+    CategoryExists(String),
+    /// Deleting a category that holds images, directly or below it.
+    #[error(
+        "category {path:?} holds {images} image(s), in it or below it: move or delete them first"
+    )]
+    CategoryNotEmpty { path: String, images: u64 },
+    /// A change the tree cannot make: renaming, moving or deleting the root, or moving a
+    /// category below itself.
+    #[error("{0}")]
+    BadCategoryChange(String),
     /// Metadata that is not a JSON object or is larger than [`MAX_META_BYTES`](super::MAX_META_BYTES).
     #[error("metadata {0}")]
     BadMeta(String),

@@ -124,12 +124,9 @@ impl Images for SqliteCatalog {
             tx.commit()?;
             return Err(CatalogError::UploadExpired(new.id.clone()));
         }
-        let first_of_category = creator.is_some()
-            && tx
-                .prepare_cached("SELECT 1 FROM images WHERE category = ?1 LIMIT 1")?
-                .query_row(params![category], |_| Ok(()))
-                .optional()?
-                .is_none();
+        // The upload makes the category exist: it was not in the tree (a category created
+        // empty was given to its creator then; an implied ancestor is not the uploader's).
+        let first_of_category = creator.is_some() && !super::categories::exists(&tx, &category)?;
         let added = tx
             .prepare_cached(
                 "INSERT INTO images (id, mime, ext, width, height, bytes, created, updated, owner, category, meta)

@@ -23,7 +23,8 @@
 //! only by the server's user.
 //!
 //! The submodules split it by concern: `backend` (the traits and `Catalog`), `schema` (the tables and opening the file), `images`,
-//! `search`, `browse` (pages after a cursor), `categories`, `pending` (deletions and what they leave to remove), `removal`,
+//! `search`, `browse` (pages after a cursor), `categories` (the tree, stored with its counts, and
+//! its changes), `pending` (deletions and what they leave to remove), `removal`,
 //! `users` (roles, password hashes, the disabled flag), `groups`, `keys` (API keys, rights and
 //! expiry), `sessions` (login sessions), `grants` (permissions on objects) and `error`. Everything is used as `catalog::X`.
 
@@ -53,7 +54,10 @@ pub use backend::{
     Search, Sessions, Users,
 };
 pub use browse::{Fragment, Hit, Listed, MAX_LIMIT as MAX_BROWSE_LIMIT};
-pub use categories::{Category, MAX_CATEGORY_BYTES, MAX_CATEGORY_DEPTH, normalize_category};
+pub use categories::{
+    Category, CategoryDeleted, CategoryRenamed, MAX_CATEGORY_BYTES, MAX_CATEGORY_DEPTH,
+    check_change as check_category_change, normalize_category,
+};
 pub use error::CatalogError;
 pub use grants::{ROOT_OBJECT, StoredGrant, category_object, normalize_object, object_ancestors};
 pub use groups::Group;

@@ -44,6 +44,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         what: "indexes for keyset pagination within a category (newest first, by name)",
         apply: |tx| tx.execute_batch(V6_BROWSE),
     },
+    Migration {
+        version: 7,
+        what: "stored categories with their image counts, kept by triggers on images",
+        apply: |tx| tx.execute_batch(V7_CATEGORIES),
+    },
 ];
 
 /// Step 1, as first released.
@@ -193,6 +198,39 @@ CREATE INDEX images_category_name ON images (
         THEN json_extract(meta, '$.title') END), ''), id), 1, 100) COLLATE NOCASE,
     id
 );
+";
+
+/// Step 7: categories stored, so that one can exist empty (created in the dashboard, or
+/// emptied by moves) and the tree with counts is read from a small table, not grouped from
+/// every image. A category exists while it has a row (the root always has one); its
+/// ancestors are implied (the tree shows `/a` when `/a/b` has a row). `images` counts the
+/// images directly in it, kept exact by triggers on `images` in the same transaction as every
+/// insert, move and delete, whatever code (or SQL) writes them: an image's category gets a
+/// row if it had none. A row whose count drops to 0 stays, as a category the user saw (or
+/// made) must not vanish silently; deleting one is `Categories::delete_category`.
+/// Existing catalogs get a row per category their images name, with its count.
+const V7_CATEGORIES: &str = "
+CREATE TABLE categories (
+    path   TEXT PRIMARY KEY,            -- normalised: '/' or '/a/b'
+    images INTEGER NOT NULL DEFAULT 0   -- images directly in it, kept by the triggers below
+) WITHOUT ROWID;
+INSERT INTO categories (path, images) VALUES ('/', 0);
+INSERT INTO categories (path, images)
+    SELECT category, count(*) FROM images WHERE true GROUP BY category
+    ON CONFLICT (path) DO UPDATE SET images = excluded.images;
+CREATE TRIGGER categories_image_added AFTER INSERT ON images BEGIN
+    INSERT INTO categories (path, images) VALUES (NEW.category, 1)
+        ON CONFLICT (path) DO UPDATE SET images = images + 1;
+END;
+CREATE TRIGGER categories_image_deleted AFTER DELETE ON images BEGIN
+    UPDATE categories SET images = images - 1 WHERE path = OLD.category;
+END;
+CREATE TRIGGER categories_image_moved AFTER UPDATE OF category ON images
+    WHEN NEW.category IS NOT OLD.category BEGIN
+    UPDATE categories SET images = images - 1 WHERE path = OLD.category;
+    INSERT INTO categories (path, images) VALUES (NEW.category, 1)
+        ON CONFLICT (path) DO UPDATE SET images = images + 1;
+END;
 ";
 
 impl SqliteCatalog {
@@ -510,6 +548,64 @@ mod tests {
     }
 
     #[test]
+    fn step_7_stores_the_categories_with_their_counts_and_keeps_every_row() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("catalog.sqlite");
+        made_before_migrations(&path, 2);
+        migrated_to(&path, 6);
+        // More images in one category, and none in the root: the root gets a row anyway.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "UPDATE images SET category = '/travel' WHERE category = '/';
+             UPDATE images_fts SET category = '/travel' WHERE category = '/';",
+        )
+        .unwrap();
+        drop(conn);
+        let before = rows(&path);
+        migrated_to(&path, 7);
+        assert_eq!(user_version(&path), 7);
+        let mut after = rows(&path);
+        assert_eq!(
+            after.remove("categories"),
+            Some(vec![
+                "[Text(\"/\"), Integer(0)]".to_string(),
+                "[Text(\"/travel\"), Integer(2)]".to_string(),
+                "[Text(\"/travel/norway\"), Integer(1)]".to_string(),
+            ])
+        );
+        assert_eq!(after, before, "every other row as it was");
+        // The tree reads the table, and the triggers keep it: a delete, a move, an insert.
+        let mut c = Catalog::open(&path).unwrap();
+        let tree = |c: &Catalog| -> Vec<(String, u64, u64)> {
+            c.categories()
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.path, c.images, c.total))
+                .collect()
+        };
+        let want = |rows: &[(&str, u64, u64)]| -> Vec<(String, u64, u64)> {
+            rows.iter()
+                .map(|(p, i, t)| (p.to_string(), *i, *t))
+                .collect()
+        };
+        assert_eq!(
+            tree(&c),
+            want(&[("/", 0, 3), ("/travel", 2, 3), ("/travel/norway", 1, 1)])
+        );
+        c.delete(&id(2)).unwrap();
+        c.move_to(&id(3), "/new").unwrap();
+        assert_eq!(
+            tree(&c),
+            want(&[
+                ("/", 0, 2),
+                ("/new", 1, 1),
+                ("/travel", 0, 1),
+                ("/travel/norway", 1, 1)
+            ])
+        );
+    }
+
+    #[test]
     fn a_new_catalog_has_the_schema_of_an_upgraded_one() {
         let t = tempfile::tempdir().unwrap();
         let (new, old) = (t.path().join("new.sqlite"), t.path().join("old.sqlite"));
@@ -599,6 +695,15 @@ mod tests {
             assert_eq!(after.remove("sessions"), Some(vec![]));
             assert_eq!(after.remove("grants"), Some(vec![]));
             assert_eq!(after.remove("object_settings"), Some(vec![]));
+            assert_eq!(
+                after.remove("categories"),
+                Some(vec![
+                    "[Text(\"/\"), Integer(1)]".to_string(),
+                    "[Text(\"/travel\"), Integer(1)]".to_string(),
+                    "[Text(\"/travel/norway\"), Integer(1)]".to_string(),
+                ]),
+                "v{version}"
+            );
             if version == 1 {
                 assert_eq!(after.remove("removals"), Some(vec![]));
                 assert_eq!(after.remove("sqlite_sequence"), Some(vec![]));

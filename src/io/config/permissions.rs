@@ -9,8 +9,8 @@ use crate::domain::permission::{Grant, Privilege};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PermissionsConfig {
-    /// Granted to the uploader whose upload makes a category exist, on that category (never
-    /// on the root); `None`: nothing ("none").
+    /// Granted to the user who makes a category exist (its first image's uploader, or whoever
+    /// creates it empty), on that category (never on the root); `None`: nothing ("none").
     pub privilege_for_creator: Option<Privilege>,
     /// Written on `category:/` when the catalog has never had its root set up (a new catalog,
     /// or the first open after the upgrade that added grants).

@@ -1,5 +1,6 @@
 //! The REST interface under `/api/`: originals in (upload), out (bytes, metadata as headers),
-//! their metadata and category, deletion with every variant, search and the category tree.
+//! their metadata and category, deletion with every variant, and search (the category tree is
+//! `categories`').
 //! Who may call each route (writes: a signed request with the right `Rights`, each signature
 //! accepted once; reads: `read` unless `[api] public_reads`) and the body it takes are
 //! declared in the route table (`ROUTES` in `api`, checked by `route`), not here; what the
@@ -338,15 +339,6 @@ impl App {
         });
         Ok(json(200, &body))
     }
-
-    /// `GET /api/categories`: the tree with counts, of what the caller may view.
-    pub(super) fn categories(&self, m: &Matched<'_>) -> Result<Response, Error> {
-        let tree = self.with_catalog(|c| {
-            let actor = self.actor(c, &m.caller)?;
-            Ok(self.permissions().visible_categories(c, &actor)?)
-        })?;
-        Ok(json(200, &tree))
-    }
 }
 
 /// The largest metadata document or form field (other than the file) read.
@@ -374,7 +366,7 @@ impl App {
                 Privilege::Edit,
                 &catalog::category_object(&category),
             )?;
-            let new_category = !catalog.category_has_images(&category)?;
+            let new_category = !catalog.category_exists(&category)?;
             let inserted = ingest::ingest(&self.config, store.as_ref(), catalog, bytes, upload)?;
             if new_category && matches!(inserted, Inserted::New(_)) {
                 // The creator's grant was written with the image: forget cached answers.

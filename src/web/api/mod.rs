@@ -7,6 +7,7 @@
 //! Connections (cache index, catalog) and the store are pooled here, so a FastCGI server
 //! reuses them across requests; the route modules only borrow them.
 
+mod categories;
 mod desk;
 mod handler404;
 mod images;
@@ -349,6 +350,33 @@ const ROUTES: &[Route<App>] = &[
         body: BodyLimit::Empty,
         hidden: false,
         handler: |app, _, m| app.categories(m),
+    },
+    Route {
+        methods: &["POST"],
+        pattern: "/api/categories",
+        // Edit on the parent (checked by the use case), as an upload into a new category.
+        auth: Auth::Signed(Rights::WRITE),
+        body: BodyLimit::Bytes(categories::MAX_BODY),
+        hidden: false,
+        handler: |app, req, m| app.create_category(req, m),
+    },
+    Route {
+        methods: &["DELETE"],
+        pattern: "/api/categories",
+        // Admin on the category (its grants go with it): a key's `admin` right.
+        auth: Auth::Signed(Rights::ADMIN),
+        body: BodyLimit::Bytes(categories::MAX_BODY),
+        hidden: false,
+        handler: |app, req, m| app.delete_category(req, m),
+    },
+    Route {
+        methods: &["POST"],
+        pattern: "/api/categories/move",
+        // Admin on the category (its grants move with it), edit on a new parent.
+        auth: Auth::Signed(Rights::ADMIN),
+        body: BodyLimit::Bytes(categories::MAX_BODY),
+        hidden: false,
+        handler: |app, req, m| app.move_category(req, m),
     },
     Route {
         methods: &["GET", "HEAD"],
