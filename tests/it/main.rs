@@ -16,6 +16,7 @@ mod content;
 mod corpus;
 mod crash;
 mod dashboard;
+mod dashboard_flow;
 mod delete_race;
 mod diskfull;
 mod docs;
