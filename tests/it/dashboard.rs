@@ -111,6 +111,12 @@ pub(crate) fn upload(
         ),
         json!(fixtures.len())
     );
+    upload_chosen(b, fixtures.len())
+}
+
+/// Clicks Upload on the upload page with `files` chosen and waits until the page's script
+/// shows every file's outcome; the lines.
+pub(crate) fn upload_chosen(b: &Browser, files: usize) -> Vec<Shown> {
     b.find("form[data-upload] button[type=submit]").click();
     wait_until(
         b,
@@ -118,7 +124,7 @@ pub(crate) fn upload(
          const button = document.querySelector('form[data-upload] button[type=submit]');
          return rows.length === arguments[0] && [...rows].every(r => r.className !== '')
              && !button.disabled;",
-        vec![json!(fixtures.len())],
+        vec![json!(files)],
         "every file's outcome shown",
     );
     let rows = b.execute(

@@ -4,18 +4,20 @@
 //! edit its metadata and category; move it with Browse's form; search for it; delete it through
 //! the confirmation page; log out), each step checked on the page, in the catalog and in the
 //! store, each page by axe-core (browse, image and upload at phone width too) and
-//! screenshotted; a viewer, who sees no controls and whose forged requests get `403`; and
-//! the image page's copy buttons. The flow without JavaScript is `content`'s; the helpers are
-//! `dashboard`'s.
+//! screenshotted; a viewer, who sees no controls and whose forged requests get `403`; a file
+//! dropped onto the upload form; and the image page's copy buttons. The flow without
+//! JavaScript is `content`'s; the helpers are `dashboard`'s.
 
 use std::path::Path;
 
 use serde_json::json;
 
 use crate::content::{catalog, images, stored, title};
-use crate::dashboard::{check_at_phone_width, log_in, password_of, site_with, upload, wait_until};
+use crate::dashboard::{
+    check_at_phone_width, log_in, password_of, site_with, upload, upload_chosen, wait_until,
+};
 use crate::support::browser::{self, Browser, Element};
-use crate::support::standalone;
+use crate::support::{fixture_bytes, standalone};
 
 /// How many files are under `dir`.
 fn files_in(dir: &Path) -> usize {
@@ -367,15 +369,44 @@ fn a_viewer_sees_no_controls_and_forged_requests_change_nothing() {
 }
 
 #[test]
-fn the_copy_button_copies_an_embed_url_and_says_so() {
+fn a_dropped_file_is_uploaded_and_the_copy_button_copies_its_url() {
     let Some(b) = browser::shared() else { return };
     let site = site_with("", &[("ed", "editor")]);
     let (_server, base) = standalone(&site);
     let admin = format!("{base}/imgserv.cgi/admin/");
     log_in(&b, &admin, "ed", &password_of("ed"));
     b.goto(&format!("{admin}upload"));
-    upload(&b, "/travel", &[], &["photo-chelsea-cat-451x300.png"]);
+
+    // A file dropped onto the file field (a drag from the desktop: DragEvents carrying it, as
+    // the browser dispatches them) is chosen, and Upload sends it.
+    let field = b.find("#category");
+    field.clear();
+    field.type_text("/travel");
+    let dropped = b.execute(
+        "const [bytes] = arguments;
+         const data = new DataTransfer();
+         data.items.add(new File([new Uint8Array(bytes)], 'hopper.png', {type: 'image/png'}));
+         const zone = document.querySelector('form[data-upload] .drop');
+         const fire = kind => zone.dispatchEvent(new DragEvent(kind,
+             {dataTransfer: data, bubbles: true, cancelable: true}));
+         fire('dragover');
+         const over = zone.classList.contains('over');
+         fire('drop');
+         const files = document.getElementById('file').files;
+         return [over, zone.classList.contains('over'), files.length, files[0].name];",
+        vec![json!(fixture_bytes("photo-hopper-128x128.png"))],
+    );
+    assert_eq!(dropped, json!([true, false, 1, "hopper.png"]));
+    let shown = upload_chosen(&b, 1);
+    assert_eq!(shown[0].kind, "new", "{shown:?}");
+    assert!(
+        shown[0]
+            .text
+            .starts_with("hopper.png: added, 128 × 128 image/png into /travel"),
+        "{shown:?}"
+    );
     let id = images(&site)[0].id.as_str().to_string();
+    assert!(stored(&site, &images(&site)[0].id).is_some());
     b.cdp(
         "Browser.grantPermissions",
         json!({"origin": base, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]}),
