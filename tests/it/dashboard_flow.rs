@@ -450,3 +450,56 @@ fn a_dropped_file_is_uploaded_and_the_copy_button_copies_its_url() {
     assert_eq!(pasted, json!(url));
     b.assert_accessible("image after a copy");
 }
+
+#[test]
+fn without_javascript_the_upload_form_posts_every_file_and_lists_the_outcomes() {
+    let options = browser::Options {
+        javascript: false,
+        ..browser::Options::default()
+    };
+    let Some(b) = Browser::start(options) else {
+        return;
+    };
+    let site = site_with("", &[("ed", "editor")]);
+    let (_server, base) = standalone(&site);
+    let admin = format!("{base}/imgserv.cgi/admin/");
+    log_in(&b, &admin, "ed", &password_of("ed"));
+    b.goto(&format!("{admin}upload"));
+    let field = b.find("#category");
+    field.clear();
+    field.type_text("/travel");
+    let paths: Vec<String> = ["photo-rocket-640x427.jpg", "bad-text-named.jpg"]
+        .iter()
+        .map(|f| crate::support::fixture(f).to_str().unwrap().to_string())
+        .collect();
+    b.find("#file").type_text(&paths.join("\n"));
+    // The form itself posts both files at once; the answer is a page listing each outcome.
+    b.find("form[data-upload] button[type=submit]")
+        .click_and_wait();
+    assert_eq!(
+        b.find("#outcomes-title").text(),
+        "1 new, 0 already there, 1 refused"
+    );
+    let lines: Vec<String> = b.find_all(".outcome").iter().map(|o| o.text()).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with("photo-rocket-640x427.jpg: added, 640 × 427 image/jpeg into /travel"),
+        "{lines:?}"
+    );
+    assert_eq!(lines[1], "bad-text-named.jpg: refused: not an image");
+    b.screenshot("dashboard-upload-done-nojs");
+    let rows = images(&site);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(files_in(&site.store()), 1);
+
+    // The image page: the URLs to embed are there to select; the copy buttons, which need the
+    // script, are not shown.
+    with_text(&b, ".outcome a", "Open photo-rocket-640x427.jpg").click_and_wait();
+    assert_eq!(b.find("dl.facts dd code").text(), rows[0].id.as_str());
+    assert!(!b.find_all(".embeds input").is_empty());
+    assert!(
+        b.find_all(".embeds button.copy")
+            .iter()
+            .all(|c| !c.is_displayed())
+    );
+}
