@@ -226,6 +226,9 @@ fn login_home_and_logout_by_keyboard_are_accessible() {
     b.navigating(|| b.press_keys(keys::ENTER));
     let error = b.find("[role=alert]").text();
     assert!(!error.contains("ann"), "{error}");
+    // The error summary has the focus (the script moves it there), visibly.
+    assert_eq!(b.active_element(), b.find(".error-summary"));
+    assert_focus_visible(&b);
     b.assert_accessible("login-failed");
     assert_eq!(b.find("#user").attribute("value").as_deref(), Some("ann"));
 
