@@ -81,11 +81,11 @@ fn upload(
         .run()
 }
 
-fn catalog(site: &Site) -> Catalog {
+pub(crate) fn catalog(site: &Site) -> Catalog {
     Catalog::open(&load(site).state.catalog_path()).unwrap()
 }
 
-fn images(site: &Site) -> Vec<Image> {
+pub(crate) fn images(site: &Site) -> Vec<Image> {
     let c = catalog(site);
     let mut out: Vec<Image> = c
         .originals()
@@ -97,7 +97,7 @@ fn images(site: &Site) -> Vec<Image> {
     out
 }
 
-fn title(image: &Image) -> &str {
+pub(crate) fn title(image: &Image) -> &str {
     image
         .meta
         .get("title")
@@ -106,7 +106,7 @@ fn title(image: &Image) -> &str {
 }
 
 /// The store's file of an original, if it is there.
-fn stored(site: &Site, id: &OriginalId) -> Option<PathBuf> {
+pub(crate) fn stored(site: &Site, id: &OriginalId) -> Option<PathBuf> {
     fn walk(dir: &Path, name: &str) -> Option<PathBuf> {
         for entry in std::fs::read_dir(dir).ok()?.flatten() {
             let path = entry.path();

@@ -94,6 +94,12 @@ pub fn show<S: Site>(site: &S, req: &Request, v: &Visitor) -> Result<Response, E
         .map(|n| {
             let s = if n == 1 { "" } else { "s" };
             format!("Moved {n} image{s} to {category}.")
+        })
+        // Where a delete lands (`image::delete`): say it happened.
+        .or_else(|| {
+            params
+                .get("deleted")
+                .map(|_| "Deleted the image.".to_string())
         });
     let o = order.as_str();
     let links = Links {

@@ -470,20 +470,24 @@ impl Browser {
     /// Sizes the window so that the viewport (what media queries and screenshots see) is
     /// `width`×`height` CSS pixels: a phone's width with [`PHONE`]. Headless Chromium keeps some
     /// window furniture (the outer window is taller than the page), measured and added here.
+    ///
+    /// The furniture is not constant: a page taller than the window has a vertical scrollbar
+    /// (15 px off the viewport's width), which comes and goes as the width changes the page's
+    /// height. So the window is corrected by the difference, either way, until the viewport
+    /// is right (twice is the most seen).
     pub fn set_window_size(&self, width: u32, height: u32) {
-        let outer = |w: u32, h: u32| {
-            let rect = json!({"width": w, "height": h});
+        let mut outer = (i64::from(width), i64::from(height));
+        let mut now = (0, 0);
+        for _ in 0..4 {
+            let rect = json!({"width": outer.0, "height": outer.1});
             self.command("POST", "/window/rect", Some(&rect));
-        };
-        outer(width, height);
-        let (w, h) = self.viewport();
-        if (w, h) != (width, height) {
-            outer(
-                width + width.saturating_sub(w),
-                height + height.saturating_sub(h),
-            );
+            now = self.viewport();
+            if now == (width, height) {
+                return;
+            }
+            outer.0 += i64::from(width) - i64::from(now.0);
+            outer.1 += i64::from(height) - i64::from(now.1);
         }
-        let now = self.viewport();
         assert_eq!(now, (width, height), "viewport after resizing the window");
     }
 
@@ -559,6 +563,7 @@ pub mod keys {
     pub const ESCAPE: &str = "\u{E00C}";
     pub const SPACE: &str = "\u{E00D}";
     pub const SHIFT: &str = "\u{E008}";
+    pub const CONTROL: &str = "\u{E009}";
     pub const ARROW_DOWN: &str = "\u{E015}";
 }
 

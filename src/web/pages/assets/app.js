@@ -3,6 +3,23 @@
   "use strict";
   document.documentElement.classList.add("js");
 
+  // A page with an error summary: focus moves to it (a screen reader reads it, the next Tab
+  // goes to its links), and its links to a field focus that field (a link to #id alone only
+  // scrolls to it).
+  var summary = document.querySelector(".error-summary");
+  if (summary) {
+    summary.focus();
+    summary.addEventListener("click", function (event) {
+      var link = event.target.closest("a[href^='#']");
+      var field = link && document.getElementById(link.getAttribute("href").slice(1));
+      if (!field) return;
+      event.preventDefault();
+      field.focus();
+      var label = field.labels && field.labels[0];
+      if (label) label.scrollIntoView();
+    });
+  }
+
   // A form submitted twice (a double click, an impatient second press) would post twice:
   // disable its buttons once it is on its way.
   document.addEventListener("submit", function (event) {
