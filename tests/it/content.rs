@@ -579,3 +579,86 @@ fn one_users_pages_never_carry_anothers_state() {
         "Kept"
     );
 }
+
+#[test]
+fn the_category_tree_is_managed_with_only_the_allowed_controls() {
+    let site = site();
+    let (bob, token) = session(&site, "bob");
+    let r = upload(
+        &site,
+        &bob,
+        &[("csrf_token", &token), ("category", "/travel")],
+        &[("rocket.jpg", fixture_bytes("photo-rocket-640x427.jpg"))],
+    );
+    assert_eq!(r.status, 200);
+    let change = |cookie: &str, token: &str, fields: &[(&str, &str)]| {
+        let mut all = vec![("csrf_token", token)];
+        all.extend_from_slice(fields);
+        post(&site, "/admin/categories", cookie, &all)
+    };
+    // bob uploaded into /travel: he administers it (the creator's grant).
+    let r = change(
+        &bob,
+        &token,
+        &[
+            ("action", "create"),
+            ("category", "/travel"),
+            ("name", "norway"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body_text());
+    let html = get(&site, "/admin/categories?category=/travel/norway", &bob).body_text();
+    assert!(
+        html.contains("is empty") && html.contains("Rename or move"),
+        "{html}"
+    );
+    let r = change(
+        &bob,
+        &token,
+        &[
+            ("action", "move"),
+            ("category", "/travel"),
+            ("to", "/trips"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body_text());
+    assert!(images(&site).iter().all(|i| i.category == "/trips"));
+    // Not empty: no delete button, and a forged delete is a conflict that changes nothing.
+    let html = get(&site, "/admin/categories?category=/trips", &bob).body_text();
+    assert!(
+        html.contains("cannot be deleted") && !html.contains("Delete /trips"),
+        "{html}"
+    );
+    let r = change(
+        &bob,
+        &token,
+        &[("action", "delete"), ("category", "/trips")],
+    );
+    assert_eq!(r.status, 409, "{}", r.body_text());
+    assert!(r.body_text().contains("role=\"alert\""));
+    let r = change(
+        &bob,
+        &token,
+        &[("action", "delete"), ("category", "/trips/norway")],
+    );
+    assert_eq!(r.status, 303, "{}", r.body_text());
+    let tree = get(&site, "/admin/browse", &bob).body_text();
+    assert!(
+        tree.contains(">trips</a>") && !tree.contains(">norway</a>"),
+        "{tree}"
+    );
+
+    // carl may only view: no forms, and forged changes are refused.
+    let (carl, carl_token) = session(&site, "carl");
+    let html = get(&site, "/admin/categories?category=/trips", &carl).body_text();
+    assert!(html.contains("You may not change this category"), "{html}");
+    assert!(!html.contains("action\" value=\"move"), "{html}");
+    for fields in [
+        vec![("action", "create"), ("category", "/trips"), ("name", "x")],
+        vec![("action", "move"), ("category", "/trips"), ("to", "/carl")],
+    ] {
+        let r = change(&carl, &carl_token, &fields);
+        assert_eq!(r.status, 403, "{fields:?}: {}", r.body_text());
+    }
+    assert!(images(&site).iter().all(|i| i.category == "/trips"));
+}

@@ -25,6 +25,8 @@ struct Links {
     toggle: String,
     first: String,
     next: Option<String>,
+    /// The category's page in the Categories section.
+    manage: String,
 }
 
 #[derive(Template)]
@@ -111,6 +113,7 @@ pub fn show<S: Site>(site: &S, req: &Request, v: &Visitor) -> Result<Response, E
             .next
             .as_deref()
             .map(|n| href(&category, o, below, Some(n))),
+        manage: format!("categories?{}", query(&[("category", &category)])),
     };
     let heading = match category.as_str() {
         "/" => "Browse".to_string(),

@@ -18,6 +18,7 @@
 mod admin;
 mod assets;
 mod browse;
+mod categories;
 mod embed;
 mod errors;
 mod grants;
@@ -235,6 +236,9 @@ fn route<S: Site>(site: &S, req: &Request, page: &str) -> Result<Response, Error
         "/groups" if post => changing(site, req, |v| admin::groups(site, req, v)),
         "/keys" if get => with_visitor(site, req, |v| admin::keys(site, req, v)),
         "/keys" if post => changing(site, req, |v| admin::change_keys(site, req, v)),
+        "/categories" if get => with_visitor(site, req, |v| categories::show(site, req, v, None)),
+        "/categories" if post => changing(site, req, |v| categories::change(site, req, v)),
+        "/categories" => Err(method_not_allowed("GET, HEAD, POST")),
         "/grants" if get => with_visitor(site, req, |v| grants::show(site, req, v, None)),
         "/grants" if post => changing(site, req, |v| grants::change(site, req, v)),
         "/system" if get => with_visitor(site, req, |v| system::show(site, req, v)),
