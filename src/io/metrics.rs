@@ -188,6 +188,11 @@ pub struct MetricsConfig {
     pub allow: Vec<Network>,
 }
 
+/// Variants found in the cache and not, by this process since it started.
+pub fn hits_and_misses() -> (u64, u64) {
+    (HITS.load(Ordering::Relaxed), MISSES.load(Ordering::Relaxed))
+}
+
 /// Every metric in the Prometheus text exposition format (version 0.0.4).
 pub fn render() -> String {
     let mut out = String::new();

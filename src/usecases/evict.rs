@@ -13,10 +13,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::io::cache::{Cache, CacheError, EVICT_BATCH, Totals, remove_files};
+use crate::io::cache::{Cache, CacheError, EVICT_BATCH, Totals, remove_files, write_atomically};
 use crate::io::catalog::Catalog;
 use crate::io::config::{Config, EvictConfig};
 use crate::io::source::SourceError;
@@ -275,7 +275,7 @@ pub fn evict(config: &Config, limits: &EvictConfig, dry_run: bool) -> Result<Rep
     let copies = config.remote_options();
     let remote =
         copies::trim(&copies.dir, copies.max_bytes, None, dry_run).map_err(SourceError::Io)?;
-    Ok(Report {
+    let report = Report {
         remote,
         kept: kept.len() as u64,
         kept_bytes: kept.iter().map(|e| e.bytes).sum(),
@@ -285,7 +285,27 @@ pub fn evict(config: &Config, limits: &EvictConfig, dry_run: bool) -> Result<Rep
         totals,
         sweep,
         sessions,
-    })
+    };
+    if !dry_run {
+        let line = format!("{now}\t{}\n", report.summary());
+        // What the dashboard shows as the last eviction; the run itself is done either way.
+        if let Err(e) = write_atomically(&last_run_path(config), line.as_bytes()) {
+            log::warn!("evict: the record of this run could not be written: {e}");
+        }
+    }
+    Ok(report)
+}
+
+/// Where the last (not dry) run's time and summary are kept.
+fn last_run_path(config: &Config) -> PathBuf {
+    config.state.dir.join("last-evict.txt")
+}
+
+/// The last run's time (unix ms) and summary, if one was recorded.
+pub fn last_run(config: &Config) -> Option<(i64, String)> {
+    let text = std::fs::read_to_string(last_run_path(config)).ok()?;
+    let (time, summary) = text.trim_end().split_once('\t')?;
+    Some((time.parse().ok()?, summary.to_string()))
 }
 
 /// Forgets (unless `dry_run`: counts) the index rows of sources that no variant row refers to

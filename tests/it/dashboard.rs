@@ -178,10 +178,16 @@ pub(crate) fn check_at_phone_width(b: &Browser, name: &str) {
         "return [document.documentElement.scrollWidth, window.innerWidth]",
         vec![],
     );
-    assert!(
-        widths[0].as_u64() <= widths[1].as_u64(),
-        "{name} scrolls sideways on a phone: {widths}"
-    );
+    if widths[0].as_u64() > widths[1].as_u64() {
+        let wide = b.execute(
+            "return [...document.querySelectorAll('body *')]
+               .filter(e => e.getBoundingClientRect().right > window.innerWidth)
+               .map(e => e.tagName + (e.id ? '#' + e.id : '') + '.' + e.className + ' '
+                         + Math.round(e.getBoundingClientRect().right))",
+            vec![],
+        );
+        panic!("{name} scrolls sideways on a phone: {widths}; too wide: {wide}");
+    }
     b.screenshot(&format!("{name}-phone"));
     b.set_window_size(DESKTOP.0, DESKTOP.1);
 }

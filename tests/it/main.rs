@@ -18,6 +18,7 @@ mod content;
 mod corpus;
 mod crash;
 mod dashboard;
+mod dashboard_admin;
 mod dashboard_flow;
 mod delete_race;
 mod diskfull;

@@ -28,6 +28,9 @@ struct SystemPage<'a> {
     cache_files: u64,
     cache_dir: String,
     cache_url: &'a str,
+    /// `None` when this process served no variant yet (a CGI run never has).
+    hit_ratio: Option<String>,
+    last_evict: Option<(String, String)>,
     probes: Vec<Probe>,
     settings: Vec<(&'static str, String)>,
 }
@@ -138,6 +141,14 @@ fn page<S: Site>(
         cache_files: totals.count,
         cache_dir: config.cache.dir.display().to_string(),
         cache_url: &config.cache.url,
+        hit_ratio: match crate::io::metrics::hits_and_misses() {
+            (0, 0) => None,
+            (hits, misses) => Some(format!(
+                "{:.1} % ({hits} hits, {misses} misses)",
+                hits as f64 * 100.0 / (hits + misses) as f64
+            )),
+        },
+        last_evict: evict::last_run(config).map(|(at, summary)| (view::date(at), summary)),
         probes,
         settings: settings(config),
     };
