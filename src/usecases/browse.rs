@@ -102,34 +102,23 @@ pub fn list(
     );
     let after = decode(listing.after.as_deref(), &context)?;
     let perms = Permissions::new(config, records);
-    let categories: Vec<String> = if listing.below {
-        let below = |path: &str| {
-            category == "/" || path == category || path.starts_with(&format!("{category}/"))
-        };
-        // Only categories holding images the actor may view (`images` counts only those).
-        perms
-            .visible_categories(catalog, actor)?
-            .into_iter()
-            .filter(|c| c.images > 0 && below(&c.path))
-            .map(|c| c.path)
-            .collect()
+    let limit = listing.per_page + 1;
+    let rows = if listing.below {
+        // The subtree without the categories holding images the actor may not view (as a
+        // search leaves them out): no list of the subtree's categories is needed.
+        let hidden = perms.hidden_categories(catalog, actor)?;
+        catalog.listing_below(&category, &hidden, listing.order, after.as_ref(), limit)?
     } else if perms.may(
         catalog,
         actor,
         Privilege::View,
         &catalog::category_object(&category),
     )? {
-        vec![category]
+        catalog.listing(&[category], listing.order, after.as_ref(), limit)?
     } else {
         // No word on whether it holds anything.
         Vec::new()
     };
-    let rows = catalog.listing(
-        &categories,
-        listing.order,
-        after.as_ref(),
-        listing.per_page + 1,
-    )?;
     let (rows, next) = split(rows, listing.per_page, |l| &l.position, &context);
     Ok(Page {
         items: rows.into_iter().map(|l| l.image).collect(),

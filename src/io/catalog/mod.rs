@@ -23,7 +23,7 @@
 //! only by the server's user.
 //!
 //! The submodules split it by concern: `backend` (the traits and `Catalog`), `schema` (the tables and opening the file), `images`,
-//! `search`, `browse` (pages after a cursor), `categories`, `pending` (deletions and what they leave to remove), `removal`,
+//! `search`, `browse` (pages after a cursor), `below` (pages of a whole subtree), `matches` (pages of full-text matches), `categories`, `pending` (deletions and what they leave to remove), `removal`,
 //! `users` (roles, password hashes, the disabled flag), `groups`, `keys` (API keys, rights and
 //! expiry), `sessions` (login sessions), `grants` (permissions on objects) and `error`. Everything is used as `catalog::X`.
 
@@ -32,6 +32,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 
 mod backend;
+mod below;
 mod browse;
 mod categories;
 mod error;
@@ -39,6 +40,7 @@ mod grants;
 mod groups;
 mod images;
 mod keys;
+mod matches;
 mod pending;
 mod removal;
 mod schema;
@@ -53,6 +55,7 @@ pub use backend::{
     Search, Sessions, Users,
 };
 pub use browse::{Fragment, Hit, Listed, MAX_LIMIT as MAX_BROWSE_LIMIT};
+pub use matches::RANKED as RANKED_MATCHES;
 pub use categories::{Category, MAX_CATEGORY_BYTES, MAX_CATEGORY_DEPTH, normalize_category};
 pub use error::CatalogError;
 pub use grants::{ROOT_OBJECT, StoredGrant, category_object, normalize_object, object_ancestors};

@@ -44,6 +44,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         what: "indexes for keyset pagination within a category (newest first, by name)",
         apply: |tx| tx.execute_batch(V6_BROWSE),
     },
+    Migration {
+        version: 7,
+        what: "indexes for keyset pagination of a category and everything below it",
+        apply: |tx| tx.execute_batch(V7_BELOW),
+    },
 ];
 
 /// Step 1, as first released.
@@ -193,6 +198,22 @@ CREATE INDEX images_category_name ON images (
         THEN json_extract(meta, '$.title') END), ''), id), 1, 100) COLLATE NOCASE,
     id
 );
+";
+
+/// Step 7: listing a category and everything below it page by page (`below`): an index per
+/// order led by the order's key and holding the category, so that a page is one scan in
+/// order from the cursor, each entry's category checked in the index. `images_listing`
+/// (created DESC, id) is a prefix of the first: dropped. The name's expression is step 6's
+/// (`browse::NAME_KEY`).
+const V7_BELOW: &str = "
+CREATE INDEX images_created_category ON images (created DESC, id, category);
+CREATE INDEX images_name_category ON images (
+    substr(coalesce(nullif(trim(CASE json_type(meta, '$.title') WHEN 'text'
+        THEN json_extract(meta, '$.title') END), ''), id), 1, 100) COLLATE NOCASE,
+    id,
+    category
+);
+DROP INDEX images_listing;
 ";
 
 impl SqliteCatalog {
