@@ -247,7 +247,9 @@ pub trait Browse {
 
     /// Up to `limit` images whose metadata or category match every one of `words` (as
     /// [`Search`] reads them), within `category` and below, leaving out `hidden` categories,
-    /// best match first, after `after` (a [`Position::Rank`]), each with a highlighted snippet.
+    /// after `after` (a [`Position::Rank`] or [`Position::Recent`]), each with a highlighted
+    /// snippet: the [`RANKED_MATCHES`](super::RANKED_MATCHES) newest best match first, then
+    /// the older ones newest first.
     fn matching(
         &self,
         words: &str,

@@ -166,8 +166,12 @@ pub(super) fn cursor_keys(
         (Order::Newest, Some(Position::Newest { created, id })) => {
             Ok((Some(Value::Integer(*created)), Some(id)))
         }
-        (Order::Name, Some(Position::Name { key, id })) => Ok((Some(Value::Text(key.clone())), Some(id))),
-        _ => Err(crate::domain::query::QueryError::BadCursor("made for another order".into()).into()),
+        (Order::Name, Some(Position::Name { key, id })) => {
+            Ok((Some(Value::Text(key.clone())), Some(id)))
+        }
+        _ => {
+            Err(crate::domain::query::QueryError::BadCursor("made for another order".into()).into())
+        }
     }
 }
 

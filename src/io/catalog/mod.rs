@@ -55,13 +55,13 @@ pub use backend::{
     Search, Sessions, Users,
 };
 pub use browse::{Fragment, Hit, Listed, MAX_LIMIT as MAX_BROWSE_LIMIT};
-pub use matches::RANKED as RANKED_MATCHES;
 pub use categories::{Category, MAX_CATEGORY_BYTES, MAX_CATEGORY_DEPTH, normalize_category};
 pub use error::CatalogError;
 pub use grants::{ROOT_OBJECT, StoredGrant, category_object, normalize_object, object_ancestors};
 pub use groups::Group;
 pub use images::{Image, Inserted, MAX_META_BYTES, NewImage, ext_of, format_of};
 pub use keys::{ApiKey, Rights, Secret};
+pub use matches::RANKED as RANKED_MATCHES;
 pub use pending::{Deleted, Doomed, Intent, PendingDelete, Swept};
 pub use removal::{CLAIM_LEASE, Claim, Claimed, UPLOAD_WAIT};
 pub use search::{MAX_PER_PAGE, Page, Query};
