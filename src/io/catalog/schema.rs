@@ -531,6 +531,49 @@ mod tests {
     }
 
     #[test]
+    fn the_below_step_adds_its_indexes_drops_the_redundant_one_and_keeps_every_row() {
+        // Found by what it does: its number depends on the steps merged before it.
+        let step = MIGRATIONS
+            .iter()
+            .position(|m| m.what.contains("everything below"))
+            .expect("the below step");
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("catalog.sqlite");
+        made_before_migrations(&path, 2);
+        migrated_to(&path, step);
+        let before = rows(&path);
+        let indexes = |path: &Path| -> Vec<String> {
+            Connection::open(path)
+                .unwrap()
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'images' AND sql IS NOT NULL ORDER BY name")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        assert!(indexes(&path).contains(&"images_listing".to_string()));
+        migrated_to(&path, step + 1);
+        assert_eq!(user_version(&path), step as i64 + 1);
+        assert_eq!(rows(&path), before, "every row as it was");
+        let now = indexes(&path);
+        assert!(!now.contains(&"images_listing".to_string()), "{now:?}");
+        for index in ["images_created_category", "images_name_category"] {
+            assert!(now.contains(&index.to_string()), "{index}: {now:?}");
+        }
+        // The catalog lists a subtree by them: the three images, newest first and by name.
+        migrated_to(&path, MIGRATIONS.len());
+        let c = Catalog::open(&path).unwrap();
+        for order in [
+            crate::domain::cursor::Order::Newest,
+            crate::domain::cursor::Order::Name,
+        ] {
+            let page = c.listing_below("/", &[], order, None, 10).unwrap();
+            assert_eq!(page.len(), 3, "{order:?}");
+        }
+    }
+
+    #[test]
     fn a_new_catalog_has_the_schema_of_an_upgraded_one() {
         let t = tempfile::tempdir().unwrap();
         let (new, old) = (t.path().join("new.sqlite"), t.path().join("old.sqlite"));
