@@ -236,6 +236,9 @@ mod tests {
         category == "/" || path == category || path.starts_with(&format!("{category}/"))
     }
 
+    /// The plan and scan budget of page `n` (from 0).
+    type Choice = dyn Fn(usize) -> (Option<Plan>, u32);
+
     /// Every page, each asked with the plan `plan(page number)` and budget, following cursors.
     fn pages(
         c: &SqliteCatalog,
@@ -297,7 +300,7 @@ mod tests {
                         assert!(want.len() > 50, "{what}: {}", want.len());
                     }
                     for per in [1, 4, 7, 100] {
-                        let plans: [(&str, &dyn Fn(usize) -> (Option<Plan>, u32)); 5] = [
+                        let plans: [(&str, &Choice); 5] = [
                             ("auto", &|_| (None, SCAN_BUDGET)),
                             ("seeks", &|_| (Some(Plan::Seeks), SCAN_BUDGET)),
                             ("scan", &|_| (Some(Plan::Scan), SCAN_BUDGET)),
@@ -350,7 +353,7 @@ mod tests {
                 .iter()
                 .all(|p| *p == Plan::Seeks)
         );
-        assert!(auto("/photos", 3).iter().any(|p| *p == Plan::Seeks));
+        assert!(auto("/photos", 3).contains(&Plan::Seeks));
         // The subtree's categories, one seek each, prefixes that are not parents left out.
         assert_eq!(
             c.subtree("/photos/a", 100).unwrap(),
