@@ -54,8 +54,12 @@ pub enum Position {
     Newest { created: i64, id: String },
     /// [`Order::Name`]: the name key (as the catalog computes it) and id.
     Name { key: String, id: String },
-    /// Full-text relevance: the bm25 score (lower is better) and the row's sequence number.
-    Rank { rank: f64, seq: i64 },
+    /// Full-text relevance, among the newest matches: the bm25 score (lower is better), the
+    /// row's sequence number, and the *floor* — the lowest sequence number of the matches
+    /// ranked (0: all of them), fixed by the first page so that every page ranks the same set.
+    Rank { rank: f64, seq: i64, floor: i64 },
+    /// Full-text matches past the ranked ones, newest first: the row's sequence number.
+    Recent { seq: i64 },
 }
 
 const VERSION: u8 = 1;
@@ -77,9 +81,14 @@ pub fn encode(position: &Position, context: &str) -> String {
             put_str(&mut bytes, key);
             put_str(&mut bytes, id);
         }
-        Position::Rank { rank, seq } => {
-            bytes.push(b'r');
+        Position::Rank { rank, seq, floor } => {
+            bytes.push(b'b');
             bytes.extend_from_slice(&rank.to_bits().to_be_bytes());
+            bytes.extend_from_slice(&seq.to_be_bytes());
+            bytes.extend_from_slice(&floor.to_be_bytes());
+        }
+        Position::Recent { seq } => {
+            bytes.push(b's');
             bytes.extend_from_slice(&seq.to_be_bytes());
         }
     }
@@ -114,8 +123,18 @@ pub fn decode(token: &str, context: &str) -> Result<Position, QueryError> {
             key: r.string()?,
             id: r.string()?,
         },
+        // Before the floor (0.x): every match was ranked, as floor 0 ranks them.
         b'r' => Position::Rank {
             rank: f64::from_bits(u64::from_be_bytes(r.array()?)),
+            seq: i64::from_be_bytes(r.array()?),
+            floor: 0,
+        },
+        b'b' => Position::Rank {
+            rank: f64::from_bits(u64::from_be_bytes(r.array()?)),
+            seq: i64::from_be_bytes(r.array()?),
+            floor: i64::from_be_bytes(r.array()?),
+        },
+        b's' => Position::Recent {
             seq: i64::from_be_bytes(r.array()?),
         },
         _ => return Err(bad("unknown kind")),
@@ -236,8 +255,14 @@ mod tests {
             Position::Rank {
                 rank: -3.25e-7,
                 seq: 99_999,
+                floor: 98_000,
             },
-            Position::Rank { rank: 0.0, seq: 1 },
+            Position::Rank {
+                rank: 0.0,
+                seq: 1,
+                floor: 0,
+            },
+            Position::Recent { seq: 97_999 },
         ]
     }
 

@@ -102,34 +102,23 @@ pub fn list(
     );
     let after = decode(listing.after.as_deref(), &context)?;
     let perms = Permissions::new(config, records);
-    let categories: Vec<String> = if listing.below {
-        let below = |path: &str| {
-            category == "/" || path == category || path.starts_with(&format!("{category}/"))
-        };
-        // Only categories holding images the actor may view (`images` counts only those).
-        perms
-            .visible_categories(catalog, actor)?
-            .into_iter()
-            .filter(|c| c.images > 0 && below(&c.path))
-            .map(|c| c.path)
-            .collect()
+    let limit = listing.per_page + 1;
+    let rows = if listing.below {
+        // The subtree without the categories holding images the actor may not view (as a
+        // search leaves them out): no list of the subtree's categories is needed.
+        let hidden = perms.hidden_categories(catalog, actor)?;
+        catalog.listing_below(&category, &hidden, listing.order, after.as_ref(), limit)?
     } else if perms.may(
         catalog,
         actor,
         Privilege::View,
         &catalog::category_object(&category),
     )? {
-        vec![category]
+        catalog.listing(&[category], listing.order, after.as_ref(), limit)?
     } else {
         // No word on whether it holds anything.
         Vec::new()
     };
-    let rows = catalog.listing(
-        &categories,
-        listing.order,
-        after.as_ref(),
-        listing.per_page + 1,
-    )?;
     let (rows, next) = split(rows, listing.per_page, |l| &l.position, &context);
     Ok(Page {
         items: rows.into_iter().map(|l| l.image).collect(),
@@ -152,7 +141,8 @@ pub fn browse(
     })
 }
 
-/// A page of full-text matches, best first, as catalog rows (the REST route's answer).
+/// A page of full-text matches as catalog rows (the REST route's answer): the newest
+/// [`RANKED_MATCHES`](catalog::RANKED_MATCHES) best first, then the older ones newest first.
 pub fn find(
     config: &Config,
     records: &Records,
@@ -478,6 +468,87 @@ mod tests {
                 .all(|f| f.image.category != "/private")
         );
         assert_eq!(s("fjord", &Actor::Operator).len(), 12);
+    }
+
+    #[test]
+    fn everything_below_is_what_the_visible_categories_list_and_no_more() {
+        // More categories than the catalog seeks one by one, so that large subtrees are
+        // scanned; a private branch, and categories that share its prefix without being in it.
+        let w = world();
+        let mut catalog = w.catalog;
+        let cats = [
+            "/open/a",
+            "/open/b",
+            "/open/c",
+            "/open/d",
+            "/open/e",
+            "/open/f",
+            "/open/g",
+            "/open/h",
+            "/open/i",
+            "/private2",
+            "/private-x",
+            "/private/sub",
+            "/open/deep/er",
+        ];
+        for (n, cat) in (100..).zip(cats.iter().cycle().take(52)) {
+            add(
+                &mut catalog,
+                n,
+                cat,
+                json!({"title": format!("t{}", n % 7)}),
+            );
+        }
+        let w = World { catalog, ..w };
+        let admin = Actor::User(Principal::new(
+            "root",
+            vec![],
+            vec![Role::Admin],
+            Method::Local,
+        ));
+        for actor in [Actor::Anonymous, Actor::Operator, admin] {
+            let perms = Permissions::new(&w.config, &w.records);
+            let visible = perms.visible_categories(&w.catalog, &actor).unwrap();
+            for category in ["/", "/open", "/private", "/private2", "/open/deep"] {
+                for order in [Order::Newest, Order::Name] {
+                    // What the listing of the visible categories, named one by one, gives.
+                    let named: Vec<String> = visible
+                        .iter()
+                        .filter(|c| c.images > 0)
+                        .filter(|c| {
+                            category == "/"
+                                || c.path == category
+                                || c.path.starts_with(&format!("{category}/"))
+                        })
+                        .map(|c| c.path.clone())
+                        .collect();
+                    let want: Vec<String> = w
+                        .catalog
+                        .listing(&named, order, None, catalog::MAX_BROWSE_LIMIT)
+                        .unwrap()
+                        .into_iter()
+                        .map(|l| l.image.id.as_str().to_string())
+                        .collect();
+                    assert!(want.len() < catalog::MAX_BROWSE_LIMIT as usize);
+                    let mut got = Vec::new();
+                    let mut after = None;
+                    loop {
+                        let l = Listing {
+                            order,
+                            per_page: 4,
+                            ..listing(category, true, after)
+                        };
+                        let page = list(&w.config, &w.records, &w.catalog, &actor, &l).unwrap();
+                        got.extend(page.items.into_iter().map(|i| i.id.as_str().to_string()));
+                        match page.next {
+                            Some(n) => after = Some(n),
+                            None => break,
+                        }
+                    }
+                    assert_eq!(got, want, "{actor:?} {category} {order:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -264,9 +264,24 @@ pub trait Browse {
         limit: u32,
     ) -> Result<Vec<Listed>, CatalogError>;
 
+    /// What [`listing`](Browse::listing) of every category in the subtree of the normalised
+    /// `category` (it and those below it) that holds images, `hidden` ones (exact paths)
+    /// left out, would return — found without listing the subtree's categories first when it
+    /// is large.
+    fn listing_below(
+        &self,
+        category: &str,
+        hidden: &[String],
+        order: Order,
+        after: Option<&Position>,
+        limit: u32,
+    ) -> Result<Vec<Listed>, CatalogError>;
+
     /// Up to `limit` images whose metadata or category match every one of `words` (as
     /// [`Search`] reads them), within `category` and below, leaving out `hidden` categories,
-    /// best match first, after `after` (a [`Position::Rank`]), each with a highlighted snippet.
+    /// after `after` (a [`Position::Rank`] or [`Position::Recent`]), each with a highlighted
+    /// snippet: the [`RANKED_MATCHES`](super::RANKED_MATCHES) newest best match first, then
+    /// the older ones newest first.
     fn matching(
         &self,
         words: &str,

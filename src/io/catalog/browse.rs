@@ -6,12 +6,10 @@
 //!   the next `limit` keys after the cursor from its own index (`images_category_created`,
 //!   `images_category_name`, schema step 6: one seek each), merges them, and reads the
 //!   `limit` rows that win: `k` categories cost `k` seeks, whatever the page number.
-//! - Full-text matches are ordered by bm25 and the row's `seq`. bm25 is computed, not
-//!   indexed, so every page computes it for every match (as the first page must to find the
-//!   best) and keeps those after the cursor's `(rank, seq)`: page 1,000 costs what page 1
-//!   costs. Scores move when the index changes (an upload between two pages), so a page may
-//!   then repeat or miss a match near its edge; within a stable catalog the pages neither
-//!   overlap nor skip.
+//! - A category and everything below it: `below` (one scan in order when the subtree is
+//!   large, the seeks above when it is small).
+//! - Full-text matches: `matches` (the newest `matches::RANKED` by bm25,
+//!   then the rest newest first).
 //!
 //! Which categories to list (those the caller may view) is the caller's choice; this module
 //! only reads.
@@ -20,11 +18,11 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use rusqlite::params;
+use rusqlite::types::Value;
 use serde::Serialize;
 
 use super::images::{IMAGE_COLUMNS, image_row};
-use super::search::fts_query;
-use super::{Browse, CatalogError, Image, SqliteCatalog, collect, normalize_category};
+use super::{Browse, CatalogError, Image, SqliteCatalog, collect};
 use crate::domain::cursor::{Order, Position};
 
 /// The name an image is listed by (`Order::Name`): exactly the expression of the index
@@ -74,67 +72,35 @@ impl Browse for SqliteCatalog {
         limit: u32,
     ) -> Result<Vec<Listed>, CatalogError> {
         let limit = limit.clamp(1, MAX_LIMIT);
-        let (key_sql, sort) = match order {
-            Order::Newest => ("created", "created DESC, id"),
-            Order::Name => (NAME_KEY, "key COLLATE NOCASE, id"),
-        };
-        // The cursor as SQL parameters, checked against the order.
-        let (k, id) = match (order, after) {
-            (_, None) => (None, None),
-            (Order::Newest, Some(Position::Newest { created, id })) => {
-                (Some(rusqlite::types::Value::Integer(*created)), Some(id))
-            }
-            (Order::Name, Some(Position::Name { key, id })) => {
-                (Some(rusqlite::types::Value::Text(key.clone())), Some(id))
-            }
-            _ => {
-                return Err(crate::domain::query::QueryError::BadCursor(
-                    "made for another order".into(),
-                )
-                .into());
-            }
-        };
-        let cond = match (order, after) {
-            (_, None) => "",
-            (Order::Newest, _) => "AND created <= ?2 AND (created < ?2 OR id > ?3)",
-            (Order::Name, _) => {
-                "AND key COLLATE NOCASE >= ?2 AND (key COLLATE NOCASE > ?2 OR id > ?3)"
-            }
-        };
+        let (k, id) = cursor_keys(order, after)?;
+        let (key_sql, sort, cond) = keyset(order, after.is_some());
         // `key` is an alias SQLite resolves to the expression, so the index still applies.
         let sql = format!(
             "SELECT {key_sql} AS key, id FROM images WHERE category = ?1 {cond}
              ORDER BY {sort} LIMIT ?4"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let mut keys: Vec<(rusqlite::types::Value, String)> = Vec::new();
+        let mut keys: Vec<Key> = Vec::new();
         for category in categories {
             let rows = stmt.query_map(params![category, k, id, limit], |r| {
-                Ok((
-                    r.get::<_, rusqlite::types::Value>(0)?,
-                    r.get::<_, String>(1)?,
-                ))
+                Ok((r.get::<_, Value>(0)?, r.get::<_, String>(1)?))
             })?;
             keys.extend(collect(rows)?);
         }
         keys.sort_by(|a, b| compare(order, a, b));
         keys.truncate(limit as usize);
-        let ids: Vec<&str> = keys.iter().map(|(_, id)| id.as_str()).collect();
-        let mut rows = self.rows(&ids)?;
-        keys.into_iter()
-            .filter_map(|(key, id)| {
-                let image = rows.remove(&id)?;
-                let position = match (order, key) {
-                    (Order::Newest, _) => Position::Newest {
-                        created: image.created,
-                        id,
-                    },
-                    (Order::Name, rusqlite::types::Value::Text(key)) => Position::Name { key, id },
-                    (Order::Name, _) => return Some(Err(super::bad_column(0, "key"))),
-                };
-                Some(Ok(Listed { image, position }))
-            })
-            .collect()
+        self.listed(order, keys)
+    }
+
+    fn listing_below(
+        &self,
+        category: &str,
+        hidden: &[String],
+        order: Order,
+        after: Option<&Position>,
+        limit: u32,
+    ) -> Result<Vec<Listed>, CatalogError> {
+        self.below(category, hidden, order, after, limit)
     }
 
     fn matching(
@@ -145,52 +111,31 @@ impl Browse for SqliteCatalog {
         after: Option<&Position>,
         limit: u32,
     ) -> Result<Vec<Hit>, CatalogError> {
-        let limit = limit.clamp(1, MAX_LIMIT);
-        let Some(fts) = fts_query(words) else {
-            return Ok(Vec::new());
-        };
-        let category = match category {
-            None => None,
-            Some(c) => Some(normalize_category(c)?).filter(|c| c != "/"),
-        };
-        let (rank, seq) = match after {
-            None => (None, None),
-            Some(Position::Rank { rank, seq }) => (Some(*rank), Some(*seq)),
-            Some(_) => {
-                return Err(crate::domain::query::QueryError::BadCursor(
-                    "made for another order".into(),
-                )
-                .into());
-            }
-        };
-        let hidden = serde_json::to_string(hidden).unwrap_or_else(|_| "[]".into());
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {IMAGE_COLUMNS}, bm25(images_fts) AS score, i.seq,
-                    snippet(images_fts, -1, char(2), char(3), '…', 12)
-             FROM images_fts JOIN images i ON i.seq = images_fts.rowid
-             WHERE images_fts MATCH ?1
-               AND (?2 IS NULL OR i.category = ?2
-                    OR (i.category > ?2 || '/' AND i.category < ?2 || '0'))
-               AND i.category NOT IN (SELECT value FROM json_each(?3))
-               AND (?5 IS NULL OR bm25(images_fts) > ?5
-                    OR (bm25(images_fts) = ?5 AND i.seq > ?6))
-             ORDER BY score, i.seq LIMIT ?4"
-        ))?;
-        let rows = stmt.query_map(params![fts, category, hidden, limit, rank, seq], |r| {
-            Ok(Hit {
-                image: image_row(r)?,
-                position: Position::Rank {
-                    rank: r.get(10)?,
-                    seq: r.get(11)?,
-                },
-                snippet: fragments(&r.get::<_, String>(12)?),
-            })
-        })?;
-        collect(rows)
+        self.matches(words, category, hidden, after, limit)
     }
 }
 
 impl SqliteCatalog {
+    /// The images of `keys` (in a listing's order) with their positions.
+    pub(super) fn listed(&self, order: Order, keys: Vec<Key>) -> Result<Vec<Listed>, CatalogError> {
+        let ids: Vec<&str> = keys.iter().map(|(_, id)| id.as_str()).collect();
+        let mut rows = self.rows(&ids)?;
+        keys.into_iter()
+            .filter_map(|(key, id)| {
+                let image = rows.remove(&id)?;
+                let position = match (order, key) {
+                    (Order::Newest, _) => Position::Newest {
+                        created: image.created,
+                        id,
+                    },
+                    (Order::Name, Value::Text(key)) => Position::Name { key, id },
+                    (Order::Name, _) => return Some(Err(super::bad_column(0, "key"))),
+                };
+                Some(Ok(Listed { image, position }))
+            })
+            .collect()
+    }
+
     /// The rows of `ids`, by id, in one query.
     fn rows(&self, ids: &[&str]) -> Result<HashMap<String, Image>, CatalogError> {
         if ids.is_empty() {
@@ -208,13 +153,48 @@ impl SqliteCatalog {
     }
 }
 
+/// A listing's sort key (`created` or the name key) and the image's id.
+pub(super) type Key = (Value, String);
+
+/// The cursor as SQL parameters (the key, the id), checked against the order.
+pub(super) fn cursor_keys(
+    order: Order,
+    after: Option<&Position>,
+) -> Result<(Option<Value>, Option<&String>), CatalogError> {
+    match (order, after) {
+        (_, None) => Ok((None, None)),
+        (Order::Newest, Some(Position::Newest { created, id })) => {
+            Ok((Some(Value::Integer(*created)), Some(id)))
+        }
+        (Order::Name, Some(Position::Name { key, id })) => {
+            Ok((Some(Value::Text(key.clone())), Some(id)))
+        }
+        _ => {
+            Err(crate::domain::query::QueryError::BadCursor("made for another order".into()).into())
+        }
+    }
+}
+
+/// The SQL of a listing in `order`: the key's expression, the `ORDER BY`, and the condition
+/// "after the cursor" on `?2` (key) and `?3` (id) when there is one.
+pub(super) fn keyset(order: Order, after: bool) -> (&'static str, &'static str, &'static str) {
+    let (key_sql, sort) = match order {
+        Order::Newest => ("created", "created DESC, id"),
+        Order::Name => (NAME_KEY, "key COLLATE NOCASE, id"),
+    };
+    let cond = match (order, after) {
+        (_, false) => "",
+        (Order::Newest, true) => "AND created <= ?2 AND (created < ?2 OR id > ?3)",
+        (Order::Name, true) => {
+            "AND key COLLATE NOCASE >= ?2 AND (key COLLATE NOCASE > ?2 OR id > ?3)"
+        }
+    };
+    (key_sql, sort, cond)
+}
+
 /// The order of two keys of a listing, as SQLite orders them: creation time descending, or
 /// the name with `NOCASE` (ASCII letters folded, then bytes); then the id.
-fn compare(
-    order: Order,
-    a: &(rusqlite::types::Value, String),
-    b: &(rusqlite::types::Value, String),
-) -> Ordering {
+fn compare(order: Order, a: &Key, b: &Key) -> Ordering {
     use rusqlite::types::Value::{Integer, Text};
     let first = match (order, &a.0, &b.0) {
         (Order::Newest, Integer(x), Integer(y)) => y.cmp(x),
@@ -231,7 +211,7 @@ fn nocase(s: &str) -> impl Iterator<Item = u8> + '_ {
 
 /// A snippet marked with [`OPEN`] and [`CLOSE`] as fragments; the flattened metadata's line
 /// breaks (between values) become ` · `.
-fn fragments(marked: &str) -> Vec<Fragment> {
+pub(super) fn fragments(marked: &str) -> Vec<Fragment> {
     let mut out: Vec<Fragment> = Vec::new();
     let mut text = String::new();
     let mut is_match = false;

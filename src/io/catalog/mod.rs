@@ -23,8 +23,9 @@
 //! only by the server's user.
 //!
 //! The submodules split it by concern: `backend` (the traits and `Catalog`), `schema` (the tables and opening the file), `images`,
-//! `search`, `browse` (pages after a cursor), `categories` (the tree, stored with its counts, and
-//! its changes), `pending` (deletions and what they leave to remove), `removal`,
+//! `search`, `browse` (pages after a cursor), `below` (pages of a whole subtree), `matches`
+//! (pages of full-text matches), `categories` (the tree, stored with its counts, and its
+//! changes), `pending` (deletions and what they leave to remove), `removal`,
 //! `users` (roles, password hashes, the disabled flag), `groups`, `keys` (API keys, rights and
 //! expiry), `sessions` (login sessions), `grants` (permissions on objects) and `error`. Everything is used as `catalog::X`.
 
@@ -33,6 +34,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 
 mod backend;
+mod below;
 mod browse;
 mod categories;
 mod error;
@@ -40,6 +42,7 @@ mod grants;
 mod groups;
 mod images;
 mod keys;
+mod matches;
 mod pending;
 mod removal;
 mod schema;
@@ -63,6 +66,7 @@ pub use grants::{ROOT_OBJECT, StoredGrant, category_object, normalize_object, ob
 pub use groups::Group;
 pub use images::{Image, Inserted, MAX_META_BYTES, NewImage, ext_of, format_of};
 pub use keys::{ApiKey, Rights, Secret};
+pub use matches::RANKED as RANKED_MATCHES;
 pub use pending::{Deleted, Doomed, Intent, PendingDelete, Swept};
 pub use removal::{CLAIM_LEASE, Claim, Claimed, UPLOAD_WAIT};
 pub use search::{MAX_PER_PAGE, Page, Query};
