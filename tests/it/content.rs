@@ -81,6 +81,18 @@ fn upload(
         .run()
 }
 
+/// `user`'s session (cookie, CSRF token) after they uploaded the rocket photo into `/travel`
+/// through the page, with `fields` besides.
+fn uploaded(site: &Site, user: &str, fields: &[(&str, &str)]) -> (String, String) {
+    let (cookie, token) = session(site, user);
+    let mut all = vec![("csrf_token", token.as_str()), ("category", "/travel")];
+    all.extend_from_slice(fields);
+    let photo = ("rocket.jpg", fixture_bytes("photo-rocket-640x427.jpg"));
+    let r = upload(site, &cookie, &all, &[photo]);
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    (cookie, token)
+}
+
 pub(crate) fn catalog(site: &Site) -> Catalog {
     Catalog::open(&load(site).state.catalog_path()).unwrap()
 }
@@ -307,14 +319,7 @@ fn upload_browse_edit_move_search_and_delete_without_javascript() {
 #[test]
 fn without_the_right_there_are_no_controls_and_forging_changes_nothing() {
     let site = site();
-    let (bob, bob_token) = session(&site, "bob");
-    let r = upload(
-        &site,
-        &bob,
-        &[("csrf_token", &bob_token), ("category", "/travel")],
-        &[("rocket.jpg", fixture_bytes("photo-rocket-640x427.jpg"))],
-    );
-    assert_eq!(r.status, 200);
+    uploaded(&site, "bob", &[]);
     let before = images(&site);
     let id = before[0].id.clone();
     let file = stored(&site, &id).unwrap();
@@ -378,14 +383,7 @@ fn without_the_right_there_are_no_controls_and_forging_changes_nothing() {
 #[test]
 fn a_missing_or_wrong_csrf_token_is_refused_and_changes_nothing() {
     let site = site();
-    let (bob, token) = session(&site, "bob");
-    let r = upload(
-        &site,
-        &bob,
-        &[("csrf_token", &token), ("category", "/travel")],
-        &[("rocket.jpg", fixture_bytes("photo-rocket-640x427.jpg"))],
-    );
-    assert_eq!(r.status, 200);
+    let (bob, _) = uploaded(&site, "bob", &[]);
     let before = images(&site);
     let id = before[0].id.as_str().to_string();
     let updated = before[0].updated.to_string();
@@ -529,18 +527,7 @@ fn markup_is_shown_as_text_on_every_page() {
 #[test]
 fn one_users_pages_never_carry_anothers_state() {
     let site = site();
-    let (bob, token) = session(&site, "bob");
-    let r = upload(
-        &site,
-        &bob,
-        &[
-            ("csrf_token", &token),
-            ("category", "/travel"),
-            ("meta.title", "Kept"),
-        ],
-        &[("rocket.jpg", fixture_bytes("photo-rocket-640x427.jpg"))],
-    );
-    assert_eq!(r.status, 200);
+    let (bob, _) = uploaded(&site, "bob", &[("meta.title", "Kept")]);
     let image = images(&site).remove(0);
     let id = image.id.as_str().to_string();
     // ann's edit that fails (a stale form): her typed values come back to her only.
@@ -583,14 +570,7 @@ fn one_users_pages_never_carry_anothers_state() {
 #[test]
 fn the_category_tree_is_managed_with_only_the_allowed_controls() {
     let site = site();
-    let (bob, token) = session(&site, "bob");
-    let r = upload(
-        &site,
-        &bob,
-        &[("csrf_token", &token), ("category", "/travel")],
-        &[("rocket.jpg", fixture_bytes("photo-rocket-640x427.jpg"))],
-    );
-    assert_eq!(r.status, 200);
+    let (bob, token) = uploaded(&site, "bob", &[]);
     let change = |cookie: &str, token: &str, fields: &[(&str, &str)]| {
         let mut all = vec![("csrf_token", token)];
         all.extend_from_slice(fields);

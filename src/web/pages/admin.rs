@@ -7,7 +7,6 @@ use askama::Template;
 
 use crate::domain::principal::Role;
 use crate::io::catalog::{ApiKey, Rights};
-use crate::io::http::form::{Form, Limits};
 use crate::io::http::{Request, RequestError, Response};
 use crate::usecases::error::Error;
 use crate::usecases::people;
@@ -116,14 +115,6 @@ fn done(page: &str, code: &str, who: &str) -> Response {
     ))
 }
 
-/// An error a form can show (the visitor's), or one to answer as an error page.
-fn shown(e: Error) -> Result<(u16, String), Error> {
-    match e.status() {
-        400 | 404 | 409 | 422 => Ok((e.status(), e.public_message())),
-        _ => Err(e),
-    }
-}
-
 /// `GET /admin/users`, or the same page with a form's error.
 pub fn users<S: Site>(
     site: &S,
@@ -167,7 +158,7 @@ pub fn users<S: Site>(
 
 /// `POST /admin/users`: `user`, `role`, `password` (optional).
 pub fn add_user<S: Site>(site: &S, req: &Request, v: &Visitor) -> Result<Response, Error> {
-    let form = Form::read(req, &Limits::default(), |_, _| Ok(())).map_err(RequestError::from)?;
+    let form = view::form(req)?;
     let name = form.get("user").unwrap_or("").trim().to_string();
     let role: Role = form
         .get("role")
@@ -179,13 +170,13 @@ pub fn add_user<S: Site>(site: &S, req: &Request, v: &Visitor) -> Result<Respons
         people::add_user(d.catalog, &d.actor, &name, role, password)
     }) {
         Ok(_) => Ok(done("users", "user-added", &name)),
-        Err(e) => users(site, req, v, Some(shown(e)?)),
+        Err(e) => users(site, req, v, Some(view::shown(e)?)),
     }
 }
 
 /// `POST /admin/groups`: `action` `add` or `delete`, `group`.
 pub fn groups<S: Site>(site: &S, req: &Request, v: &Visitor) -> Result<Response, Error> {
-    let form = Form::read(req, &Limits::default(), |_, _| Ok(())).map_err(RequestError::from)?;
+    let form = view::form(req)?;
     let name = form.get("group").unwrap_or("").trim().to_string();
     let result = match form.get("action") {
         Some("add") => site
@@ -200,7 +191,7 @@ pub fn groups<S: Site>(site: &S, req: &Request, v: &Visitor) -> Result<Response,
     };
     match result {
         Ok(code) => Ok(done("users", code, &name)),
-        Err(e) => users(site, req, v, Some(shown(e)?)),
+        Err(e) => users(site, req, v, Some(view::shown(e)?)),
     }
 }
 
@@ -250,7 +241,7 @@ pub fn show_user<S: Site>(site: &S, req: &Request, v: &Visitor) -> Result<Respon
 /// `POST /admin/user`: `user` and `action`: `role` (`role`), `groups` (`group` for each),
 /// `password` (`password`), `disable`, `enable`, `delete`.
 pub fn change_user<S: Site>(site: &S, req: &Request, v: &Visitor) -> Result<Response, Error> {
-    let form = Form::read(req, &Limits::default(), |_, _| Ok(())).map_err(RequestError::from)?;
+    let form = view::form(req)?;
     let name = form.get("user").unwrap_or("").to_string();
     let page = format!("user?{}", query(&[("user", &name)]));
     let result = site.desk(v, |d| {
@@ -300,7 +291,7 @@ pub fn change_user<S: Site>(site: &S, req: &Request, v: &Visitor) -> Result<Resp
             "{page}&{}",
             query(&[("done", code), ("who", &name)])
         ))),
-        Err(e) => user(site, req, v, &name, Some(shown(e)?)),
+        Err(e) => user(site, req, v, &name, Some(view::shown(e)?)),
     }
 }
 
@@ -366,7 +357,7 @@ const MAX_DAYS: i64 = 36_500;
 /// `POST /admin/keys`: `action=add` with `user`, `rights` (each), `expires_days` — the page
 /// answers with the secret (shown once, never stored in a URL) — or `action=revoke` with `key`.
 pub fn change_keys<S: Site>(site: &S, req: &Request, v: &Visitor) -> Result<Response, Error> {
-    let form = Form::read(req, &Limits::default(), |_, _| Ok(())).map_err(RequestError::from)?;
+    let form = view::form(req)?;
     match form.get("action") {
         Some("revoke") => {
             let id = form.get("key").unwrap_or("").to_string();
@@ -374,7 +365,7 @@ pub fn change_keys<S: Site>(site: &S, req: &Request, v: &Visitor) -> Result<Resp
                 people::revoke_key(d.records, d.catalog, &d.actor, &id)
             }) {
                 Ok(_) => Ok(done("keys", "revoked", &id)),
-                Err(e) => keys_page(site, req, v, None, Some(shown(e)?)),
+                Err(e) => keys_page(site, req, v, None, Some(view::shown(e)?)),
             }
         }
         Some("add") => {
@@ -411,7 +402,7 @@ pub fn change_keys<S: Site>(site: &S, req: &Request, v: &Visitor) -> Result<Resp
                 people::add_key(d.catalog, &d.actor, &user, rights, expires)
             }) {
                 Ok(key) => keys_page(site, req, v, Some(key), None),
-                Err(e) => keys_page(site, req, v, None, Some(shown(e)?)),
+                Err(e) => keys_page(site, req, v, None, Some(view::shown(e)?)),
             }
         }
         _ => Err(RequestError::BadBody("action: add or revoke".into()).into()),

@@ -8,7 +8,6 @@ use crate::domain::cursor::Order;
 use crate::domain::original::OriginalId;
 use crate::domain::permission::Privilege;
 use crate::io::catalog::{self, CatalogError};
-use crate::io::http::form::{Form, Limits};
 use crate::io::http::{Request, RequestError, Response};
 use crate::usecases::browse::{self, Card, Listing};
 use crate::usecases::error::Error;
@@ -142,7 +141,7 @@ const MAX_MOVE: usize = 1000;
 /// `POST /admin/move` (`id` once per image, `category`): every image is checked first (edit
 /// on it and on the target), then all are moved; back to the target category.
 pub fn submit<S: Site>(site: &S, req: &Request, v: &Visitor) -> Result<Response, Error> {
-    let form = Form::read(req, &Limits::default(), |_, _| Ok(())).map_err(RequestError::from)?;
+    let form = view::form(req)?;
     let target = form.get("category").unwrap_or("").trim();
     if target.is_empty() {
         return Err(

@@ -7,7 +7,6 @@ use askama::Template;
 
 use crate::domain::permission::Privilege;
 use crate::io::catalog;
-use crate::io::http::form::{Form, Limits};
 use crate::io::http::{Request, RequestError, Response};
 use crate::usecases::browse;
 use crate::usecases::categories::{self, Allowed};
@@ -92,7 +91,7 @@ pub fn show<S: Site>(
 /// `POST /admin/categories`: `category` and `action`: `create` (`name`, a new category
 /// below it), `move` (`to`, its new path) or `delete`.
 pub fn change<S: Site>(site: &S, req: &Request, v: &Visitor) -> Result<Response, Error> {
-    let form = Form::read(req, &Limits::default(), |_, _| Ok(())).map_err(RequestError::from)?;
+    let form = view::form(req)?;
     let category = form.get("category").unwrap_or("/").to_string();
     let result = site.desk(v, |d| {
         let (config, records) = (d.config, d.records);
@@ -131,12 +130,10 @@ pub fn change<S: Site>(site: &S, req: &Request, v: &Visitor) -> Result<Response,
             "categories?{}",
             query(&[("category", &path), ("done", done)])
         ))),
-        Err(e) if matches!(e.status(), 400 | 404 | 409) => {
-            let (status, message) = (e.status(), e.public_message());
-            let mut req = req.clone();
-            req.query = query(&[("category", &category)]);
-            show(site, &req, v, Some((status, message)))
+        Err(e) => {
+            let shown = view::shown(e)?;
+            let req = view::again(req, query(&[("category", &category)]));
+            show(site, &req, v, Some(shown))
         }
-        Err(e) => Err(e),
     }
 }

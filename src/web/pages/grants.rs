@@ -7,7 +7,6 @@ use askama::Template;
 use crate::domain::permission::{Grant, Grantee, Privilege};
 use crate::domain::principal::Method;
 use crate::io::catalog;
-use crate::io::http::form::{Form, Limits};
 use crate::io::http::{Request, RequestError, Response};
 use crate::usecases::browse;
 use crate::usecases::error::Error;
@@ -107,7 +106,7 @@ pub fn show<S: Site>(
 /// `POST /admin/grants`: `category` and `action`: `grant` (`grantee`, `privilege`), `revoke`
 /// (`grantee`) or `inherit` (`inherit` `on`/`off`); logged, back to the page.
 pub fn change<S: Site>(site: &S, req: &Request, v: &Visitor) -> Result<Response, Error> {
-    let form = Form::read(req, &Limits::default(), |_, _| Ok(())).map_err(RequestError::from)?;
+    let form = view::form(req)?;
     let raw = form.get("category").unwrap_or("/").to_string();
     let bad = |e: String| Error::from(RequestError::BadBody(e));
     let result = site.desk(v, |d| {
@@ -157,12 +156,10 @@ pub fn change<S: Site>(site: &S, req: &Request, v: &Visitor) -> Result<Response,
             "grants?{}",
             query(&[("category", &category)])
         ))),
-        Err(e) if matches!(e.status(), 400 | 404 | 409) => {
-            let (status, message) = (e.status(), e.public_message());
-            let mut req = req.clone();
-            req.query = query(&[("category", &raw)]);
-            show(site, &req, v, Some((status, message)))
+        Err(e) => {
+            let shown = view::shown(e)?;
+            let req = view::again(req, query(&[("category", &raw)]));
+            show(site, &req, v, Some(shown))
         }
-        Err(e) => Err(e),
     }
 }

@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 use crate::domain::original::OriginalId;
 use crate::domain::permission::Privilege;
 use crate::io::catalog::{self, CatalogError, Image};
-use crate::io::http::form::{Form, Limits};
-use crate::io::http::{Request, RequestError, Response};
+use crate::io::http::form::Form;
+use crate::io::http::{Request, Response};
 use crate::usecases::browse::{self, Thumbnail};
 use crate::usecases::error::Error;
 use crate::usecases::records::Change;
@@ -299,7 +299,7 @@ pub fn save<S: Site>(
     v: &Visitor,
     id: &OriginalId,
 ) -> Result<Response, Error> {
-    let form = Form::read(req, &Limits::default(), |_, _| Ok(())).map_err(RequestError::from)?;
+    let form = view::form(req)?;
     let (image, _) = load(site, v, id, Privilege::Edit)?;
     let typed_again = |message: String| -> Result<Response, Error> {
         Ok(edit_page(
@@ -400,7 +400,11 @@ mod tests {
     use super::*;
 
     fn form(body: &str) -> Form {
-        crate::io::http::form::urlencoded(body.as_bytes(), &Limits::default()).unwrap()
+        crate::io::http::form::urlencoded(
+            body.as_bytes(),
+            &crate::io::http::form::Limits::default(),
+        )
+        .unwrap()
     }
 
     #[test]

@@ -4,8 +4,7 @@
 
 use askama::Template;
 
-use crate::io::http::form::{Form, Limits};
-use crate::io::http::{Request, RequestError, Response};
+use crate::io::http::{Request, Response};
 use crate::usecases::error::{AuthError, Error};
 use crate::usecases::session;
 
@@ -59,7 +58,7 @@ pub fn show<S: Site>(site: &S, req: &Request) -> Result<Response, Error> {
 pub fn submit<S: Site>(site: &S, req: &Request) -> Result<Response, Error> {
     // Login CSRF: another site's page must not log the visitor in as someone else.
     session::check_origin(req)?;
-    let form = Form::read(req, &Limits::default(), |_, _| Ok(())).map_err(RequestError::from)?;
+    let form = super::view::form(req)?;
     let user = form.get("user").unwrap_or("").trim();
     let password = form.get("password").unwrap_or("");
     let next = form

@@ -5,7 +5,6 @@
 use askama::Template;
 
 use crate::io::config::{self, Config};
-use crate::io::http::form::{Form, Limits};
 use crate::io::http::{Request, RequestError, Response};
 use crate::usecases::error::Error;
 use crate::usecases::status::{self, Probe};
@@ -158,7 +157,7 @@ fn page<S: Site>(
 /// `POST /admin/system` `action=evict`: one `imgserv-evict` run with the configured limits;
 /// the page again, saying what it did.
 pub fn change<S: Site>(site: &S, req: &Request, v: &Visitor) -> Result<Response, Error> {
-    let form = Form::read(req, &Limits::default(), |_, _| Ok(())).map_err(RequestError::from)?;
+    let form = view::form(req)?;
     let who = site.desk(v, |d| {
         people::require_admin(&d.actor)?;
         Ok(d.actor

@@ -4,8 +4,9 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::io::catalog::Category;
-use crate::io::http::RequestError;
 use crate::io::http::form::{self, Form, Limits};
+use crate::io::http::{Request, RequestError};
+use crate::usecases::error::Error;
 
 /// A query component: everything but unreserved characters and `/` encoded (a category
 /// path reads as itself).
@@ -24,6 +25,28 @@ pub fn query(pairs: &[(&str, &str)]) -> String {
         .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, COMPONENT)))
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// A page's form (urlencoded, or multipart without files).
+pub fn form(req: &Request) -> Result<Form, Error> {
+    Ok(Form::read(req, &Limits::default(), |_, _| Ok(())).map_err(RequestError::from)?)
+}
+
+/// An error a form shows above itself (the visitor's: `400`, `404`, `409`, `422`), as its
+/// status and words; any other is answered as an error page.
+pub fn shown(e: Error) -> Result<(u16, String), Error> {
+    match e.status() {
+        400 | 404 | 409 | 422 => Ok((e.status(), e.public_message())),
+        _ => Err(e),
+    }
+}
+
+/// The request for a page shown again after its form failed: the same, with `query`.
+pub fn again(req: &Request, query: String) -> Request {
+    Request {
+        query,
+        ..req.clone()
+    }
 }
 
 /// The page's query parameters.
