@@ -221,6 +221,7 @@ def main():
             "image page": f"image/{ids[0]}",
             "search, a word in 100 images": "search?q=w123&category=/photos",
             "search, a word in 10,000 images": "search?q=sunset&category=/photos",
+            "search, a word in every image": "search?q=photo&category=/photos",
         }
         for path in cases.values():
             for s in script.values():
