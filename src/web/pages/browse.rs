@@ -135,8 +135,8 @@ pub fn show<S: Site>(site: &S, req: &Request, v: &Visitor) -> Result<Response, E
     Ok(html(200, view.render()))
 }
 
-/// The most images one move form may carry.
-const MAX_MOVE: usize = 1000;
+/// The most images one move form may carry (a form has at most 256 fields).
+const MAX_MOVE: usize = 200;
 
 /// `POST /admin/move` (`id` once per image, `category`): every image is checked first (edit
 /// on it and on the target), then all are moved; back to the target category.

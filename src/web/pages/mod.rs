@@ -1,8 +1,14 @@
 //! The dashboard's pages under `/admin/`: server-rendered HTML from the compile-time-checked
-//! templates in `templates/`, one module per page family (`login`, `home`) beside the shared
-//! ones (`layout`: the frame, security headers and safe links; `assets`: the stylesheet and
-//! script; `errors`: errors as pages). Handlers are thin: logins, sessions and CSRF are
-//! `usecases::session`'s and `usecases::auth`'s.
+//! templates in `templates/`, one module per page family — `login`, `home`, `browse` (and the
+//! move of selected images), `image` (an image, its edit and delete), `search`, `upload`,
+//! `categories`, and for administrators `admin` (users, groups, API keys), `grants` and
+//! `system` (cache, status, configuration) — beside the shared ones (`layout`: the frame,
+//! security headers and safe links; `view`: links, dates, sizes, the tree, forms; `embed`: the
+//! URLs to embed an image; `assets`: the stylesheet and script; `errors`: errors as pages).
+//! Handlers are thin: what they read and change is the use cases' (`browse`, `categories`,
+//! `people`, `permissions`, `session`, `auth`), through [`Site`], and every change is checked
+//! and logged there or in the REST code it shares ([`Site::upload`], [`Site::change`],
+//! [`Site::delete`]).
 //!
 //! Every page but the login page and the assets needs a logged-in caller (a session, or
 //! `REMOTE_USER` when `[auth] methods` lists `remote_user`): a `GET` without one is sent to the
