@@ -642,3 +642,45 @@ fn the_category_tree_is_managed_with_only_the_allowed_controls() {
     }
     assert!(images(&site).iter().all(|i| i.category == "/trips"));
 }
+
+#[test]
+fn a_private_images_thumbnail_comes_through_a_checked_route() {
+    let site = site();
+    let (bob, _) = uploaded(&site, "bob", &[]);
+    let id = images(&site)[0].id.as_str().to_string();
+    // /travel made private: only bob, its creator, holds a grant there.
+    catalog(&site)
+        .set_inherit("category:/travel", false)
+        .unwrap();
+    let html = get(&site, "/admin/browse?category=/travel", &bob).body_text();
+    let src = format!("src=\"./image/{id}/thumbnail\"");
+    assert!(html.contains(&src), "{src} in {html}");
+    let image = get(&site, &format!("/admin/image/{id}"), &bob).body_text();
+    assert!(
+        image.contains(&format!("src=\"../image/{id}/thumbnail\"")),
+        "{image}"
+    );
+    let thumb = get(&site, &format!("/admin/image/{id}/thumbnail"), &bob);
+    assert_eq!(thumb.status, 200, "{}", thumb.body_text());
+    assert_eq!(thumb.header("content-type"), Some("image/jpeg"));
+    assert_eq!(
+        thumb.header("cache-control"),
+        Some("private, max-age=86400")
+    );
+    let (format, size) = crate::redirector::dims(&thumb.body);
+    assert_eq!(format, imgserv::domain::format::Format::Jpeg);
+    assert!(size.width <= 240 && size.height <= 240, "{size:?}");
+    // carl may not view /travel now: refused, and nobody is sent to log in.
+    let (carl, _) = session(&site, "carl");
+    let r = get(&site, &format!("/admin/image/{id}/thumbnail"), &carl);
+    assert_eq!(r.status, 403, "{}", r.body_text());
+    let r = page(
+        &site,
+        "GET",
+        &format!("/admin/image/{id}/thumbnail"),
+        None,
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 303);
+}

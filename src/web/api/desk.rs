@@ -3,15 +3,17 @@
 //! routes make (upload, change, delete), so a page and a REST call cannot disagree.
 
 use crate::domain::original::OriginalId;
+use crate::domain::permission::Privilege;
 use crate::domain::principal::Principal;
-use crate::io::catalog::{Image, Inserted};
+use crate::io::catalog::{CatalogError, Image, Inserted};
 use crate::io::config::Config;
-use crate::io::http::Request;
 use crate::io::http::cookie::SetCookie;
+use crate::io::http::{Request, Response};
 use crate::usecases::error::Error;
 use crate::usecases::ingest::Upload;
 use crate::usecases::records::Change;
 use crate::usecases::session::Session;
+use crate::usecases::variant;
 use crate::web::pages::{Desk, Site, Visitor};
 
 use super::App;
@@ -79,5 +81,30 @@ impl Site for App {
 
     fn delete(&self, visitor: &Visitor, id: &OriginalId) -> Result<(), Error> {
         self.delete_image(&caller(visitor), id)
+    }
+
+    fn thumbnail(&self, visitor: &Visitor, id: &OriginalId) -> Result<Response, Error> {
+        let caller = caller(visitor);
+        let image = self.with_catalog(|c| {
+            let image =
+                (self.records.image(c, id)?).ok_or_else(|| CatalogError::NotFound(id.clone()))?;
+            self.require_image(c, &caller, Privilege::View, &image)?;
+            Ok(image)
+        })?;
+        let store = self.store()?;
+        let bbox = self.config.dashboard.thumbnail;
+        let v = self.with_cache(|cache| {
+            let plan = variant::plan_stored(&self.config, cache, store, &image, bbox)?;
+            if self.config.cache.variants_on_disk {
+                variant::realize(&self.config, cache, plan)
+            } else {
+                variant::render_only(&self.config, plan)
+            }
+        })?;
+        // Whoever may view it now: never kept by a shared cache, and asked again within a day.
+        let mut resp = self.direct(v)?;
+        resp.headers
+            .retain(|(name, _)| !name.eq_ignore_ascii_case("cache-control"));
+        Ok(resp.with_header("Cache-Control", "private, max-age=86400"))
     }
 }

@@ -118,8 +118,11 @@ pub fn show<S: Site>(site: &S, req: &Request, v: &Visitor) -> Result<Response, E
         "/" => "Browse".to_string(),
         c => format!("Browse {c}"),
     };
+    let layout = Layout::new(&req.path, v);
+    let mut cards = page.items;
+    view::thumbnails(site.config(), &layout.root, cards.iter_mut());
     let view = BrowsePage {
-        layout: Layout::new(&req.path, v),
+        layout,
         heading,
         notice,
         category,
@@ -128,7 +131,7 @@ pub fn show<S: Site>(site: &S, req: &Request, v: &Visitor) -> Result<Response, E
         after,
         tree,
         tree_open,
-        cards: page.items,
+        cards,
         selectable,
         links,
     };

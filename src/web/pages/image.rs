@@ -144,9 +144,13 @@ pub fn show<S: Site>(
         })
         .map(|h| format!("{}://{h}", if req.https { "https" } else { "http" }));
     let (preview, (embeds, embed_note)) = site.desk(v, |d| {
+        let root = super::layout::root(&req.path);
         let preview = browse::cards(d.config, d.records, d.catalog, std::slice::from_ref(&image))?
             .pop()
-            .and_then(|c| c.thumbnail);
+            .map(|c| match c.thumbnail {
+                Some(t) => t,
+                None => view::checked_thumbnail(d.config, &root, &c),
+            });
         Ok((preview, embed::urls(d, &image, origin.as_deref())?))
     })?;
     let params = view::params(&req.query)?;

@@ -89,6 +89,10 @@ pub trait Site {
     fn change(&self, visitor: &Visitor, id: &OriginalId, change: &Change) -> Result<Image, Error>;
     /// Deletes an image, its original and its variants as `DELETE /api/images/{id}` does.
     fn delete(&self, visitor: &Visitor, id: &OriginalId) -> Result<(), Error>;
+    /// The dashboard's thumbnail of an image the public may not view (so no static URL
+    /// shows it), after checking that the visitor may: the variant's bytes, kept by no
+    /// shared cache.
+    fn thumbnail(&self, visitor: &Visitor, id: &OriginalId) -> Result<Response, Error>;
 }
 
 /// What a page reads with: the configuration, the record cache, a catalog connection and who
@@ -282,6 +286,11 @@ fn image_route<S: Site>(
         "delete" if get => with_visitor(site, req, |v| image::confirm(site, req, v, &id)),
         "delete" if post => changing(site, req, |v| image::delete(site, req, v, &id)),
         "edit" | "delete" => Err(method_not_allowed("GET, HEAD, POST")),
+        "thumbnail" if get => match required(site, req)? {
+            Ok(v) => site.thumbnail(&v, &id),
+            Err(to_login) => Ok(to_login),
+        },
+        "thumbnail" => Err(method_not_allowed("GET, HEAD")),
         _ => Err(RequestError::NoRoute(req.path.clone()).into()),
     }
 }

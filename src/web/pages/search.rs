@@ -72,9 +72,15 @@ pub fn show<S: Site>(site: &S, req: &Request, v: &Visitor) -> Result<Response, E
         };
         Ok((category, categories, page))
     })?;
-    let (results, next) = page.map_or((Vec::new(), None), |p| (p.items, p.next));
+    let (mut results, next) = page.map_or((Vec::new(), None), |p| (p.items, p.next));
+    let layout = Layout::new(&req.path, v);
+    view::thumbnails(
+        site.config(),
+        &layout.root,
+        results.iter_mut().map(|f| &mut f.image),
+    );
     let page = SearchPage {
-        layout: Layout::new(&req.path, v),
+        layout,
         first: href(&q, &category, None),
         next: next.as_deref().map(|n| href(&q, &category, Some(n))),
         q,

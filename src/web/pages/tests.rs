@@ -85,6 +85,9 @@ impl Site for Fake {
     fn delete(&self, _: &Visitor, _: &OriginalId) -> Result<(), Error> {
         Err(RequestError::NoRoute("delete".into()).into())
     }
+    fn thumbnail(&self, _: &Visitor, _: &OriginalId) -> Result<Response, Error> {
+        Err(RequestError::NoRoute("thumbnail".into()).into())
+    }
 }
 
 fn req(method: &str, path: &str, cookie: bool, body: &str) -> Request {

@@ -3,9 +3,12 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+use crate::domain::geometry::{self, Size};
 use crate::io::catalog::Category;
+use crate::io::config::Config;
 use crate::io::http::form::{self, Form, Limits};
 use crate::io::http::{Request, RequestError};
+use crate::usecases::browse::{Card, Thumbnail};
 use crate::usecases::error::Error;
 
 /// A query component: everything but unreserved characters and `/` encoded (a category
@@ -52,6 +55,27 @@ pub fn again(req: &Request, query: String) -> Request {
 /// The page's query parameters.
 pub fn params(raw: &str) -> Result<Form, RequestError> {
     form::urlencoded(raw.as_bytes(), &Limits::default()).map_err(RequestError::from)
+}
+
+/// A card's thumbnail when no static URL shows it (the public may not view the image, or its
+/// box needs a signature): the page's own checked route, `image/<id>/thumbnail` from `root`.
+pub fn checked_thumbnail(config: &Config, root: &str, card: &Card) -> Thumbnail {
+    let original = Size::new(card.width, card.height);
+    let size = geometry::fit(original, config.dashboard.thumbnail, config.cache.raster);
+    Thumbnail {
+        url: format!("{root}image/{}/thumbnail", card.id),
+        width: size.width,
+        height: size.height,
+    }
+}
+
+/// Every card's thumbnail: [`checked_thumbnail`] where no static URL shows it.
+pub fn thumbnails<'c>(config: &Config, root: &str, cards: impl Iterator<Item = &'c mut Card>) {
+    for card in cards {
+        if card.thumbnail.is_none() {
+            card.thumbnail = Some(checked_thumbnail(config, root, card));
+        }
+    }
 }
 
 /// A Unix time in milliseconds as `2026-12-02 07:50 UTC`.
