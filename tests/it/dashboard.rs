@@ -169,6 +169,23 @@ pub(crate) fn assert_focus_visible(b: &Browser) -> String {
     what
 }
 
+/// Logs out with the header's button: back on the login page, and the dashboard (`admin`)
+/// sends the browser there again.
+pub(crate) fn log_out(b: &Browser, admin: &str) {
+    b.find("form[action$='logout'] button").click_and_wait();
+    assert!(
+        b.current_url().contains("/admin/login"),
+        "{}",
+        b.current_url()
+    );
+    b.goto(admin);
+    assert!(
+        b.current_url().contains("/admin/login"),
+        "{}",
+        b.current_url()
+    );
+}
+
 /// Checks the page at phone width: nothing serious for axe, nothing wider than the screen
 /// (no sideways scrolling), and a screenshot `NAME-phone`; back to the desktop window after.
 pub(crate) fn check_at_phone_width(b: &Browser, name: &str) {
@@ -252,18 +269,7 @@ fn login_home_and_logout_by_keyboard_are_accessible() {
     b.set_window_size(DESKTOP.0, DESKTOP.1);
 
     // Log out with the header's button: back on the login page, the session gone.
-    b.find("form[action$='logout'] button").click_and_wait();
-    assert!(
-        b.current_url().contains("/admin/login"),
-        "{}",
-        b.current_url()
-    );
-    b.goto(&admin);
-    assert!(
-        b.current_url().contains("/admin/login"),
-        "{}",
-        b.current_url()
-    );
+    log_out(&b, &admin);
 }
 
 #[test]

@@ -14,7 +14,8 @@ use serde_json::json;
 
 use crate::content::{catalog, images, stored, title};
 use crate::dashboard::{
-    check_at_phone_width, log_in, password_of, site_with, upload, upload_chosen, wait_until,
+    check_at_phone_width, log_in, log_out, password_of, site_with, upload, upload_chosen,
+    wait_until,
 };
 use crate::support::browser::{self, Browser, Element};
 use crate::support::{fixture_bytes, standalone};
@@ -285,18 +286,7 @@ fn upload_browse_edit_move_search_delete_and_log_out_in_a_browser() {
     assert_eq!(b.find("h1").text(), "Page not found");
 
     // Log out: the login page; the dashboard is closed again.
-    b.find("form[action$='logout'] button").click_and_wait();
-    assert!(
-        b.current_url().contains("/admin/login"),
-        "{}",
-        b.current_url()
-    );
-    b.goto(&admin);
-    assert!(
-        b.current_url().contains("/admin/login"),
-        "{}",
-        b.current_url()
-    );
+    log_out(&b, &admin);
 }
 
 #[test]
