@@ -248,6 +248,10 @@ pub trait Categories {
 pub trait Search {
     /// A page of images: newest first, or by relevance (bm25) when `q` has words.
     fn search(&self, query: &Query) -> Result<Page, CatalogError>;
+
+    /// How many images `query` matches (its `page` and `per_page` aside): the count alone,
+    /// without ranking or reading any.
+    fn count(&self, query: &Query) -> Result<u64, CatalogError>;
 }
 
 /// Pages after a cursor (keyset pagination): what the dashboard's Browse and Search pages and

@@ -67,35 +67,20 @@ impl Search for SqliteCatalog {
             }
             .into());
         }
-        let category = match query.category.as_deref() {
-            None => None,
-            Some(c) => Some(normalize_category(c)?).filter(|c| c != "/"),
-        };
+        let total = self.count(query)?;
+        let (category, hidden) = scope(query)?;
         let limit = i64::from(query.per_page);
         let offset = i64::from(query.page - 1) * limit;
-        // Descendants of '/a' are exactly the paths in ('/a/', '/a0'): '0' follows '/'.
-        let within =
-            "(?1 IS NULL OR i.category = ?1 OR (i.category > ?1 || '/' AND i.category < ?1 || '0'))
-            AND i.category NOT IN (SELECT value FROM json_each(?5))";
-        let hidden = serde_json::to_string(&query.hidden).unwrap_or_else(|_| "[]".into());
         let none = None::<i64>;
-        let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
-        let Some(q) = q else {
-            let total: i64 = self
-                .conn
-                .prepare_cached(&format!("SELECT count(*) FROM images i WHERE {within}"))?
-                .query_row(params![category, none, none, none, hidden], |r| r.get(0))?;
+        let Some(q) = words(query) else {
             let mut stmt = self.conn.prepare_cached(&format!(
-                "SELECT {IMAGE_COLUMNS} FROM images i WHERE {within}
+                "SELECT {IMAGE_COLUMNS} FROM images i WHERE {WITHIN}
                  ORDER BY i.created DESC, i.id LIMIT ?2 OFFSET ?3"
             ))?;
             let items = collect(
                 stmt.query_map(params![category, limit, offset, none, hidden], image_row)?,
             )?;
-            return Ok(Page {
-                items,
-                total: total as u64,
-            });
+            return Ok(Page { items, total });
         };
         let Some(fts) = fts_query(q) else {
             // Only punctuation: nothing can match a word that has no letters or digits.
@@ -104,25 +89,59 @@ impl Search for SqliteCatalog {
                 total: 0,
             });
         };
-        let total: i64 = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT count(*) FROM images_fts JOIN images i ON i.seq = images_fts.rowid
-                 WHERE images_fts MATCH ?4 AND {within}"
-            ))?
-            .query_row(params![category, none, none, fts, hidden], |r| r.get(0))?;
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {IMAGE_COLUMNS} FROM images_fts JOIN images i ON i.seq = images_fts.rowid
-             WHERE images_fts MATCH ?4 AND {within}
+             WHERE images_fts MATCH ?4 AND {WITHIN}
              ORDER BY bm25(images_fts), i.created DESC, i.id LIMIT ?2 OFFSET ?3"
         ))?;
         let items =
             collect(stmt.query_map(params![category, limit, offset, fts, hidden], image_row)?)?;
-        Ok(Page {
-            items,
-            total: total as u64,
-        })
+        Ok(Page { items, total })
     }
+
+    fn count(&self, query: &Query) -> Result<u64, CatalogError> {
+        let (category, hidden) = scope(query)?;
+        let none = None::<i64>;
+        let total: i64 = match words(query) {
+            None => self
+                .conn
+                .prepare_cached(&format!("SELECT count(*) FROM images i WHERE {WITHIN}"))?
+                .query_row(params![category, none, none, none, hidden], |r| r.get(0))?,
+            Some(q) => match fts_query(q) {
+                None => 0,
+                Some(fts) => self
+                    .conn
+                    .prepare_cached(&format!(
+                        "SELECT count(*) FROM images_fts JOIN images i ON i.seq = images_fts.rowid
+                         WHERE images_fts MATCH ?4 AND {WITHIN}"
+                    ))?
+                    .query_row(params![category, none, none, fts, hidden], |r| r.get(0))?,
+            },
+        };
+        Ok(total.max(0) as u64)
+    }
+}
+
+/// Within the query's category (and below it), leaving out the hidden categories: `?1` the
+/// category (`NULL` for everywhere), `?5` the hidden ones as a JSON array. Descendants of `/a`
+/// are exactly the paths in (`/a/`, `/a0`): `0` follows `/`.
+const WITHIN: &str =
+    "(?1 IS NULL OR i.category = ?1 OR (i.category > ?1 || '/' AND i.category < ?1 || '0'))
+     AND i.category NOT IN (SELECT value FROM json_each(?5))";
+
+/// The query's category (normalised; `None` for everywhere) and hidden categories (JSON).
+fn scope(query: &Query) -> Result<(Option<String>, String), CatalogError> {
+    let category = match query.category.as_deref() {
+        None => None,
+        Some(c) => Some(normalize_category(c)?).filter(|c| c != "/"),
+    };
+    let hidden = serde_json::to_string(&query.hidden).unwrap_or_else(|_| "[]".into());
+    Ok((category, hidden))
+}
+
+/// The query's words, if it has any.
+fn words(query: &Query) -> Option<&str> {
+    query.q.as_deref().map(str::trim).filter(|q| !q.is_empty())
 }
 
 /// A user's words as an FTS5 query that cannot be a syntax error: every word (split at
@@ -301,6 +320,22 @@ mod tests {
             "not a prefix match"
         );
         assert_eq!(page(None, Some("/"), 1, 100).total, 25);
+        // The count alone is the total, words or not, hidden categories left out.
+        for (q, cat, hidden, want) in [
+            (None, None, vec![], 25),
+            (Some("common"), Some("/odd"), vec![], 12),
+            (Some("common"), None, vec!["/even".to_string()], 12),
+            (None, Some("/od"), vec![], 0),
+            (Some("!!"), None, vec![], 0),
+        ] {
+            let query = Query {
+                q: q.map(Into::into),
+                category: cat.map(Into::into),
+                hidden,
+                ..Query::default()
+            };
+            assert_eq!(c.count(&query).unwrap(), want, "{q:?} {cat:?}");
+        }
         for (p, pp, name) in [(0, 10, "page"), (1, 0, "per_page"), (1, 101, "per_page")] {
             let err = c
                 .search(&Query {

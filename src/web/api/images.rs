@@ -295,7 +295,7 @@ impl App {
             });
             if first {
                 // What old clients read; counted on the first page only (a count costs what
-                // the listing's categories hold).
+                // the listing's categories hold; nothing is ranked for it).
                 let q = Query {
                     q: words.clone(),
                     category: category.clone(),
@@ -303,7 +303,7 @@ impl App {
                     per_page: 1,
                     hidden: self.permissions().hidden_categories(c, &actor)?,
                 };
-                body["total"] = c.search(&q)?.total.into();
+                body["total"] = c.count(&q)?.into();
             }
             Ok(body)
         })?;
