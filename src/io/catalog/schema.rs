@@ -512,6 +512,21 @@ mod tests {
         assert_eq!(now.unwrap().groups, ["darkroom"]);
     }
 
+    /// The names of the indexes made on `images` (not SQLite's own).
+    fn indexes(path: &Path) -> Vec<String> {
+        Connection::open(path)
+            .unwrap()
+            .prepare(
+                "SELECT name FROM sqlite_master
+                 WHERE type = 'index' AND tbl_name = 'images' AND sql IS NOT NULL ORDER BY name",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
     #[test]
     fn step_6_adds_the_browse_indexes_and_keeps_every_row() {
         let t = tempfile::tempdir().unwrap();
@@ -519,16 +534,6 @@ mod tests {
         made_before_migrations(&path, 2);
         migrated_to(&path, 5);
         let before = rows(&path);
-        let indexes = |path: &Path| -> Vec<String> {
-            Connection::open(path)
-                .unwrap()
-                .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'images' AND sql IS NOT NULL ORDER BY name")
-                .unwrap()
-                .query_map([], |r| r.get(0))
-                .unwrap()
-                .collect::<rusqlite::Result<_>>()
-                .unwrap()
-        };
         assert!(!indexes(&path).contains(&"images_category_name".to_string()));
         migrated_to(&path, 6);
         assert_eq!(user_version(&path), 6);
@@ -638,16 +643,6 @@ mod tests {
         made_before_migrations(&path, 2);
         migrated_to(&path, step);
         let before = rows(&path);
-        let indexes = |path: &Path| -> Vec<String> {
-            Connection::open(path)
-                .unwrap()
-                .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'images' AND sql IS NOT NULL ORDER BY name")
-                .unwrap()
-                .query_map([], |r| r.get(0))
-                .unwrap()
-                .collect::<rusqlite::Result<_>>()
-                .unwrap()
-        };
         assert!(indexes(&path).contains(&"images_listing".to_string()));
         migrated_to(&path, step + 1);
         assert_eq!(user_version(&path), step as i64 + 1);

@@ -87,8 +87,7 @@ fn required(value: Option<String>, name: &str) -> Result<String, Error> {
 impl App {
     /// `GET /api/categories`: the tree with counts, of what the caller may view.
     pub(super) fn categories(&self, m: &Matched<'_>) -> Result<Response, Error> {
-        let tree = self.with_catalog(|c| {
-            let actor = self.actor(c, &m.caller)?;
+        let tree = self.acting(&m.caller, |c, actor| {
             Ok(self.permissions().visible_categories(c, &actor)?)
         })?;
         Ok(super::images::json(200, &tree))
@@ -102,8 +101,7 @@ impl App {
     ) -> Result<Response, Error> {
         let [category] = fields(req, ["category"])?;
         let category = required(category, "category")?;
-        let path = self.with_catalog(|c| {
-            let actor = self.actor(c, &m.caller)?;
+        let path = self.acting(&m.caller, |c, actor| {
             categories::create(&self.config, &self.records, c, &actor, &category)
         })?;
         let body = json!({"path": path, "images": 0, "total": 0});
@@ -114,8 +112,7 @@ impl App {
     pub(super) fn move_category(&self, req: &Request, m: &Matched<'_>) -> Result<Response, Error> {
         let [from, to] = fields(req, ["from", "to"])?;
         let (from, to) = (required(from, "from")?, required(to, "to")?);
-        let done = self.with_catalog(|c| {
-            let actor = self.actor(c, &m.caller)?;
+        let done = self.acting(&m.caller, |c, actor| {
             categories::rename(&self.config, &self.records, c, &actor, &from, &to)
         })?;
         let body = json!({
@@ -137,8 +134,7 @@ impl App {
     ) -> Result<Response, Error> {
         let [category] = fields(req, ["category"])?;
         let category = required(category, "category")?;
-        let done = self.with_catalog(|c| {
-            let actor = self.actor(c, &m.caller)?;
+        let done = self.acting(&m.caller, |c, actor| {
             categories::delete(&self.config, &self.records, c, &actor, &category)
         })?;
         let body = json!({

@@ -59,9 +59,7 @@ impl Site for App {
         visitor: &Visitor,
         f: impl FnOnce(&mut Desk<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let caller = caller(visitor);
-        self.with_catalog(|catalog| {
-            let actor = self.actor(catalog, &caller)?;
+        self.acting(&caller(visitor), |catalog, actor| {
             f(&mut Desk {
                 config: &self.config,
                 records: &self.records,

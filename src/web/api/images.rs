@@ -233,8 +233,7 @@ impl App {
             None => Order::Newest,
             Some(text) => Order::parse(text)?,
         };
-        let body = self.with_catalog(|c| {
-            let actor = self.actor(c, &m.caller)?;
+        let body = self.acting(&m.caller, |c, actor| {
             let first = after.is_none();
             let (items, next) = match &words {
                 Some(q) => {
@@ -326,8 +325,7 @@ impl App {
             per_page,
             hidden: Vec::new(),
         };
-        let page = self.with_catalog(|c| {
-            let actor = self.actor(c, &m.caller)?;
+        let page = self.acting(&m.caller, |c, actor| {
             q.hidden = self.permissions().hidden_categories(c, &actor)?;
             Ok(c.search(&q)?)
         })?;

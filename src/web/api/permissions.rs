@@ -53,6 +53,19 @@ impl App {
         }
     }
 
+    /// Runs `f` with a pooled catalog connection and the caller as the permission rules see
+    /// them (what most routes start with).
+    pub(super) fn acting<T>(
+        &self,
+        caller: &Caller,
+        f: impl FnOnce(&mut Catalog, Actor) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.with_catalog(|c| {
+            let actor = self.actor(c, caller)?;
+            f(c, actor)
+        })
+    }
+
     /// `Ok` when the caller may do what `privilege` allows to `image`.
     pub(super) fn require_image(
         &self,
@@ -69,8 +82,7 @@ impl App {
     /// `GET /api/permissions/{object}`: the caller's privilege and why; for an administrator
     /// of the object, its own and inherited grants.
     pub(super) fn describe_permissions(&self, m: &Matched<'_>) -> Result<Response, Error> {
-        let described = self.with_catalog(|c| {
-            let actor = self.actor(c, &m.caller)?;
+        let described = self.acting(&m.caller, |c, actor| {
             self.permissions().describe(c, &actor, &object(m))
         })?;
         Ok(super::images::json(200, &described))
@@ -94,8 +106,7 @@ impl App {
         })?;
         let grantee: Grantee = body.grantee.parse().map_err(RequestError::BadBody)?;
         let object = &object(m);
-        let described = self.with_catalog(|c| {
-            let actor = self.actor(c, &m.caller)?;
+        let described = self.acting(&m.caller, |c, actor| {
             let perms = self.permissions();
             if req.method == "DELETE" {
                 perms.revoke(c, &actor, object, &grantee)?;
