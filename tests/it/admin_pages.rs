@@ -202,6 +202,7 @@ fn an_admin_manages_users_groups_and_keys() {
         "store",
         "auth.methods",
         "Evict now",
+        "none recorded yet",
     ] {
         assert!(html.contains(want), "{want} in {html}");
     }
@@ -213,6 +214,12 @@ fn an_admin_manages_users_groups_and_keys() {
     );
     assert_eq!(r.status, 200, "{}", r.body_text());
     assert!(r.body_text().contains("Evicted: "));
+    let html = get(&site, "/admin/system", &ann).body_text();
+    assert!(
+        !html.contains("none recorded yet"),
+        "the run is recorded: {html}"
+    );
+    assert!(site.state().join("last-evict.txt").is_file());
 }
 
 #[test]
